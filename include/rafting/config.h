@@ -1,0 +1,63 @@
+/*
+** config.h -- the cluster configuration, loaded from a Lua file.
+**
+** A config file is a Lua chunk that returns a table (see README, "Config").
+** rf_config_load() runs it in a fresh Lua state with no libraries but the
+** base ones, validates every field and fills an rf_config.  The rf_config
+** owns all of its strings and arrays; rf_config_free() releases them.
+*/
+#ifndef RAFTING_CONFIG_H
+#define RAFTING_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rf_node_conf {
+  uint64_t id;
+  char *peer_host; /* numeric IPv4/IPv6 or "localhost" */
+  int peer_port;
+  char *http_host;
+  int http_port;
+} rf_node_conf;
+
+typedef struct rf_config {
+  char *path;            /* the file it came from */
+  char *cluster;         /* cluster name, carried in every peer frame */
+  rf_node_conf *nodes;
+  size_t n_nodes;
+
+  /* timing */
+  int tick_ms;           /* default 10 */
+  int election_ticks;    /* default 30 (> heartbeat_ticks) */
+  int heartbeat_ticks;   /* default 5 */
+  int pre_vote;          /* default 1 */
+  int check_quorum;      /* default 1 */
+
+  /* storage: "memory", or a data directory ("%d" is replaced by the id) */
+  char *storage;
+  char *commands;        /* Lua file of extra commands, or NULL */
+
+  /* limits */
+  size_t max_frame_bytes;    /* peer frame, default 4 MiB */
+  size_t max_msg_bytes;      /* entry bytes per AppendEntries, default 1 MiB */
+  int max_inflight;          /* appends in flight per follower, default 64 */
+  size_t send_queue_bytes;   /* per peer, default 8 MiB */
+  size_t max_body_bytes;     /* HTTP body, default 1 MiB */
+  size_t max_header_bytes;   /* HTTP headers in total, default 8 KiB */
+  size_t max_url_bytes;      /* default 4 KiB */
+  int max_connections;       /* HTTP connections per node, default 1024 */
+  int idle_timeout_ms;       /* keep-alive idle, default 30000 */
+  int request_timeout_ms;    /* whole request must arrive in, default 10000 */
+  int forward_timeout_ms;    /* follower -> leader hop, default 5000 */
+} rf_config;
+
+/*
+** Load and validate path.  On failure returns -1 and writes a message naming
+** the file, the field and what is wrong (e.g. "config/x.lua: nodes[2].id:
+** duplicate id 1") into err.  The caller exits 2 with it.
+*/
+int rf_config_load(const char *path, rf_config *out, char *err, size_t errlen);
+void rf_config_free(rf_config *c);
+const rf_node_conf *rf_config_node(const rf_config *c, uint64_t id);
+
+#endif

@@ -1,0 +1,219 @@
+/*
+** raft.h -- the pure Raft core.
+**
+** A deterministic Raft state machine in the style of etcd's RawNode: no I/O,
+** no clock, no globals, no libuv.  Inputs are raft_tick(), raft_step(),
+** raft_propose(), raft_read_index() and raft_campaign(); the output is a
+** ready batch (raft_ready_get()) acknowledged by raft_advance().
+**
+** The ready contract: the runtime persists rd.hs and rd.entries (truncating
+** its log from rd.entries[0].index first) *before* it sends any of rd.msgs,
+** then applies rd.committed in order, then calls raft_advance().  At most one
+** ready is outstanding; tick/step/propose may be called while it is (e.g.
+** while an fsync runs).  A leader only counts itself in a quorum for entries
+** that an advanced ready has made durable.
+**
+** Memory: the core copies everything it keeps from its inputs (messages,
+** proposal data, restored log).  Everything a raft_ready points to is owned
+** by the core and stays valid until the matching raft_advance().
+**
+** Errors are negative RAFT_E* codes; 0 is success.
+*/
+#ifndef RAFTING_RAFT_H
+#define RAFTING_RAFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RAFT_NONE 0       /* "no node": node ids are > 0 */
+#define RAFT_MAX_NODES 64 /* voters (and later learners) per cluster */
+
+enum {
+  RAFT_OK = 0,
+  RAFT_ENOTLEADER = -1, /* proposal or read on a non-leader; see leader hint */
+  RAFT_ENOMEM = -2,
+  RAFT_EINVAL = -3,     /* malformed input (bad config, message to someone else) */
+  RAFT_EBUSY = -4,      /* a ready is already outstanding / transfer pending */
+  RAFT_ETOOBIG = -5,    /* proposal larger than max_msg_bytes */
+  RAFT_ENOTREADY = -6   /* leader has not committed an entry of its term yet */
+};
+
+typedef enum {
+  RAFT_FOLLOWER = 0,
+  RAFT_PRECANDIDATE,
+  RAFT_CANDIDATE,
+  RAFT_LEADER
+} raft_role;
+
+typedef enum {
+  RAFT_ENTRY_NORMAL = 0, /* a client command: data is opaque to the core */
+  RAFT_ENTRY_NOOP = 1,   /* appended by a new leader (§5.4.2, §8) */
+  RAFT_ENTRY_CONF = 2    /* membership change (a later issue) */
+} raft_entry_type;
+
+typedef struct raft_entry {
+  uint64_t term;
+  uint64_t index;
+  int type;           /* raft_entry_type */
+  size_t len;
+  const uint8_t *data;
+} raft_entry;
+
+typedef struct raft_hard_state {
+  uint64_t term;
+  uint64_t vote;
+  uint64_t commit;
+} raft_hard_state;
+
+typedef enum {
+  RAFT_MSG_PREVOTE = 1,
+  RAFT_MSG_PREVOTE_RESP,
+  RAFT_MSG_VOTE,
+  RAFT_MSG_VOTE_RESP,
+  RAFT_MSG_APPEND,
+  RAFT_MSG_APPEND_RESP,
+  RAFT_MSG_HEARTBEAT,
+  RAFT_MSG_HEARTBEAT_RESP,
+  RAFT_MSG_SNAPSHOT,      /* reserved: InstallSnapshot (durability issue) */
+  RAFT_MSG_SNAPSHOT_RESP, /* reserved */
+  RAFT_MSG_TIMEOUT_NOW,   /* leadership transfer: start an election now */
+  RAFT_MSG_TYPE_MAX = RAFT_MSG_TIMEOUT_NOW
+} raft_msg_type;
+
+/*
+** One message between cores.  Field use by type:
+**   PREVOTE/VOTE:     index/log_term = candidate's last log index/term.
+**                     A PREVOTE carries the term the sender *would* use.
+**   *_RESP (votes):   reject = 1 when the vote is denied.
+**   APPEND:           index/log_term = prev entry; entries; commit.
+**   APPEND_RESP:      success: index = last index now matching the leader.
+**                     reject: index = the prev index that failed, and
+**                     hint_index/hint_term = the follower's conflict hint
+**                     (its last index <= index, and the term there) so the
+**                     leader can skip a whole term per round trip.
+**   HEARTBEAT:        commit (min of leader commit and follower match);
+**                     context = read-index round (0 if none).
+**   HEARTBEAT_RESP:   context echoed.
+*/
+typedef struct raft_msg {
+  raft_msg_type type;
+  uint64_t from;
+  uint64_t to;
+  uint64_t term;
+  uint64_t index;
+  uint64_t log_term;
+  uint64_t commit;
+  int reject;
+  uint64_t hint_index;
+  uint64_t hint_term;
+  uint64_t context;
+  size_t n_entries;
+  const raft_entry *entries;
+} raft_msg;
+
+typedef struct raft_config {
+  uint64_t id;              /* this node, > 0 */
+  const uint64_t *voters;   /* initial voter set, must contain id */
+  size_t n_voters;
+  int election_ticks;       /* base election timeout; actual is [e, 2e) */
+  int heartbeat_ticks;      /* < election_ticks */
+  uint64_t seed;            /* election jitter; same seed, same run */
+  size_t max_msg_bytes;     /* bound on entry bytes per APPEND (>= 1 entry) */
+  int max_inflight;         /* APPENDs in flight per follower when replicating */
+  int pre_vote;             /* §9.6 pre-vote, on by default */
+  int check_quorum;         /* leader steps down without a live majority */
+} raft_config;
+
+/* Fill a config with the defaults (10/1 ticks, 1 MiB, 256, both switches on). */
+void raft_config_default(raft_config *c);
+
+typedef struct raft_read_state {
+  uint64_t index; /* apply up to here, then the read is linearizable */
+  uint64_t ctx;   /* the caller's context from raft_read_index() */
+} raft_read_state;
+
+typedef struct raft_ready {
+  int hs_changed;               /* persist hs when set */
+  raft_hard_state hs;
+  const raft_entry *entries;    /* to persist, contiguous, ascending */
+  size_t n_entries;
+  const raft_msg *msgs;         /* to send after persisting */
+  size_t n_msgs;
+  const raft_entry *committed;  /* to apply, in order */
+  size_t n_committed;
+  const raft_read_state *reads; /* read-index rounds that became safe */
+  size_t n_reads;
+} raft_ready;
+
+typedef enum { RAFT_PR_PROBE = 0, RAFT_PR_REPLICATE } raft_progress_state;
+
+typedef struct raft_peer_status {
+  uint64_t id;
+  uint64_t match;
+  uint64_t next;
+  int state;        /* raft_progress_state */
+  int active;       /* heard from within the last election timeout */
+  int inflight;
+} raft_peer_status;
+
+typedef struct raft_status {
+  uint64_t id;
+  raft_role role;
+  uint64_t term;
+  uint64_t vote;
+  uint64_t leader;        /* RAFT_NONE when unknown */
+  uint64_t commit;
+  uint64_t applied;       /* last index handed out in a ready's committed */
+  uint64_t last_index;
+  uint64_t last_term;
+  uint64_t first_index;
+  uint64_t stable_index;  /* last index acknowledged durable */
+  size_t n_peers;         /* valid entries in peers, self included */
+  raft_peer_status peers[RAFT_MAX_NODES];
+} raft_status;
+
+typedef struct raft raft;
+
+/*
+** Create a core, restoring what was persisted: hs (may be NULL for a fresh
+** node) and the log entries log[0..n) with consecutive indexes starting at 1.
+** The restored commit is clamped to the log.  Returns NULL on bad config or
+** memory, with the reason in *err when err is not NULL.
+*/
+raft *raft_new(const raft_config *c, const raft_hard_state *hs,
+               const raft_entry *log, size_t n, int *err);
+void raft_free(raft *r);
+
+void raft_tick(raft *r);
+int raft_step(raft *r, const raft_msg *m);
+
+/* Append a command as leader.  On success *index and *term tell where it will
+** commit (if it does).  RAFT_ENOTLEADER otherwise; raft_leader() hints. */
+int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
+                 uint64_t *term);
+
+/* Start a linearizable read.  The matching raft_read_state appears in a later
+** ready once a quorum confirmed leadership; ctx is the caller's cookie. */
+int raft_read_index(raft *r, uint64_t ctx);
+
+/* Start an election now (skipping pre-vote), e.g. on TIMEOUT_NOW or in tests. */
+int raft_campaign(raft *r);
+
+int raft_has_ready(const raft *r);
+int raft_ready_get(raft *r, raft_ready *rd);
+void raft_advance(raft *r);
+
+void raft_status_get(const raft *r, raft_status *st);
+raft_role raft_role_of(const raft *r);
+uint64_t raft_leader(const raft *r);
+uint64_t raft_term(const raft *r);
+
+/* A view of entry `index` of the in-memory log (for checks and tests);
+** RAFT_EINVAL if out of range.  out->data is valid until the log changes. */
+int raft_log_entry(const raft *r, uint64_t index, raft_entry *out);
+
+const char *raft_strerror(int err);
+const char *raft_role_name(raft_role role);
+const char *raft_msg_type_name(raft_msg_type t);
+
+#endif

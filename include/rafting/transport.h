@@ -1,0 +1,110 @@
+/*
+** transport.h -- the peer transport: Raft messages over TCP on a libuv loop.
+**
+** Each node dials every peer and sends on that outbound connection only;
+** connections accepted on the listener are only read.  Frames are a 4-byte
+** big-endian length + a packed rafting.Envelope (rafting/codec.h).  An
+** outbound connection that fails or drops is redialed after an exponential
+** backoff with jitter, capped.  A bad inbound frame (over max_frame_bytes,
+** does not unpack, another cluster, not addressed to this node, from an
+** unknown node) closes that connection with a log line; nothing else stops.
+**
+** Sending never blocks: rf_transport_send() encodes and queues the frame
+** on the peer's connection, or drops it and says why (peer down, queue over
+** send_queue_bytes).  The Raft core retransmits what matters.
+**
+** Memory: the transport copies the config (strings, peers) at start.  A
+** message passed to recv is owned by the transport and valid only during
+** the callback.  rf_transport_send() copies m (encodes it) before return.
+** The transport frees itself once every handle closed after
+** rf_transport_close(); its done callback runs last.
+**
+** Callbacks (recv, peer_state, log) run on the loop thread and may call
+** rf_transport_send() and rf_transport_close(); none runs after
+** rf_transport_close() except done.  Errors are negative: libuv codes, the
+** RF_TRANSPORT_E* aliases below, or RF_CODEC_E* from encoding; a callback is
+** never called for a call that returned an error.
+*/
+#ifndef RAFTING_TRANSPORT_H
+#define RAFTING_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "rafting/raft.h"
+
+enum {
+  RF_TRANSPORT_EDOWN = UV_ENOTCONN,    /* no connection to the peer now */
+  RF_TRANSPORT_EFULL = UV_ENOBUFS,     /* peer's send queue over its bound */
+  RF_TRANSPORT_ETOOBIG = UV_EMSGSIZE,  /* frame over max_frame_bytes */
+  RF_TRANSPORT_ENOPEER = UV_ENOENT,    /* m->to is not a configured peer */
+  RF_TRANSPORT_ECLOSING = UV_ECANCELED /* rf_transport_close() was called */
+};
+
+enum { RF_LOG_DEBUG = 0, RF_LOG_INFO, RF_LOG_WARN, RF_LOG_ERROR };
+
+typedef struct rf_peer_addr {
+  uint64_t id;      /* > 0, not the node's own id */
+  const char *host; /* numeric IPv4/IPv6, or "localhost" */
+  int port;
+} rf_peer_addr;
+
+typedef struct rf_transport_config {
+  const char *cluster;       /* carried in and checked on every frame */
+  uint64_t self;             /* this node's id, > 0 */
+  const char *listen_host;   /* numeric IPv4/IPv6, or "localhost" */
+  int listen_port;           /* 0 picks a free port: rf_transport_port() */
+  const rf_peer_addr *peers; /* the other nodes */
+  size_t n_peers;
+  size_t max_frame_bytes;    /* envelope bytes per frame; 0: 4 MiB */
+  size_t send_queue_bytes;   /* per peer, >= a max frame; 0: 8 MiB */
+  unsigned backoff_min_ms;   /* first redial delay; 0: 50 */
+  unsigned backoff_max_ms;   /* cap; 0: 1000 */
+  uint64_t seed;             /* backoff jitter */
+  void *ud;                  /* passed to every callback */
+  /* A message addressed to this node; valid only during the call. */
+  void (*recv)(void *ud, const raft_msg *m);
+  /* The outbound connection to peer came up (1) or went down (0). */
+  void (*peer_state)(void *ud, uint64_t peer, int connected);
+  /* One event worth a log line, without newline; may be NULL. */
+  void (*log)(void *ud, int level, const char *msg);
+} rf_transport_config;
+
+typedef struct rf_transport rf_transport;
+
+typedef struct rf_peer_info {
+  int connected;
+  size_t queued_bytes;  /* handed to uv_write, not yet completed */
+  uint64_t sent;        /* frames queued since start */
+  uint64_t dropped;     /* frames refused: down, full or too big */
+} rf_peer_info;
+
+/*
+** Bind and listen, then start dialing every peer.  On success *out is the
+** transport.  On error nothing is running and *out is NULL (handles already
+** opened close on the loop's next run).
+*/
+int rf_transport_start(uv_loop_t *loop, const rf_transport_config *cfg,
+                       rf_transport **out);
+
+/* Encode m and queue it to m->to; see the RF_TRANSPORT_E* codes. */
+int rf_transport_send(rf_transport *t, const raft_msg *m);
+
+int rf_transport_connected(const rf_transport *t, uint64_t peer);
+int rf_transport_peer_info(const rf_transport *t, uint64_t peer,
+                           rf_peer_info *info);
+
+/* The bound listen port (useful with listen_port 0). */
+int rf_transport_port(const rf_transport *t);
+
+/*
+** Close every handle; done(ud) runs once all close callbacks ran, after t
+** is freed.  Queued frames are dropped.  Returns RF_TRANSPORT_ECLOSING (and
+** done will not run for this call) when already closing.
+*/
+int rf_transport_close(rf_transport *t, void (*done)(void *ud), void *ud);
+
+const char *rf_transport_strerror(int err);
+
+#endif

@@ -1,0 +1,75 @@
+/*
+** progress.c -- per-peer replication progress (see progress.h).
+*/
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rafting/raft.h"
+#include "progress.h"
+
+int rpr_init(rprogress *p, uint64_t id, int max_inflight) {
+  memset(p, 0, sizeof(*p));
+  p->id = id;
+  p->ring_cap = max_inflight;
+  p->ring = calloc((size_t)max_inflight, sizeof(*p->ring));
+  return p->ring ? RAFT_OK : RAFT_ENOMEM;
+}
+
+void rpr_free(rprogress *p) {
+  free(p->ring);
+  p->ring = NULL;
+}
+
+static void inflight_clear(rprogress *p) {
+  p->ring_start = p->ring_count = 0;
+}
+
+void rpr_reset(rprogress *p, uint64_t next) {
+  p->match = 0;
+  p->next = next;
+  p->active = 0;
+  p->vote = -1;
+  p->state = RAFT_PR_PROBE;
+  p->probe_sent = 0;
+  inflight_clear(p);
+}
+
+void rpr_become_probe(rprogress *p) {
+  /* a probe resumes right after what is known to match */
+  p->next = p->match + 1;
+  p->state = RAFT_PR_PROBE;
+  p->probe_sent = 0;
+  inflight_clear(p);
+}
+
+void rpr_become_replicate(rprogress *p) {
+  p->state = RAFT_PR_REPLICATE;
+  p->next = p->match + 1;
+  p->probe_sent = 0;
+  inflight_clear(p);
+}
+
+int rpr_paused(const rprogress *p) {
+  if (p->state == RAFT_PR_PROBE) return p->probe_sent;
+  return p->ring_count >= p->ring_cap;
+}
+
+void rpr_inflight_add(rprogress *p, uint64_t last) {
+  assert(p->ring_count < p->ring_cap);
+  p->ring[(p->ring_start + p->ring_count) % p->ring_cap] = last;
+  p->ring_count++;
+}
+
+void rpr_inflight_free_to(rprogress *p, uint64_t index) {
+  while (p->ring_count > 0 && p->ring[p->ring_start] <= index) {
+    p->ring_start = (p->ring_start + 1) % p->ring_cap;
+    p->ring_count--;
+  }
+}
+
+void rpr_inflight_free_first(rprogress *p) {
+  if (p->ring_count == 0) return;
+  p->ring_start = (p->ring_start + 1) % p->ring_cap;
+  p->ring_count--;
+}

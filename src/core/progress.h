@@ -1,0 +1,36 @@
+/*
+** progress.h -- what a leader knows of each peer's log (etcd's Progress).
+**
+** A peer is probed (one APPEND in flight until it answers) until its match
+** index is known, then replicated to optimistically with a bounded window of
+** APPENDs in flight.  The inflight ring remembers the last index of each
+** APPEND so that acknowledgements free the window in order.
+*/
+#ifndef RAFTING_CORE_PROGRESS_H
+#define RAFTING_CORE_PROGRESS_H
+
+#include <stdint.h>
+
+typedef struct rprogress {
+  uint64_t id;
+  uint64_t match;
+  uint64_t next;
+  int state;          /* RAFT_PR_PROBE or RAFT_PR_REPLICATE */
+  int probe_sent;     /* probe: paused until a response or heartbeat reply */
+  int active;         /* heard from since the last check-quorum round */
+  int vote;           /* -1 none yet, 0 denied, 1 granted */
+  uint64_t *ring;     /* inflight last indexes, capacity max_inflight */
+  int ring_start, ring_count, ring_cap;
+} rprogress;
+
+int rpr_init(rprogress *p, uint64_t id, int max_inflight);
+void rpr_free(rprogress *p);
+void rpr_reset(rprogress *p, uint64_t next);
+void rpr_become_probe(rprogress *p);
+void rpr_become_replicate(rprogress *p);
+int rpr_paused(const rprogress *p);
+void rpr_inflight_add(rprogress *p, uint64_t last);
+void rpr_inflight_free_to(rprogress *p, uint64_t index);
+void rpr_inflight_free_first(rprogress *p);
+
+#endif

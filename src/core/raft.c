@@ -1,0 +1,992 @@
+/*
+** raft.c -- the Raft state machine (see include/rafting/raft.h).
+**
+** Pure: every output goes into the outbox or the log and leaves through a
+** ready batch.  Section numbers refer to the Raft paper (Ongaro & Ousterhout,
+** "In Search of an Understandable Consensus Algorithm") and, for pre-vote and
+** check-quorum, to Ongaro's thesis.
+*/
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rafting/raft.h"
+#include "log.h"
+#include "progress.h"
+
+typedef struct rmsgbuf {
+  raft_msg *m;
+  size_t n, cap;
+} rmsgbuf;
+
+typedef struct rread {
+  uint64_t ctx;     /* the caller's cookie */
+  uint64_t index;   /* commit index when the read arrived */
+  uint64_t seq;     /* heartbeat round that confirms it */
+  uint64_t acks;    /* bitmask over r->prs positions */
+} rread;
+
+typedef struct rreadbuf {
+  rread *r;
+  size_t n, cap;
+} rreadbuf;
+
+struct raft {
+  uint64_t id;
+  raft_config cfg;
+  uint64_t rng;
+
+  /* persistent state (§5, Figure 2) */
+  uint64_t term;
+  uint64_t vote;
+  rlog log;
+
+  /* volatile state */
+  uint64_t commit;
+  raft_role role;
+  uint64_t leader;
+  int elapsed;          /* ticks since last heard from a leader / election */
+  int hb_elapsed;       /* leader: ticks since last heartbeat */
+  int timeout;          /* randomized election timeout in ticks */
+  rprogress *prs;       /* one per voter, self included */
+  size_t n_prs;
+  int self;             /* position of this node in prs */
+
+  /* ready bookkeeping */
+  uint64_t stable;      /* last index acknowledged durable */
+  uint64_t handed;      /* last index handed to a ready for persisting */
+  uint64_t applied;     /* last index handed to a ready for applying */
+  raft_hard_state saved;/* hard state last handed to a ready */
+  rmsgbuf outbox;
+  rreadbuf reads_ready; /* confirmed reads waiting for a ready */
+  rreadbuf reads_wait;  /* leader: reads waiting for a quorum of acks */
+  rreadbuf reads_early; /* leader: reads before its term's first commit */
+  uint64_t read_seq;
+
+  /* the outstanding ready (at most one) */
+  int rd_out;
+  uint64_t rd_last;     /* last entry index it persists */
+  raft_hard_state rd_hs;
+  raft_entry *rd_ents;
+  size_t rd_n_ents;
+  raft_entry *rd_committed;
+  size_t rd_n_committed;
+  rmsgbuf rd_msgs;
+  raft_read_state *rd_reads;
+  size_t rd_n_reads;
+};
+
+static int send_append(raft *r, rprogress *p, int send_empty);
+static void become_follower(raft *r, uint64_t term, uint64_t leader);
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t rng_next(raft *r) { /* splitmix64 */
+  uint64_t z = (r->rng += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static void reset_timeout(raft *r) {
+  int e = r->cfg.election_ticks;
+  r->elapsed = 0;
+  r->timeout = e + (int)(rng_next(r) % (uint64_t)e);
+}
+
+static size_t quorum(const raft *r) { return r->n_prs / 2 + 1; }
+
+static rprogress *pr_of(raft *r, uint64_t id) {
+  for (size_t i = 0; i < r->n_prs; i++)
+    if (r->prs[i].id == id) return &r->prs[i];
+  return NULL;
+}
+
+static uint64_t last_index(const raft *r) { return rlog_last(&r->log); }
+static uint64_t last_term(const raft *r) {
+  return rlog_term(&r->log, last_index(r));
+}
+
+static void free_entry_views(raft_entry *e, size_t n) {
+  for (size_t i = 0; i < n; i++) rlog_unref_data(e[i].data);
+  free(e);
+}
+
+static void msgbuf_clear(rmsgbuf *b) {
+  for (size_t i = 0; i < b->n; i++)
+    free_entry_views((raft_entry *)b->m[i].entries, b->m[i].n_entries);
+  b->n = 0;
+}
+
+static void msgbuf_free(rmsgbuf *b) {
+  msgbuf_clear(b);
+  free(b->m);
+  b->m = NULL;
+  b->cap = 0;
+}
+
+/* Queue a message; entries (if any) must already hold blob references. */
+static int send(raft *r, raft_msg *m) {
+  rmsgbuf *b = &r->outbox;
+  m->from = r->id;
+  if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_PREVOTE_RESP)
+    m->term = r->term; /* pre-vote messages carry the term of the campaign */
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16;
+    raft_msg *nm = realloc(b->m, cap * sizeof(*nm));
+    if (nm == NULL) {
+      free_entry_views((raft_entry *)m->entries, m->n_entries);
+      return RAFT_ENOMEM; /* dropped: Raft retransmits what matters */
+    }
+    b->m = nm;
+    b->cap = cap;
+  }
+  b->m[b->n++] = *m;
+  return RAFT_OK;
+}
+
+static int readbuf_push(rreadbuf *b, const rread *rd) {
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 8;
+    rread *nr = realloc(b->r, cap * sizeof(*nr));
+    if (nr == NULL) return RAFT_ENOMEM;
+    b->r = nr;
+    b->cap = cap;
+  }
+  b->r[b->n++] = *rd;
+  return RAFT_OK;
+}
+
+/* ------------------------------------------------------------ the log */
+
+/* Drop entries >= i, keeping the durability marks truthful. */
+static void truncate_from(raft *r, uint64_t i) {
+  assert(i > r->commit); /* committed entries are never removed (§5.3) */
+  rlog_truncate(&r->log, i);
+  if (r->stable >= i) r->stable = i - 1;
+  if (r->handed >= i) r->handed = i - 1;
+  if (r->rd_out && r->rd_last >= i) r->rd_last = i - 1;
+}
+
+static int append_entry(raft *r, uint64_t term, int type, const void *data,
+                        size_t len) {
+  rblob *b = rlog_blob_new(data, len);
+  int rc;
+  if (b == NULL) return RAFT_ENOMEM;
+  rc = rlog_append(&r->log, term, type, b);
+  if (rc != RAFT_OK) rlog_blob_unref(b);
+  return rc;
+}
+
+static void commit_to(raft *r, uint64_t index) {
+  if (index > r->commit) {
+    assert(index <= last_index(r));
+    r->commit = index;
+  }
+}
+
+/* §5.3/§5.4.2: the largest index a quorum stores, if it is of this term. */
+static int maybe_commit(raft *r) {
+  uint64_t m[RAFT_MAX_NODES], k;
+  size_t n = r->n_prs, i, j;
+  for (i = 0; i < n; i++) { /* insertion sort, descending */
+    uint64_t v = r->prs[i].match;
+    for (j = i; j > 0 && m[j - 1] < v; j--) m[j] = m[j - 1];
+    m[j] = v;
+  }
+  k = m[quorum(r) - 1];
+  /* never commit an earlier term's entry by counting replicas (Figure 8) */
+  if (k > r->commit && rlog_term(&r->log, k) == r->term) {
+    commit_to(r, k);
+    return 1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ roles */
+
+static void reset_peers(raft *r) {
+  for (size_t i = 0; i < r->n_prs; i++) {
+    rpr_reset(&r->prs[i], last_index(r) + 1);
+    if ((int)i == r->self) r->prs[i].match = r->stable;
+  }
+}
+
+static void drop_reads(raft *r) {
+  /* a leader change makes pending reads unanswerable; the runtime sees the
+  ** role change and fails them */
+  r->reads_wait.n = 0;
+  r->reads_early.n = 0;
+}
+
+static void become_follower(raft *r, uint64_t term, uint64_t leader) {
+  assert(term >= r->term);
+  if (term > r->term) {
+    r->term = term;
+    r->vote = RAFT_NONE;
+  }
+  r->role = RAFT_FOLLOWER;
+  r->leader = leader;
+  drop_reads(r);
+  reset_timeout(r);
+}
+
+static int tally(raft *r, uint64_t from, int granted, int *lost) {
+  size_t yes = 0, no = 0;
+  rprogress *p = pr_of(r, from);
+  if (p != NULL && p->vote < 0) p->vote = granted ? 1 : 0;
+  for (size_t i = 0; i < r->n_prs; i++) {
+    if (r->prs[i].vote == 1) yes++;
+    if (r->prs[i].vote == 0) no++;
+  }
+  *lost = no >= quorum(r);
+  return yes >= quorum(r);
+}
+
+static void become_leader(raft *r);
+
+static void request_votes(raft *r, raft_msg_type type, uint64_t term,
+                          int forced) {
+  for (size_t i = 0; i < r->n_prs; i++) {
+    raft_msg m;
+    if ((int)i == r->self) continue;
+    memset(&m, 0, sizeof(m));
+    m.type = type;
+    m.to = r->prs[i].id;
+    m.term = term;
+    m.index = last_index(r);
+    m.log_term = last_term(r);
+    m.context = (uint64_t)forced;
+    send(r, &m);
+  }
+}
+
+static void start_round(raft *r, raft_role role) {
+  int lost;
+  r->role = role;
+  r->leader = RAFT_NONE;
+  reset_timeout(r);
+  for (size_t i = 0; i < r->n_prs; i++) r->prs[i].vote = -1;
+  if (tally(r, r->id, 1, &lost)) { /* a cluster of one wins at once */
+    if (role == RAFT_PRECANDIDATE) {
+      r->term++;
+      r->vote = r->id;
+      start_round(r, RAFT_CANDIDATE);
+    } else {
+      become_leader(r);
+    }
+  }
+}
+
+/* §5.2: increment the term, vote for self, ask everyone else. */
+static void campaign(raft *r, int forced) {
+  r->term++;
+  r->vote = r->id;
+  drop_reads(r);
+  start_round(r, RAFT_CANDIDATE);
+  if (r->role == RAFT_CANDIDATE)
+    request_votes(r, RAFT_MSG_VOTE, r->term, forced);
+}
+
+/* Thesis §9.6: ask first whether an election could be won, term unchanged. */
+static void pre_campaign(raft *r) {
+  drop_reads(r);
+  start_round(r, RAFT_PRECANDIDATE);
+  if (r->role == RAFT_PRECANDIDATE)
+    request_votes(r, RAFT_MSG_PREVOTE, r->term + 1, 0);
+  else if (r->role == RAFT_CANDIDATE)
+    request_votes(r, RAFT_MSG_VOTE, r->term, 0);
+}
+
+static void hup(raft *r) {
+  if (r->cfg.pre_vote) pre_campaign(r);
+  else campaign(r, 0);
+}
+
+static void bcast_append(raft *r, int send_empty) {
+  for (size_t i = 0; i < r->n_prs; i++)
+    if ((int)i != r->self) send_append(r, &r->prs[i], send_empty);
+}
+
+static void become_leader(raft *r) {
+  r->role = RAFT_LEADER;
+  r->leader = r->id;
+  r->hb_elapsed = 0;
+  r->elapsed = 0;
+  reset_peers(r);
+  r->prs[r->self].active = 1;
+  /* §8: a no-op of the new term lets earlier entries commit promptly */
+  if (append_entry(r, r->term, RAFT_ENTRY_NOOP, NULL, 0) == RAFT_OK)
+    bcast_append(r, 1);
+  if (r->n_prs == 1) maybe_commit(r); /* commits once durable (advance) */
+}
+
+/* ------------------------------------------------------------ leader */
+
+static size_t entries_for(raft *r, uint64_t from, raft_entry **out) {
+  uint64_t last = last_index(r), i;
+  size_t bytes = 0, n = 0, cap = 0;
+  raft_entry *e = NULL;
+  *out = NULL;
+  for (i = from; i <= last; i++) {
+    raft_entry v;
+    rlog_view(&r->log, i, &v);
+    if (n > 0 && bytes + v.len > r->cfg.max_msg_bytes) break;
+    if (n == cap) {
+      size_t nc = cap ? cap * 2 : 8;
+      raft_entry *ne = realloc(e, nc * sizeof(*e));
+      if (ne == NULL) break;
+      e = ne;
+      cap = nc;
+    }
+    rlog_ref(&r->log, i, &e[n++]);
+    bytes += v.len;
+  }
+  *out = e;
+  return n;
+}
+
+/* §5.3: send the peer what follows its next index (a probe sends one
+** message and waits; replication pipelines up to max_inflight). */
+static int send_append(raft *r, rprogress *p, int send_empty) {
+  raft_msg m;
+  raft_entry *ents;
+  size_t n;
+  if (rpr_paused(p)) return 0;
+  if (p->next <= r->log.snap_index) return 0; /* needs a snapshot: later */
+  n = entries_for(r, p->next, &ents);
+  if (n == 0 && !send_empty) {
+    free(ents);
+    return 0;
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = RAFT_MSG_APPEND;
+  m.to = p->id;
+  m.index = p->next - 1;
+  m.log_term = rlog_term(&r->log, m.index);
+  m.commit = r->commit;
+  m.entries = ents;
+  m.n_entries = n;
+  if (p->state == RAFT_PR_REPLICATE && n > 0) {
+    p->next = ents[n - 1].index + 1;
+    rpr_inflight_add(p, ents[n - 1].index);
+  } else if (p->state == RAFT_PR_PROBE) {
+    p->probe_sent = 1;
+  }
+  send(r, &m);
+  return 1;
+}
+
+static void send_heartbeat(raft *r, rprogress *p, uint64_t ctx) {
+  raft_msg m;
+  memset(&m, 0, sizeof(m));
+  m.type = RAFT_MSG_HEARTBEAT;
+  m.to = p->id;
+  /* never tell a follower to commit past what it is known to hold */
+  m.commit = p->match < r->commit ? p->match : r->commit;
+  m.context = ctx;
+  send(r, &m);
+}
+
+static void bcast_heartbeat(raft *r) {
+  uint64_t ctx = r->reads_wait.n ? r->reads_wait.r[r->reads_wait.n - 1].seq : 0;
+  for (size_t i = 0; i < r->n_prs; i++)
+    if ((int)i != r->self) send_heartbeat(r, &r->prs[i], ctx);
+}
+
+static int committed_in_term(const raft *r) {
+  return rlog_term(&r->log, r->commit) == r->term;
+}
+
+/* A read whose quorum is reached releases it and every earlier read. */
+static void reads_release(raft *r) {
+  size_t i, done = 0, bit;
+  for (i = 0; i < r->reads_wait.n; i++) {
+    size_t acks = 0;
+    for (bit = 0; bit < r->n_prs; bit++)
+      if (r->reads_wait.r[i].acks & (1ULL << bit)) acks++;
+    if (acks >= quorum(r)) done = i + 1;
+  }
+  for (i = 0; i < done; i++) readbuf_push(&r->reads_ready, &r->reads_wait.r[i]);
+  memmove(r->reads_wait.r, r->reads_wait.r + done,
+          (r->reads_wait.n - done) * sizeof(rread));
+  r->reads_wait.n -= done;
+}
+
+static int read_start(raft *r, uint64_t ctx) {
+  rread rd;
+  memset(&rd, 0, sizeof(rd));
+  rd.ctx = ctx;
+  rd.index = r->commit;
+  if (r->n_prs == 1) return readbuf_push(&r->reads_ready, &rd);
+  rd.seq = ++r->read_seq;
+  rd.acks = 1ULL << r->self;
+  if (readbuf_push(&r->reads_wait, &rd) != RAFT_OK) return RAFT_ENOMEM;
+  bcast_heartbeat(r); /* the round that confirms this leader still leads */
+  return RAFT_OK;
+}
+
+static void reads_flush_early(raft *r) {
+  size_t i, n = r->reads_early.n;
+  r->reads_early.n = 0;
+  for (i = 0; i < n; i++) read_start(r, r->reads_early.r[i].ctx);
+}
+
+static void on_commit_advanced(raft *r) {
+  if (committed_in_term(r) && r->reads_early.n) reads_flush_early(r);
+  bcast_append(r, 1); /* tell followers the new commit index */
+}
+
+static void leader_append_resp(raft *r, rprogress *p, const raft_msg *m) {
+  if (m->reject) {
+    uint64_t next;
+    if (m->index == 0) return; /* index 0 always matches: a broken peer */
+    if (p->state == RAFT_PR_REPLICATE) {
+      if (m->index <= p->match) return; /* stale */
+      rpr_become_probe(p);
+    } else if (m->index != p->next - 1) {
+      return; /* answers an older probe */
+    }
+    /* fast backtracking: skip every entry of the conflicting term at once */
+    next = m->hint_index;
+    if (m->hint_term > 0) next = rlog_conflict_by_term(&r->log, next, m->hint_term);
+    if (next >= m->index) next = m->index - 1;
+    if (next < p->match) next = p->match;
+    p->next = next + 1;
+    p->probe_sent = 0;
+    send_append(r, p, 1);
+    return;
+  }
+  if (m->index > last_index(r)) return; /* not something we sent */
+  p->probe_sent = 0;
+  if (m->index > p->match) {
+    p->match = m->index;
+    if (p->next < p->match + 1) p->next = p->match + 1;
+    if (p->state == RAFT_PR_PROBE) rpr_become_replicate(p);
+    rpr_inflight_free_to(p, m->index);
+    if (maybe_commit(r)) on_commit_advanced(r);
+  } else {
+    rpr_inflight_free_to(p, m->index);
+  }
+  while (p->next <= last_index(r) && send_append(r, p, 0)) {
+  }
+}
+
+static void leader_heartbeat_resp(raft *r, rprogress *p, const raft_msg *m) {
+  size_t pos = (size_t)(p - r->prs);
+  if (p->state == RAFT_PR_PROBE) p->probe_sent = 0;
+  /* a full window may hold a lost APPEND: free a slot so the empty APPEND
+  ** below reaches the follower, whose reject restarts probing */
+  if (p->state == RAFT_PR_REPLICATE && rpr_paused(p)) rpr_inflight_free_first(p);
+  if (p->match < last_index(r)) send_append(r, p, 1);
+  if (m->context == 0) return;
+  for (size_t i = 0; i < r->reads_wait.n; i++)
+    if (r->reads_wait.r[i].seq <= m->context)
+      r->reads_wait.r[i].acks |= 1ULL << pos;
+  reads_release(r);
+}
+
+static void step_leader(raft *r, const raft_msg *m) {
+  rprogress *p = pr_of(r, m->from);
+  if (p == NULL) return;
+  p->active = 1;
+  switch (m->type) {
+  case RAFT_MSG_APPEND_RESP: leader_append_resp(r, p, m); break;
+  case RAFT_MSG_HEARTBEAT_RESP: leader_heartbeat_resp(r, p, m); break;
+  default: break;
+  }
+}
+
+/* Thesis §6.2: a leader that cannot reach a majority steps down. */
+static void check_quorum(raft *r) {
+  size_t live = 0;
+  for (size_t i = 0; i < r->n_prs; i++) {
+    if ((int)i == r->self || r->prs[i].active) live++;
+    r->prs[i].active = 0;
+  }
+  if (live < quorum(r)) become_follower(r, r->term, RAFT_NONE);
+}
+
+/* ------------------------------------------------------------ follower */
+
+static void reply(raft *r, const raft_msg *to, raft_msg *m) {
+  m->to = to->from;
+  send(r, m);
+}
+
+/* §5.3: accept entries if the log matches at prev, truncating only a
+** conflicting suffix; otherwise reject with a hint for fast backtracking. */
+static int handle_append(raft *r, const raft_msg *m) {
+  raft_msg a;
+  uint64_t lastnew = m->index + m->n_entries;
+  memset(&a, 0, sizeof(a));
+  a.type = RAFT_MSG_APPEND_RESP;
+  if (m->index < r->commit) { /* stale: everything up to commit matches */
+    a.index = r->commit;
+    reply(r, m, &a);
+    return RAFT_OK;
+  }
+  if (!rlog_has(&r->log, m->index, m->log_term)) {
+    uint64_t hint = m->index < last_index(r) ? m->index : last_index(r);
+    hint = rlog_conflict_by_term(&r->log, hint, m->log_term);
+    a.reject = 1;
+    a.index = m->index;
+    a.hint_index = hint;
+    a.hint_term = rlog_term(&r->log, hint);
+    reply(r, m, &a);
+    return RAFT_OK;
+  }
+  for (size_t i = 0; i < m->n_entries; i++) {
+    const raft_entry *e = &m->entries[i];
+    if (rlog_has(&r->log, e->index, e->term)) continue;
+    if (e->index <= r->commit) return RAFT_EINVAL; /* would undo a commit */
+    if (e->index <= last_index(r)) truncate_from(r, e->index);
+    if (append_entry(r, e->term, e->type, e->data, e->len) != RAFT_OK) {
+      lastnew = e->index - 1; /* out of memory: acknowledge what we hold */
+      break;
+    }
+  }
+  commit_to(r, m->commit < lastnew ? m->commit : lastnew);
+  a.index = lastnew;
+  reply(r, m, &a);
+  return RAFT_OK;
+}
+
+static void handle_heartbeat(raft *r, const raft_msg *m) {
+  raft_msg a;
+  commit_to(r, m->commit < last_index(r) ? m->commit : last_index(r));
+  memset(&a, 0, sizeof(a));
+  a.type = RAFT_MSG_HEARTBEAT_RESP;
+  a.context = m->context;
+  reply(r, m, &a);
+}
+
+static int step_follower(raft *r, const raft_msg *m) {
+  switch (m->type) {
+  case RAFT_MSG_APPEND:
+    r->leader = m->from;
+    r->elapsed = 0;
+    return handle_append(r, m);
+  case RAFT_MSG_HEARTBEAT:
+    r->leader = m->from;
+    r->elapsed = 0;
+    handle_heartbeat(r, m);
+    break;
+  case RAFT_MSG_TIMEOUT_NOW:
+    campaign(r, 1);
+    break;
+  default: break;
+  }
+  return RAFT_OK;
+}
+
+static int step_candidate(raft *r, const raft_msg *m) {
+  raft_msg_type want = r->role == RAFT_PRECANDIDATE ? RAFT_MSG_PREVOTE_RESP
+                                                    : RAFT_MSG_VOTE_RESP;
+  int lost;
+  if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT) {
+    become_follower(r, m->term, m->from); /* a leader of this term exists */
+    return step_follower(r, m);
+  }
+  if (m->type != want) return RAFT_OK;
+  if (tally(r, m->from, !m->reject, &lost)) {
+    if (r->role == RAFT_PRECANDIDATE) campaign(r, 0);
+    else become_leader(r);
+  } else if (lost) {
+    become_follower(r, r->term, RAFT_NONE);
+  }
+  return RAFT_OK;
+}
+
+/* ------------------------------------------------------------ votes */
+
+/* §5.4.1: grant only to a log at least as up to date as ours. */
+static int log_ok(const raft *r, const raft_msg *m) {
+  return m->log_term > last_term(r) ||
+         (m->log_term == last_term(r) && m->index >= last_index(r));
+}
+
+static void handle_vote(raft *r, const raft_msg *m) {
+  int pre = m->type == RAFT_MSG_PREVOTE;
+  raft_msg a;
+  int can = r->vote == m->from || (r->vote == RAFT_NONE && r->leader == RAFT_NONE) ||
+            (pre && m->term > r->term);
+  memset(&a, 0, sizeof(a));
+  a.type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP;
+  if (can && log_ok(r, m)) {
+    a.term = m->term; /* a pre-vote reply names the term it endorses */
+    if (!pre) {
+      assert(r->vote == RAFT_NONE || r->vote == m->from); /* one per term */
+      r->vote = m->from;
+      r->elapsed = 0;
+    }
+  } else {
+    a.reject = 1;
+    a.term = r->term;
+  }
+  reply(r, m, &a);
+}
+
+/* ------------------------------------------------------------ step */
+
+static int valid_msg(const raft *r, const raft_msg *m) {
+  if (m->type < RAFT_MSG_PREVOTE || m->type > RAFT_MSG_TYPE_MAX) return 0;
+  if (m->to != r->id || m->from == r->id || m->from == RAFT_NONE) return 0;
+  if (m->n_entries > 0 && m->entries == NULL) return 0;
+  if (m->index > UINT64_MAX / 2 || m->n_entries > UINT32_MAX) return 0;
+  for (size_t i = 0; i < m->n_entries; i++) {
+    const raft_entry *e = &m->entries[i];
+    if (e->index != m->index + 1 + i || e->term > m->term) return 0;
+    if (e->term < (i ? m->entries[i - 1].term : m->log_term)) return 0;
+    if (e->type < RAFT_ENTRY_NORMAL || e->type > RAFT_ENTRY_CONF) return 0;
+    if (e->len > 0 && e->data == NULL) return 0;
+  }
+  return 1;
+}
+
+/* A higher term: follow it, unless this is a vote request that would disturb
+** a leader we heard from within the election timeout (thesis §4.2.3). */
+static int step_higher_term(raft *r, const raft_msg *m) {
+  int vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
+  if (vote_req && r->cfg.check_quorum && r->leader != RAFT_NONE &&
+      r->elapsed < r->cfg.election_ticks && m->context != 1)
+    return 0; /* in lease: ignore */
+  if (m->type == RAFT_MSG_PREVOTE) return 1;
+  if (m->type == RAFT_MSG_PREVOTE_RESP && !m->reject) return 1;
+  if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+      m->type == RAFT_MSG_SNAPSHOT)
+    become_follower(r, m->term, m->from);
+  else
+    become_follower(r, m->term, RAFT_NONE);
+  return 1;
+}
+
+static void step_lower_term(raft *r, const raft_msg *m) {
+  raft_msg a;
+  memset(&a, 0, sizeof(a));
+  a.reject = 1;
+  a.term = r->term;
+  /* Figure 2: reply false with our term, so a stale leader or candidate
+  ** learns it is stale and steps down */
+  switch (m->type) {
+  case RAFT_MSG_APPEND:
+  case RAFT_MSG_HEARTBEAT: a.type = RAFT_MSG_APPEND_RESP; break;
+  case RAFT_MSG_PREVOTE: a.type = RAFT_MSG_PREVOTE_RESP; break;
+  case RAFT_MSG_VOTE: a.type = RAFT_MSG_VOTE_RESP; break;
+  default: return;
+  }
+  reply(r, m, &a);
+}
+
+int raft_step(raft *r, const raft_msg *m) {
+  if (m == NULL || !valid_msg(r, m)) return RAFT_EINVAL;
+  if (pr_of(r, m->from) == NULL) return RAFT_EINVAL;
+  if (m->term > r->term) {
+    if (!step_higher_term(r, m)) return RAFT_OK;
+  } else if (m->term < r->term) {
+    step_lower_term(r, m);
+    return RAFT_OK;
+  }
+  if (m->type == RAFT_MSG_PREVOTE || m->type == RAFT_MSG_VOTE) {
+    handle_vote(r, m);
+    return RAFT_OK;
+  }
+  switch (r->role) {
+  case RAFT_LEADER: step_leader(r, m); break;
+  case RAFT_CANDIDATE:
+  case RAFT_PRECANDIDATE: return step_candidate(r, m);
+  case RAFT_FOLLOWER: return step_follower(r, m);
+  }
+  return RAFT_OK;
+}
+
+/* ------------------------------------------------------------ inputs */
+
+void raft_tick(raft *r) {
+  if (r->role == RAFT_LEADER) {
+    if (++r->elapsed >= r->cfg.election_ticks) {
+      r->elapsed = 0;
+      if (r->cfg.check_quorum) check_quorum(r);
+      if (r->role != RAFT_LEADER) return;
+    }
+    if (++r->hb_elapsed >= r->cfg.heartbeat_ticks) {
+      r->hb_elapsed = 0;
+      bcast_heartbeat(r);
+    }
+    return;
+  }
+  if (++r->elapsed >= r->timeout) hup(r);
+}
+
+int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
+                 uint64_t *term) {
+  int rc;
+  if (r->role != RAFT_LEADER) return RAFT_ENOTLEADER;
+  if (len > r->cfg.max_msg_bytes) return RAFT_ETOOBIG;
+  rc = append_entry(r, r->term, RAFT_ENTRY_NORMAL, data, len);
+  if (rc != RAFT_OK) return rc;
+  if (index) *index = last_index(r);
+  if (term) *term = r->term;
+  bcast_append(r, 0);
+  return RAFT_OK;
+}
+
+int raft_read_index(raft *r, uint64_t ctx) {
+  rread rd;
+  if (r->role != RAFT_LEADER) return RAFT_ENOTLEADER;
+  if (!committed_in_term(r)) { /* §8: wait for this term's first commit */
+    memset(&rd, 0, sizeof(rd));
+    rd.ctx = ctx;
+    return readbuf_push(&r->reads_early, &rd);
+  }
+  return read_start(r, ctx);
+}
+
+int raft_campaign(raft *r) {
+  if (r->role == RAFT_LEADER) return RAFT_OK;
+  campaign(r, 0);
+  return RAFT_OK;
+}
+
+/* ------------------------------------------------------------ ready */
+
+static void hs_now(const raft *r, raft_hard_state *hs) {
+  hs->term = r->term;
+  hs->vote = r->vote;
+  hs->commit = r->commit;
+}
+
+static int hs_equal(const raft_hard_state *a, const raft_hard_state *b) {
+  return a->term == b->term && a->vote == b->vote && a->commit == b->commit;
+}
+
+int raft_has_ready(const raft *r) {
+  raft_hard_state hs;
+  if (r->rd_out) return 0;
+  hs_now(r, &hs);
+  return r->outbox.n > 0 || !hs_equal(&hs, &r->saved) ||
+         last_index(r) > r->handed || r->commit > r->applied ||
+         r->reads_ready.n > 0;
+}
+
+static raft_entry *views(raft *r, uint64_t lo, uint64_t hi, size_t *n) {
+  raft_entry *e;
+  *n = 0;
+  if (hi < lo) return NULL;
+  e = malloc((size_t)(hi - lo + 1) * sizeof(*e));
+  if (e == NULL) return NULL;
+  for (uint64_t i = lo; i <= hi; i++) rlog_ref(&r->log, i, &e[(*n)++]);
+  return e;
+}
+
+int raft_ready_get(raft *r, raft_ready *rd) {
+  uint64_t hi;
+  memset(rd, 0, sizeof(*rd));
+  if (r->rd_out) return RAFT_EBUSY;
+  hs_now(r, &r->rd_hs);
+  rd->hs_changed = !hs_equal(&r->rd_hs, &r->saved);
+  rd->hs = r->rd_hs;
+  r->rd_ents = views(r, r->handed + 1, last_index(r), &r->rd_n_ents);
+  r->rd_last = r->handed + r->rd_n_ents;
+  r->handed = r->rd_last;
+  /* committed entries past stable are in this batch's persist list */
+  hi = r->commit;
+  r->rd_committed = views(r, r->applied + 1, hi, &r->rd_n_committed);
+  r->applied += r->rd_n_committed;
+  r->rd_msgs = r->outbox; /* move */
+  memset(&r->outbox, 0, sizeof(r->outbox));
+  r->rd_n_reads = r->reads_ready.n;
+  r->rd_reads = r->rd_n_reads ? malloc(r->rd_n_reads * sizeof(raft_read_state)) : NULL;
+  if (r->rd_reads == NULL) r->rd_n_reads = 0;
+  for (size_t i = 0; i < r->rd_n_reads; i++) {
+    r->rd_reads[i].index = r->reads_ready.r[i].index;
+    r->rd_reads[i].ctx = r->reads_ready.r[i].ctx;
+  }
+  r->reads_ready.n = 0;
+  r->saved = r->rd_hs;
+  r->rd_out = 1;
+  rd->entries = r->rd_ents;
+  rd->n_entries = r->rd_n_ents;
+  rd->committed = r->rd_committed;
+  rd->n_committed = r->rd_n_committed;
+  rd->msgs = r->rd_msgs.m;
+  rd->n_msgs = r->rd_msgs.n;
+  rd->reads = r->rd_reads;
+  rd->n_reads = r->rd_n_reads;
+  return RAFT_OK;
+}
+
+void raft_advance(raft *r) {
+  if (!r->rd_out) return;
+  r->rd_out = 0;
+  if (r->rd_last > r->stable) r->stable = r->rd_last;
+  free_entry_views(r->rd_ents, r->rd_n_ents);
+  free_entry_views(r->rd_committed, r->rd_n_committed);
+  msgbuf_free(&r->rd_msgs);
+  free(r->rd_reads);
+  r->rd_ents = r->rd_committed = NULL;
+  r->rd_reads = NULL;
+  if (r->role == RAFT_LEADER) { /* our own write now counts (§10.2.1) */
+    rprogress *self = &r->prs[r->self];
+    if (r->stable > self->match) {
+      self->match = r->stable;
+      if (maybe_commit(r)) on_commit_advanced(r);
+    }
+  }
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+void raft_config_default(raft_config *c) {
+  memset(c, 0, sizeof(*c));
+  c->election_ticks = 10;
+  c->heartbeat_ticks = 1;
+  c->max_msg_bytes = 1 << 20;
+  c->max_inflight = 256;
+  c->pre_vote = 1;
+  c->check_quorum = 1;
+}
+
+static int check_config(const raft_config *c) {
+  int self = 0;
+  if (c->id == RAFT_NONE || c->n_voters == 0 || c->n_voters > RAFT_MAX_NODES)
+    return 0;
+  if (c->heartbeat_ticks < 1 || c->election_ticks <= c->heartbeat_ticks)
+    return 0;
+  if (c->max_inflight < 1 || c->max_msg_bytes < 1) return 0;
+  for (size_t i = 0; i < c->n_voters; i++) {
+    if (c->voters[i] == RAFT_NONE) return 0;
+    if (c->voters[i] == c->id) self = 1;
+    for (size_t j = 0; j < i; j++)
+      if (c->voters[j] == c->voters[i]) return 0;
+  }
+  return self;
+}
+
+static int restore(raft *r, const raft_hard_state *hs, const raft_entry *log,
+                   size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (log[i].index != i + 1) return RAFT_EINVAL;
+    if (i > 0 && log[i].term < log[i - 1].term) return RAFT_EINVAL;
+    if (append_entry(r, log[i].term, log[i].type, log[i].data, log[i].len))
+      return RAFT_ENOMEM;
+  }
+  if (hs != NULL) {
+    r->term = hs->term;
+    r->vote = hs->vote;
+    r->commit = hs->commit < n ? hs->commit : n;
+    r->saved = *hs;
+    if (n > 0 && log[n - 1].term > hs->term) return RAFT_EINVAL;
+  }
+  r->stable = r->handed = n;
+  return RAFT_OK;
+}
+
+raft *raft_new(const raft_config *c, const raft_hard_state *hs,
+               const raft_entry *log, size_t n, int *err) {
+  raft *r;
+  int rc = RAFT_ENOMEM;
+  if (!check_config(c)) {
+    if (err) *err = RAFT_EINVAL;
+    return NULL;
+  }
+  r = calloc(1, sizeof(*r));
+  if (r == NULL) goto fail;
+  r->id = c->id;
+  r->cfg = *c;
+  r->cfg.voters = NULL; /* not ours to keep */
+  r->rng = c->seed ^ (c->id * 0x2545f4914f6cdd1dULL);
+  rlog_init(&r->log);
+  r->prs = calloc(c->n_voters, sizeof(*r->prs));
+  if (r->prs == NULL) goto fail;
+  for (size_t i = 0; i < c->n_voters; i++) {
+    if (rpr_init(&r->prs[i], c->voters[i], c->max_inflight)) goto fail;
+    r->n_prs++;
+    if (c->voters[i] == c->id) r->self = (int)i;
+  }
+  if ((rc = restore(r, hs, log, n)) != RAFT_OK) goto fail;
+  become_follower(r, r->term, RAFT_NONE);
+  return r;
+fail:
+  if (err) *err = rc;
+  raft_free(r);
+  return NULL;
+}
+
+void raft_free(raft *r) {
+  if (r == NULL) return;
+  r->rd_out = 1;
+  raft_advance(r);
+  msgbuf_free(&r->outbox);
+  for (size_t i = 0; i < r->n_prs; i++) rpr_free(&r->prs[i]);
+  free(r->prs);
+  free(r->reads_ready.r);
+  free(r->reads_wait.r);
+  free(r->reads_early.r);
+  rlog_free(&r->log);
+  free(r);
+}
+
+/* ------------------------------------------------------------ queries */
+
+void raft_status_get(const raft *r, raft_status *st) {
+  memset(st, 0, sizeof(*st));
+  st->id = r->id;
+  st->role = r->role;
+  st->term = r->term;
+  st->vote = r->vote;
+  st->leader = r->leader;
+  st->commit = r->commit;
+  st->applied = r->applied;
+  st->last_index = last_index(r);
+  st->last_term = last_term(r);
+  st->first_index = rlog_first(&r->log);
+  st->stable_index = r->stable;
+  st->n_peers = r->n_prs;
+  for (size_t i = 0; i < r->n_prs; i++) {
+    const rprogress *p = &r->prs[i];
+    st->peers[i].id = p->id;
+    st->peers[i].match = p->match;
+    st->peers[i].next = p->next;
+    st->peers[i].state = p->state;
+    st->peers[i].active = p->active;
+    st->peers[i].inflight = p->ring_count;
+  }
+}
+
+raft_role raft_role_of(const raft *r) { return r->role; }
+uint64_t raft_leader(const raft *r) { return r->leader; }
+uint64_t raft_term(const raft *r) { return r->term; }
+
+int raft_log_entry(const raft *r, uint64_t index, raft_entry *out) {
+  if (index < rlog_first(&r->log) || index > last_index(r)) return RAFT_EINVAL;
+  rlog_view(&r->log, index, out);
+  return RAFT_OK;
+}
+
+const char *raft_strerror(int err) {
+  switch (err) {
+  case RAFT_OK: return "ok";
+  case RAFT_ENOTLEADER: return "not the leader";
+  case RAFT_ENOMEM: return "out of memory";
+  case RAFT_EINVAL: return "invalid argument";
+  case RAFT_EBUSY: return "busy";
+  case RAFT_ETOOBIG: return "too big";
+  case RAFT_ENOTREADY: return "leader not ready";
+  default: return "unknown error";
+  }
+}
+
+const char *raft_role_name(raft_role role) {
+  static const char *const names[] = {"follower", "precandidate", "candidate",
+                                      "leader"};
+  return (unsigned)role < 4 ? names[role] : "?";
+}
+
+const char *raft_msg_type_name(raft_msg_type t) {
+  static const char *const names[] = {
+      "?", "prevote", "prevote_resp", "vote", "vote_resp", "append",
+      "append_resp", "heartbeat", "heartbeat_resp", "snapshot",
+      "snapshot_resp", "timeout_now"};
+  return (unsigned)t <= RAFT_MSG_TYPE_MAX ? names[t] : "?";
+}
