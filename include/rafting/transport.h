@@ -19,11 +19,13 @@
 ** The transport frees itself once every handle closed after
 ** rf_transport_close(); its done callback runs last.
 **
-** Callbacks (recv, peer_state, log) run on the loop thread and may call
-** rf_transport_send() and rf_transport_close(); none runs after
-** rf_transport_close() except done.  Errors are negative: libuv codes, the
-** RF_TRANSPORT_E* aliases below, or RF_CODEC_E* from encoding; a callback is
-** never called for a call that returned an error.
+** Callbacks run on the loop thread; recv and peer_state may call
+** rf_transport_send() and rf_transport_close(), log must not call into the
+** transport.  None runs after rf_transport_close() except done.
+**
+** Errors are negative: libuv codes, the RF_TRANSPORT_E* aliases below, or
+** RF_CODEC_E* from encoding; a callback is never called for a call that
+** returned an error.
 */
 #ifndef RAFTING_TRANSPORT_H
 #define RAFTING_TRANSPORT_H
@@ -53,13 +55,14 @@ typedef struct rf_peer_addr {
 typedef struct rf_transport_config {
   const char *cluster;       /* carried in and checked on every frame */
   uint64_t self;             /* this node's id, > 0 */
-  const char *listen_host;   /* numeric IPv4/IPv6, or "localhost" */
+  const char *listen_host;   /* numeric IP or "localhost"; NULL: 127.0.0.1 */
   int listen_port;           /* 0 picks a free port: rf_transport_port() */
   const rf_peer_addr *peers; /* the other nodes */
   size_t n_peers;
-  size_t max_frame_bytes;    /* envelope bytes per frame; 0: 4 MiB */
-  size_t send_queue_bytes;   /* per peer, >= a max frame; 0: 8 MiB */
-  unsigned backoff_min_ms;   /* first redial delay; 0: 50 */
+  size_t max_frame_bytes;    /* envelope bytes per frame, < 2 GiB; 0: 4 MiB */
+  size_t send_queue_bytes;   /* per peer, >= 4 + max frame; 0: 8 MiB */
+  unsigned backoff_min_ms;   /* redial delay, doubling per failure and
+                                jittered into [d/2, d]; 0: 50 */
   unsigned backoff_max_ms;   /* cap; 0: 1000 */
   uint64_t seed;             /* backoff jitter */
   void *ud;                  /* passed to every callback */

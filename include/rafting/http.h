@@ -1,0 +1,120 @@
+/*
+** http.h -- the HTTP/1.1 server under the REST API: libuv TCP + llhttp.
+**
+** An rf_http_server listens on one address.  Each connection is parsed by
+** llhttp; every complete request is handed to the application's on_request
+** callback as an rf_http_req, which the application answers with
+** rf_http_respond() (or rf_http_json_error()) -- at once, or later, e.g.
+** after a Raft commit.  Keep-alive, pipelining, chunked request bodies,
+** "Connection: close" and HTTP/1.0 are handled here; so are the limits, each
+** answered with a JSON error {"error":"<code>","message":"..."} and a close:
+**
+**   400 bad_request        malformed request (llhttp error, bad %-escape)
+**   408 request_timeout    request not complete within request_timeout_ms
+**                          of its first byte (slow clients lose the slot)
+**   413 body_too_large     Content-Length, or chunked body so far, > max
+**   414 url_too_long       request-target > max_url_bytes
+**   431 headers_too_large  header names + values > max_header_bytes
+**   503 too_many_connections  over max_connections (with Retry-After: 1)
+**
+** An idle keep-alive connection is closed silently after idle_timeout_ms.
+**
+** Ownership and lifetime:
+**  - rf_http_start() allocates the server; rf_http_close() closes the
+**    listener and every connection and frees the server once all their close
+**    callbacks have run, then calls done (the loop drains by itself).
+**  - A request passed to on_request belongs to the application until it
+**    answers it.  The application must answer every request exactly once --
+**    also after the client went away or the server closed; such an answer is
+**    dropped and only frees the request.  on_abort (optional) says early that
+**    the answer will be dropped; the request must still be answered (it may
+**    be answered from inside on_abort).
+**  - Everything an rf_http_req points to stays valid until it is answered;
+**    after rf_http_respond() the request must not be touched.
+**  - Answers on one connection are sent in request order: an answer given
+**    early is held (copied) until every earlier request is answered.
+**  - Nothing here blocks; writes are queued on libuv.  Functions returning
+**    int return 0 or a negative libuv error code (UV_EINVAL, UV_ENOMEM, ...).
+*/
+#ifndef RAFTING_HTTP_H
+#define RAFTING_HTTP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct rf_http_server rf_http_server;
+typedef struct rf_http_req rf_http_req;
+
+typedef void (*rf_http_request_cb)(void *ud, rf_http_req *req);
+typedef void (*rf_http_abort_cb)(void *ud, rf_http_req *req);
+typedef void (*rf_http_done_cb)(void *ud);
+
+typedef struct rf_http_opts {
+  const char *host;          /* numeric IPv4/IPv6, or "localhost" */
+  int port;                  /* 0 picks a free port: see rf_http_port() */
+  size_t max_body_bytes;     /* default 1 MiB */
+  size_t max_header_bytes;   /* default 8 KiB */
+  size_t max_url_bytes;      /* default 4 KiB */
+  int max_connections;       /* default 1024 */
+  int idle_timeout_ms;       /* default 30000 */
+  int request_timeout_ms;    /* default 10000 */
+  int max_pipeline;          /* requests queued per connection, default 16 */
+  rf_http_request_cb on_request;
+  rf_http_abort_cb on_abort; /* may be NULL */
+  void *ud;                  /* passed to on_request and on_abort */
+} rf_http_opts;
+
+/* A parsed request.  Every field is read-only for the application except
+** data.  Strings are NUL-terminated; lengths make them binary safe. */
+struct rf_http_req {
+  const char *method;        /* "GET", "PUT", ... */
+  const char *target;        /* request-target as received: "/kv/a%20b?x" */
+  size_t target_len;
+  const char *path;          /* target's path, percent-decoded ('+' kept) */
+  size_t path_len;
+  const char *query;         /* raw query after '?', "" if none */
+  size_t query_len;
+  const char *content_type;  /* NULL if absent */
+  const char *host;          /* NULL if absent */
+  const char *body;          /* "" if none; chunked bodies are joined */
+  size_t body_len;
+  int http_minor;            /* HTTP/1.<minor> */
+  int keep_alive;            /* 0: the connection closes after the answer */
+  void *data;                /* free for the application */
+};
+
+/* Fill o with the defaults above (host "127.0.0.1", port 0, no callback). */
+void rf_http_opts_init(rf_http_opts *o);
+
+/* Listen on o->host:o->port.  On error nothing needs cleaning up. */
+int rf_http_start(uv_loop_t *loop, const rf_http_opts *o,
+                  rf_http_server **out);
+int rf_http_port(const rf_http_server *s); /* the bound port */
+int rf_http_connections(const rf_http_server *s); /* open, within the limit */
+void rf_http_close(rf_http_server *s, rf_http_done_cb done, void *ud);
+
+/* Header value (first of that name, case-insensitive), NULL if absent. */
+const char *rf_http_header(const rf_http_req *req, const char *name,
+                           size_t *len);
+/* Query parameter, decoded ('+' is a space).  NULL if absent; a flag given
+** without a value ("?stale", "?stale=") yields "" with *len == 0. */
+const char *rf_http_query_get(const rf_http_req *req, const char *name,
+                              size_t *len);
+
+/* Add a response header (e.g. Retry-After, Location, Allow) before
+** answering.  Content-Length, Connection and Transfer-Encoding belong to the
+** server: UV_EINVAL, as is a name or value with CR, LF or NUL. */
+int rf_http_add_header(rf_http_req *req, const char *name, const char *value);
+/* Answer req: body is copied; content_type may be NULL.  Frees req. */
+void rf_http_respond(rf_http_req *req, int status, const char *content_type,
+                     const void *body, size_t len);
+/* Answer with {"error":code,"message":message} as application/json. */
+void rf_http_json_error(rf_http_req *req, int status, const char *code,
+                        const char *message);
+
+/* Write s[0..len) as a JSON string literal, quotes included, into dst
+** (always NUL-terminated when cap > 0).  Valid UTF-8 passes through, other
+** bytes become \u00XX.  Returns the full length, like snprintf. */
+size_t rf_http_json_quote(char *dst, size_t cap, const void *s, size_t len);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+** node.h -- one Raft node: the core, its storage, the peer transport and
+** the HTTP API composed on one libuv loop.
+**
+** rf_node_start() wires everything from a validated config; the node then
+** runs as long as the loop does.  rf_node_stop() closes every handle and
+** calls done once the last one closed, so uv_run() returns and the process
+** can exit 0.  The node borrows the config (it must outlive the node) and
+** owns everything else it creates.
+*/
+#ifndef RAFTING_NODE_H
+#define RAFTING_NODE_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "rafting/buf.h"
+#include "rafting/config.h"
+
+typedef struct rf_node rf_node;
+
+/* Returns 0, or a negative libuv/RAFT_E* code after logging what failed. */
+int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
+                  rf_node **out);
+void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud);
+
+/* The /status document (JSON) of this node. */
+void rf_node_status_json(rf_node *n, rf_buf *b);
+
+#endif

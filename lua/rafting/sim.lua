@@ -1,0 +1,1153 @@
+-- rafting.sim: a deterministic simulator of a cluster of pure Raft cores.
+--
+-- Virtual time is counted in ticks.  One step (sim:step()) is one tick:
+-- first every async write that is due completes, then every message due at
+-- this tick is delivered, then every live node ticks once.  The network
+-- delays each message by a random number of ticks within bounds, drops,
+-- duplicates and reorders them, and cuts links between partitions.  Nodes
+-- crash and restart; a restart rebuilds the core from exactly what that node
+-- persisted through its ready batches (hard state, and its log truncated
+-- from the first entry of each batch) and nothing else.
+--
+-- All randomness comes from one seeded xoshiro256** generator, so a run
+-- replays exactly from its seed.  Ready batches are processed by the
+-- contract: persist, then send, then apply, then advance.  After every event
+-- (each delivery, each tick) the touched node is checked against the Raft
+-- invariants; a violation raises an error naming the invariant, the seed
+-- and the command that replays the run.
+
+local core = require("rafting.core")
+
+local M = {}
+
+---------------------------------------------------------------------------
+-- PRNG: splitmix64 to seed, xoshiro256** to draw (64-bit integer math)
+---------------------------------------------------------------------------
+
+local Rng = {}
+Rng.__index = Rng
+
+local function rotl(x, k)
+  return (x << k) | (x >> (64 - k))
+end
+
+local function splitmix(s)
+  s = s + 0x9E3779B97F4A7C15
+  local z = s
+  z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
+  z = (z ~ (z >> 27)) * 0x94D049BB133111EB
+  return s, z ~ (z >> 31)
+end
+
+function M.rng(seed)
+  local s, a, b, c, d = seed
+  s, a = splitmix(s)
+  s, b = splitmix(s)
+  s, c = splitmix(s)
+  s, d = splitmix(s)
+  return setmetatable({ a, b, c, d }, Rng)
+end
+
+function Rng:next()
+  local s0, s1, s2, s3 = self[1], self[2], self[3], self[4]
+  local r = rotl(s1 * 5, 7) * 9
+  local t = s1 << 17
+  s2 = s2 ~ s0
+  s3 = s3 ~ s1
+  s1 = s1 ~ s2
+  s0 = s0 ~ s3
+  s2 = s2 ~ t
+  s3 = rotl(s3, 45)
+  self[1], self[2], self[3], self[4] = s0, s1, s2, s3
+  return r
+end
+
+-- uniform in [0, n)
+function Rng:below(n)
+  return (self:next() >> 1) % n
+end
+
+-- uniform in [lo, hi]
+function Rng:range(lo, hi)
+  return lo + self:below(hi - lo + 1)
+end
+
+-- uniform in [0, 1)
+function Rng:float()
+  return (self:next() >> 11) * (1.0 / 9007199254740992.0)
+end
+
+function Rng:chance(p)
+  return p > 0 and self:float() < p
+end
+
+function Rng:pick(list)
+  return list[self:below(#list) + 1]
+end
+
+function Rng:shuffle(list)
+  for i = #list, 2, -1 do
+    local j = self:below(i) + 1
+    list[i], list[j] = list[j], list[i]
+  end
+  return list
+end
+
+-- a seed a core accepts (non-negative)
+function Rng:seed()
+  return self:next() & 0x7FFFFFFFFFFFFFFF
+end
+
+---------------------------------------------------------------------------
+-- hashing entries and log prefixes
+---------------------------------------------------------------------------
+
+-- Each distinct entry (term, type, data) is interned to a small integer; a
+-- log prefix is summarised by chaining a 64-bit mix over those integers, so
+-- "same prefix" is one comparison.
+local function mix(h, k)
+  h = (h ~ k) * 0x9E3779B97F4A7C15
+  h = h ~ (h >> 29)
+  h = h * 0xBF58476D1CE4E5B9
+  return h ~ (h >> 32)
+end
+
+local function entry_key(e)
+  return e.term .. "|" .. e.type .. "|" .. e.data
+end
+
+---------------------------------------------------------------------------
+-- the simulator
+---------------------------------------------------------------------------
+
+local Sim = {}
+Sim.__index = Sim
+M.Sim = Sim
+
+local defaults = {
+  election_ticks = 10,
+  heartbeat_ticks = 1,
+  pre_vote = true,
+  check_quorum = true,
+  max_inflight = 256,
+  max_msg_bytes = 1024 * 1024,
+}
+
+-- sim.new{ n=3 | ids={...}, seed=, election_ticks=, heartbeat_ticks=,
+--   pre_vote=, check_quorum=, max_inflight=, max_msg_bytes=,
+--   net={min_delay=1, max_delay=1, drop=0, dup=0, reorder=false},
+--   async=0 (probability a ready's write is deferred), io_delay=3 (ticks),
+--   replay="command", restore={[id]={hard_state=, log=}} }
+function M.new(opts)
+  opts = opts or {}
+  local ids = opts.ids
+  if not ids then
+    ids = {}
+    for i = 1, opts.n or 3 do ids[i] = i end
+  end
+  local self = setmetatable({}, Sim)
+  self.seed = opts.seed or 1
+  self.rng = M.rng(self.seed)
+  self.ids = ids
+  self.cfg = {}
+  for k, v in pairs(defaults) do
+    if opts[k] == nil then self.cfg[k] = v else self.cfg[k] = opts[k] end
+  end
+  local net = opts.net or {}
+  self.net = {
+    min_delay = net.min_delay or 1,
+    max_delay = net.max_delay or net.min_delay or 1,
+    drop = net.drop or 0,
+    dup = net.dup or 0,
+    reorder = net.reorder or false,
+  }
+  self.async = opts.async or 0
+  self.io_delay = opts.io_delay or 3
+  self.replay = opts.replay
+  self.time = 0
+  self.ctime = 0        -- the time new sends are stamped with (see flush)
+  self.queue = {}       -- [due tick] = list of envelopes
+  self.qmax = 0         -- latest tick with a bucket
+  self.held = {}        -- envelopes a filter held, for manual delivery
+  self.filters = {}
+  self.group = {}       -- [id] = partition group (nil: the main one)
+  self.cut = {}         -- ["a>b"] = true: link a->b is cut
+  self.counts = {}      -- [type] = messages sent
+  self.counts_to = {}   -- [to][type] = messages sent to 'to'
+  self.nodes = {}
+  self.events = 0
+  self.tracing = opts.trace or os.getenv("RAFTING_TRACE") ~= nil
+  self.trace_buf, self.trace_n = {}, 0
+  self.step_errors = {}
+  self.strict_step = opts.strict_step ~= false
+  -- the checker's memory of the whole run
+  self.leaders = {}     -- [term] = the id that led it
+  self.intern = {}      -- entry key -> small integer
+  self.n_interned = 0
+  self.known = {}       -- [index] = {[term] = prefix hash}: log matching
+  self.ck = {}          -- committed entries: key id by index
+  self.chash = { [0] = 0 } -- hash of the committed prefix by index
+  self.cterm = {}       -- upper bound on the term that committed index
+  self.ncommit = 0      -- highest index known committed anywhere
+  self.applied = {}     -- [index] = entry, as first applied anywhere
+  self.akey = {}        -- [index] = key id of that entry
+  self.applied_max = 0
+  for _, id in ipairs(ids) do
+    local r = opts.restore and opts.restore[id]
+    local n = { id = id, alive = false, incarnation = 0, hs = nil,
+                log = {}, hashes = { [0] = 0 }, reads = {} }
+    if r then
+      if r.hard_state then
+        n.hs = { term = r.hard_state.term or 0, vote = r.hard_state.vote or 0,
+                 commit = r.hard_state.commit or 0 }
+      end
+      for i, e in ipairs(r.log or {}) do
+        n.log[i] = { term = e.term, index = i, type = e.type or "normal",
+                     data = e.data or "" }
+      end
+    end
+    self.nodes[id] = n
+  end
+  -- restored logs join the log-matching memory before anyone runs
+  for _, id in ipairs(ids) do
+    local n = self.nodes[id]
+    for i = 1, #n.log do self:_remember(n, i) end
+  end
+  for _, id in ipairs(ids) do self:_start(self.nodes[id]) end
+  return self
+end
+
+---------------------------------------------------------------------------
+-- failure reporting and tracing
+---------------------------------------------------------------------------
+
+function Sim:replay_cmd()
+  if type(self.replay) == "function" then return self.replay(self.seed) end
+  return self.replay or string.format(
+    "RAFTING_SEED=%d RAFTING_SEEDS=1 busted spec/core", self.seed)
+end
+
+function Sim:trace(fmt, ...)
+  if not self.tracing then return end
+  local n = self.trace_n % 200 + 1
+  self.trace_n = self.trace_n + 1
+  self.trace_buf[n] = string.format("[t=%d] " .. fmt, self.time, ...)
+end
+
+function Sim:trace_dump()
+  local out, total = {}, self.trace_n
+  for i = math.max(1, total - 199), total do
+    out[#out + 1] = self.trace_buf[(i - 1) % 200 + 1]
+  end
+  return table.concat(out, "\n")
+end
+
+function Sim:fail(invariant, fmt, ...)
+  local msg = string.format(
+    "invariant violated: %s: %s\n  seed=%d time=%d events=%d\n  replay: %s",
+    invariant, string.format(fmt, ...), self.seed, self.time, self.events,
+    self:replay_cmd())
+  if self.tracing then msg = msg .. "\n  last events:\n" .. self:trace_dump() end
+  error(msg, 0)
+end
+
+---------------------------------------------------------------------------
+-- nodes: start, crash, restart
+---------------------------------------------------------------------------
+
+function Sim:_start(n)
+  local log
+  if #n.log > 0 then log = n.log end
+  n.core = core.new{
+    id = n.id, voters = self.ids, seed = self.rng:seed(),
+    election_ticks = self.cfg.election_ticks,
+    heartbeat_ticks = self.cfg.heartbeat_ticks,
+    pre_vote = self.cfg.pre_vote, check_quorum = self.cfg.check_quorum,
+    max_inflight = self.cfg.max_inflight,
+    max_msg_bytes = self.cfg.max_msg_bytes,
+    hard_state = n.hs, log = log,
+  }
+  n.alive = true
+  n.incarnation = n.incarnation + 1
+  n.pending = nil
+  local role, term, _, commit, _, _, applied = n.core:state()
+  n.role, n.term, n.commit = role, term, commit
+  n.applied_index = applied  -- the state machine restarts from the core's view
+  n.lc_term, n.lc_upto = nil, 0
+  n.reads = {}
+  self:trace("start %d (incarnation %d, term %d, commit %d, log %d)", n.id,
+             n.incarnation, term, commit, #n.log)
+  self:check(n)
+  self:process(n)
+end
+
+function Sim:crash(id)
+  local n = self.nodes[id]
+  if not n.alive then return end
+  n.core:close()
+  n.core, n.alive, n.pending = nil, false, nil  -- an unfinished write is lost
+  self:trace("crash %d", id)
+end
+
+function Sim:restart(id)
+  local n = self.nodes[id]
+  if n.alive then self:crash(id) end
+  self:_start(n)
+end
+
+function Sim:alive(id) return self.nodes[id].alive end
+function Sim:core(id) return self.nodes[id].core end
+
+---------------------------------------------------------------------------
+-- the network
+---------------------------------------------------------------------------
+
+function Sim:connected(from, to)
+  return (self.group[from] or 0) == (self.group[to] or 0)
+     and not self.cut[from .. ">" .. to]
+end
+
+-- partition({1,2},{3,4,5}): each list is a group; unlisted nodes form one
+-- more group of their own.  Messages across groups are lost, in flight too.
+function Sim:partition(...)
+  self.group = {}
+  for gi, set in ipairs({ ... }) do
+    for _, id in ipairs(set) do self.group[id] = gi end
+  end
+  self:trace("partition %s", self:describe_partition())
+end
+
+function Sim:isolate(id)
+  self:partition({ id })
+end
+
+function Sim:heal()
+  self.group, self.cut = {}, {}
+  self:trace("heal")
+end
+
+function Sim:describe_partition()
+  local gs = {}
+  for _, id in ipairs(self.ids) do
+    local g = self.group[id] or 0
+    gs[g] = gs[g] or {}
+    table.insert(gs[g], id)
+  end
+  local parts = {}
+  for _, set in pairs(gs) do parts[#parts + 1] = table.concat(set, ",") end
+  table.sort(parts)
+  return "{" .. table.concat(parts, "} {") .. "}"
+end
+
+-- cut(a, b): drop messages both ways between a and b (cut(a, b, true): a->b)
+function Sim:cut_link(a, b, oneway)
+  self.cut[a .. ">" .. b] = true
+  if not oneway then self.cut[b .. ">" .. a] = true end
+end
+
+-- A filter is fn(msg) -> "drop" | "hold" | nil, consulted at send time.
+-- Held messages wait in sim.held for deliver()/release().
+function Sim:filter(fn)
+  self.filters[#self.filters + 1] = fn
+  return fn
+end
+
+function Sim:unfilter(fn)
+  for i, f in ipairs(self.filters) do
+    if f == fn then table.remove(self.filters, i) return end
+  end
+end
+
+-- handy filters
+function M.drop_type(mtype, from, to)
+  return function(m)
+    if m.type == mtype and (not from or m.from == from)
+       and (not to or m.to == to) then return "drop" end
+  end
+end
+
+function M.hold_type(mtype, from, to)
+  return function(m)
+    if m.type == mtype and (not from or m.from == from)
+       and (not to or m.to == to) then return "hold" end
+  end
+end
+
+function M.hold_all(m) return "hold" end
+
+function Sim:_enqueue(m, delay)
+  local at = self.ctime + delay
+  local b = self.queue[at]
+  if not b then
+    b = {}
+    self.queue[at] = b
+    if at > self.qmax then self.qmax = at end
+  end
+  b[#b + 1] = m
+end
+
+function Sim:send(m)
+  local ty = m.type
+  self.counts[ty] = (self.counts[ty] or 0) + 1
+  local ct = self.counts_to[m.to]
+  if not ct then ct = {}; self.counts_to[m.to] = ct end
+  ct[ty] = (ct[ty] or 0) + 1
+  for i = 1, #self.filters do
+    local v = self.filters[i](m)
+    if v == "drop" then
+      self:trace("filter drops %s %d->%d", ty, m.from, m.to)
+      return
+    elseif v == "hold" then
+      self.held[#self.held + 1] = m
+      return
+    end
+  end
+  if not self:connected(m.from, m.to) then return end
+  local net, rng = self.net, self.rng
+  if rng:chance(net.drop) then
+    self:trace("net drops %s %d->%d", ty, m.from, m.to)
+    return
+  end
+  self:_enqueue(m, rng:range(net.min_delay, net.max_delay))
+  if rng:chance(net.dup) then
+    self:_enqueue(m, rng:range(net.min_delay, net.max_delay))
+  end
+end
+
+function Sim:count(mtype)
+  if mtype then return self.counts[mtype] or 0 end
+  local total = 0
+  for _, c in pairs(self.counts) do total = total + c end
+  return total
+end
+
+function Sim:count_to(to, mtype)
+  local ct = self.counts_to[to] or {}
+  if mtype then return ct[mtype] or 0 end
+  local total = 0
+  for _, c in pairs(ct) do total = total + c end
+  return total
+end
+
+function Sim:reset_counts()
+  self.counts, self.counts_to = {}, {}
+end
+
+-- hand one message to its recipient now (a held one, or any you build)
+function Sim:deliver(m)
+  local n = self.nodes[m.to]
+  if not n or not n.alive then return false end
+  for i, h in ipairs(self.held) do
+    if h == m then table.remove(self.held, i) break end
+  end
+  self.events = self.events + 1
+  self:trace("deliver %s %d->%d term=%d index=%d log_term=%d commit=%d%s%s",
+             m.type, m.from, m.to, m.term, m.index, m.log_term, m.commit,
+             m.reject and " reject" or "",
+             m.entries and (" +" .. #m.entries) or "")
+  local ok, err = n.core:step(m)
+  if not ok then
+    self.step_errors[err] = (self.step_errors[err] or 0) + 1
+    if self.strict_step then
+      self:fail("step accepts well-formed messages",
+                "node %d refused %s from %d: %s", n.id, m.type, m.from, err)
+    end
+  end
+  self:check(n)
+  self:process(n)
+  return true
+end
+
+-- held messages matching pred (a function, or a type name); all if nil
+function Sim:take(pred)
+  if type(pred) == "string" then
+    local ty = pred
+    pred = function(m) return m.type == ty end
+  end
+  local out, keep = {}, {}
+  for _, m in ipairs(self.held) do
+    if not pred or pred(m) then out[#out + 1] = m else keep[#keep + 1] = m end
+  end
+  self.held = keep
+  return out
+end
+
+function Sim:release(pred)
+  local ms = self:take(pred)
+  for _, m in ipairs(ms) do self:deliver(m) end
+  return #ms
+end
+
+-- Deliver everything in flight, in due order, without time passing for the
+-- nodes (no ticks): the network is infinitely fast for a moment.
+function Sim:flush(max_events)
+  max_events = max_events or 100000
+  local delivered = 0
+  local t = self.time + 1
+  while true do
+    if t > self.qmax then
+      if not self:_any_pending() then break end
+      self:complete_io(true)
+      t = self.time + 1
+      if self.qmax < t then self.qmax = t end
+    end
+    local b = self.queue[t]
+    if b then
+      self.queue[t] = nil
+      self.ctime = t
+      if self.net.reorder then self.rng:shuffle(b) end
+      for i = 1, #b do
+        local m = b[i]
+        if self:connected(m.from, m.to) then
+          self:deliver(m)
+          delivered = delivered + 1
+          if delivered > max_events then
+            error("flush: the network never went quiet", 2)
+          end
+        end
+      end
+    end
+    t = t + 1
+  end
+  -- anything sent during the flush was stamped past 'time'; rebase nothing:
+  -- the queue is empty now
+  self.ctime = self.time
+  self.qmax = self.time
+  return delivered
+end
+
+function Sim:_any_pending()
+  for _, id in ipairs(self.ids) do
+    if self.nodes[id].pending then return true end
+  end
+  return false
+end
+
+function Sim:in_flight()
+  local n = 0
+  for t = self.time + 1, self.qmax do
+    local b = self.queue[t]
+    if b then n = n + #b end
+  end
+  return n
+end
+
+---------------------------------------------------------------------------
+-- ready batches, by the contract
+---------------------------------------------------------------------------
+
+-- the checker learns entry i of n's persisted log
+function Sim:_remember(n, i)
+  local e = n.log[i]
+  local key = entry_key(e)
+  local k = self.intern[key]
+  if not k then
+    k = self.n_interned + 1
+    self.n_interned = k
+    self.intern[key] = k
+  end
+  local h = mix(n.hashes[i - 1], k)
+  n.hashes[i] = h
+  local byterm = self.known[i]
+  if not byterm then
+    byterm = {}
+    self.known[i] = byterm
+  end
+  local seen = byterm[e.term]
+  if seen == nil then
+    byterm[e.term] = h
+  elseif seen ~= h then
+    self:fail("log matching",
+              "node %d holds entry %d of term %d after a prefix that differs "
+              .. "from another log's with the same entry", n.id, i, e.term)
+  end
+  if i > 1 and n.log[i - 1].term > e.term then
+    self:fail("log terms never decrease", "node %d: entry %d term %d after "
+              .. "term %d", n.id, i, e.term, n.log[i - 1].term)
+  end
+  -- an entry the node itself persisted as committed must be the committed
+  -- one (a stale, uncommitted entry may be written by an async batch and
+  -- replaced by the next one)
+  local ck = self.ck[i]
+  if ck and ck ~= k and n.hs and i <= n.hs.commit then
+    self:fail("committed entries are never overwritten",
+              "node %d persisted %s at index %d under its commit %d", n.id,
+              key, i, n.hs.commit)
+  end
+end
+
+function Sim:persist(n, rd)
+  local hs = rd.hs
+  if hs then
+    local old = n.hs
+    if old then
+      if hs.term < old.term then
+        self:fail("persisted term never decreases", "node %d: %d -> %d",
+                  n.id, old.term, hs.term)
+      end
+      if hs.term == old.term and old.vote ~= 0 and hs.vote ~= old.vote then
+        self:fail("one vote per term", "node %d voted %d then %d in term %d",
+                  n.id, old.vote, hs.vote, hs.term)
+      end
+      if hs.commit < old.commit then
+        self:fail("commit never decreases", "node %d persisted commit %d "
+                  .. "after %d", n.id, hs.commit, old.commit)
+      end
+    end
+    n.hs = { term = hs.term, vote = hs.vote, commit = hs.commit }
+  end
+  local es = rd.entries
+  if #es > 0 then
+    local log = n.log
+    local first = es[1].index
+    if first < 1 or first > #log + 1 then
+      self:fail("ready entries extend the log", "node %d: batch starts at %d, "
+                .. "log ends at %d", n.id, first, #log)
+    end
+    for i = #log, first, -1 do
+      log[i] = nil
+      n.hashes[i] = nil
+    end
+    for j, e in ipairs(es) do
+      if e.index ~= first + j - 1 then
+        self:fail("ready entries are contiguous", "node %d: entry %d has "
+                  .. "index %d", n.id, j, e.index)
+      end
+      log[e.index] = e
+      self:_remember(n, e.index)
+    end
+  end
+  if n.hs and n.hs.commit > #n.log then
+    self:fail("persisted commit is in the persisted log", "node %d: commit "
+              .. "%d, log %d", n.id, n.hs.commit, #n.log)
+  end
+end
+
+function Sim:apply(n, e)
+  local i = e.index
+  if i ~= n.applied_index + 1 then
+    self:fail("entries apply in order", "node %d applied %d after %d", n.id,
+              i, n.applied_index)
+  end
+  n.applied_index = i
+  local key = entry_key(e)
+  local k = self.intern[key]
+  if not k then
+    k = self.n_interned + 1
+    self.n_interned = k
+    self.intern[key] = k
+  end
+  local ak = self.akey[i]
+  if ak == nil then
+    self.akey[i] = k
+    self.applied[i] = e
+    if i > self.applied_max then self.applied_max = i end
+  elseif ak ~= k then
+    local o = self.applied[i]
+    self:fail("state machine safety", "node %d applied entry %d as term %d "
+              .. "%s %q; another node applied term %d %s %q", n.id, i, e.term,
+              e.type, e.data, o.term, o.type, o.data)
+  end
+  local ck = self.ck[i]
+  if ck and ck ~= k then
+    self:fail("state machine safety", "node %d applied entry %d that differs "
+              .. "from the one committed", n.id, i)
+  end
+  if self.on_apply then self.on_apply(n.id, e) end
+end
+
+function Sim:handle(n, rd)
+  self:persist(n, rd)
+  for _, m in ipairs(rd.msgs) do self:send(m) end
+  for _, e in ipairs(rd.committed) do self:apply(n, e) end
+  for _, r in ipairs(rd.reads) do n.reads[#n.reads + 1] = r end
+  n.core:advance()
+end
+
+-- drain n's ready batches; with async > 0 a batch's write may be deferred,
+-- and then nothing of it (nor any later batch) goes out until it completes
+function Sim:process(n)
+  while n.alive and not n.pending and n.core:has_ready() do
+    local rd = n.core:ready()
+    if not rd then break end
+    if self.async > 0 and self.rng:chance(self.async) then
+      n.pending = rd
+      n.pending_at = self.time + self.rng:range(1, self.io_delay)
+      return
+    end
+    self:handle(n, rd)
+  end
+  self:check(n)
+end
+
+-- finish deferred writes that are due (all of them if 'all')
+function Sim:complete_io(all)
+  for _, id in ipairs(self.ids) do
+    local n = self.nodes[id]
+    if n.pending and (all or n.pending_at <= self.time) then
+      local rd = n.pending
+      n.pending = nil
+      self.events = self.events + 1
+      self:handle(n, rd)
+      self:check(n)
+      self:process(n)
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- the invariants
+---------------------------------------------------------------------------
+
+-- Committed-prefix bound: cterm[i] bounds from above the term in which i was
+-- committed (i commits no later than any j >= i, and j was committed by a
+-- leader of a term <= that of any node that knows it committed).  So every
+-- leader of a term > cterm[i] must hold entry i (leader completeness).
+function Sim:_learn_commit(n, commit, term)
+  for i = self.ncommit + 1, commit do
+    local e = n.core:entry(i)
+    if not e then
+      self:fail("commit is within the log", "node %d: commit %d but no "
+                .. "entry %d", n.id, commit, i)
+    end
+    local key = entry_key(e)
+    local k = self.intern[key]
+    if not k then
+      k = self.n_interned + 1
+      self.n_interned = k
+      self.intern[key] = k
+    end
+    local ak = self.akey[i]
+    if ak and ak ~= k then
+      self:fail("state machine safety", "node %d committed entry %d unlike "
+                .. "the one applied", n.id, i)
+    end
+    self.ck[i] = k
+    self.chash[i] = mix(self.chash[i - 1], k)
+    self.cterm[i] = term
+  end
+  if commit > self.ncommit then self.ncommit = commit end
+  -- tighten the bound below: cterm is non-decreasing in the index
+  local i = math.min(commit, self.ncommit)
+  while i >= 1 and self.cterm[i] > term do
+    self.cterm[i] = term
+    i = i - 1
+  end
+end
+
+-- highest index whose commit term is known to be below 'term'
+function Sim:_committed_before(term)
+  local lo, hi = 0, self.ncommit
+  while lo < hi do
+    local mid = (lo + hi + 1) // 2
+    if self.cterm[mid] < term then lo = mid else hi = mid - 1 end
+  end
+  return lo
+end
+
+function Sim:_leader_holds(n, upto)
+  -- the persisted prefix by hash, the rest (async writes) entry by entry
+  local p = math.min(upto, #n.log)
+  if n.hashes[p] ~= self.chash[p] then
+    -- the persisted log may be stale behind an in-memory rewrite; compare
+    -- the in-memory log entry by entry before crying wolf
+    p = 0
+  end
+  for i = p + 1, upto do
+    local e = n.core:entry(i)
+    if not e or self.intern[entry_key(e)] ~= self.ck[i] then return false, i end
+  end
+  return true
+end
+
+function Sim:check(n)
+  if not n.alive then return end
+  local role, term, leader, commit, last, _, applied = n.core:state()
+  -- election safety: at most one leader per term, over the whole run
+  if role == "leader" then
+    local l = self.leaders[term]
+    if l == nil then
+      self.leaders[term] = n.id
+      self:trace("node %d leads term %d", n.id, term)
+    elseif l ~= n.id then
+      self:fail("election safety", "nodes %d and %d both led term %d", l,
+                n.id, term)
+    end
+  end
+  if term < n.term then
+    self:fail("term never decreases", "node %d: %d -> %d", n.id, n.term, term)
+  end
+  if n.hs and term < n.hs.term then
+    self:fail("term never below persisted", "node %d: term %d, persisted %d",
+              n.id, term, n.hs.term)
+  end
+  if commit < n.commit then
+    self:fail("commit never decreases", "node %d: %d -> %d", n.id, n.commit,
+              commit)
+  end
+  if n.hs and commit < n.hs.commit then
+    self:fail("commit never below persisted", "node %d: commit %d, "
+              .. "persisted %d", n.id, commit, n.hs.commit)
+  end
+  if commit > last then
+    self:fail("commit is within the log", "node %d: commit %d, last %d",
+              n.id, commit, last)
+  end
+  if applied > commit then
+    self:fail("only committed entries apply", "node %d: applied %d, "
+              .. "commit %d", n.id, applied, commit)
+  end
+  n.role, n.term, n.leader, n.commit = role, term, leader, commit
+  if commit > 0 and (commit > self.ncommit or self.cterm[commit] > term) then
+    self:_learn_commit(n, commit, term)
+  end
+  -- leader completeness: a leader holds everything committed before its term
+  if role == "leader" then
+    if n.lc_term ~= term then n.lc_term, n.lc_upto = term, 0 end
+    local upto = self:_committed_before(term)
+    if upto > n.lc_upto then
+      local ok, i = self:_leader_holds(n, upto)
+      if not ok then
+        self:fail("leader completeness", "node %d leads term %d without "
+                  .. "committed entry %d", n.id, term, i)
+      end
+      n.lc_upto = upto
+    end
+  end
+end
+
+-- full check of every live node's in-memory log against what it persisted
+-- (entries up to its stable index) and against the committed prefix
+function Sim:check_logs()
+  for _, id in ipairs(self.ids) do
+    local n = self.nodes[id]
+    if n.alive and not n.pending then
+      local st = n.core:status()
+      for i = 1, math.min(st.stable_index, #n.log) do
+        local e = n.core:entry(i)
+        local p = n.log[i]
+        if not e or e.term ~= p.term or e.data ~= p.data or e.type ~= p.type then
+          self:fail("in-memory log matches the persisted log",
+                    "node %d entry %d", id, i)
+        end
+      end
+      for i = 1, math.min(st.commit, self.ncommit) do
+        local e = n.core:entry(i)
+        if not e or self.intern[entry_key(e)] ~= self.ck[i] then
+          self:fail("log matching", "node %d committed entry %d differs", id, i)
+        end
+      end
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- time
+---------------------------------------------------------------------------
+
+-- one virtual tick: due writes complete, due messages arrive, nodes tick
+function Sim:step()
+  self.time = self.time + 1
+  self.ctime = self.time
+  if self.async > 0 then self:complete_io(false) end
+  local b = self.queue[self.time]
+  if b then
+    self.queue[self.time] = nil
+    if self.net.reorder then self.rng:shuffle(b) end
+    for i = 1, #b do
+      local m = b[i]
+      if self:connected(m.from, m.to) then self:deliver(m) end
+    end
+  end
+  for _, id in ipairs(self.ids) do
+    local n = self.nodes[id]
+    if n.alive then
+      self.events = self.events + 1
+      n.core:tick()
+      self:check(n)
+      self:process(n)
+    end
+  end
+  if self.on_step then self.on_step(self) end
+end
+
+function Sim:run(ticks)
+  for _ = 1, ticks do self:step() end
+end
+
+-- step until cond(sim) is true; returns true, ticks taken | false
+function Sim:run_until(cond, max_ticks)
+  max_ticks = max_ticks or 1000
+  for t = 0, max_ticks do
+    if cond(self) then return true, t end
+    if t == max_ticks then break end
+    self:step()
+  end
+  return false
+end
+
+---------------------------------------------------------------------------
+-- views and helpers for specs
+---------------------------------------------------------------------------
+
+function Sim:state(id)
+  local n = self.nodes[id]
+  if not n.alive then return nil end
+  local role, term, leader, commit, last, last_term, applied, vote =
+    n.core:state()
+  return { role = role, term = term, leader = leader, commit = commit,
+           last_index = last, last_term = last_term, applied = applied,
+           vote = vote }
+end
+
+function Sim:status(id)
+  return self.nodes[id].alive and self.nodes[id].core:status() or nil
+end
+
+-- the live leader of the highest term, and that term
+function Sim:leader()
+  local best, bt
+  for _, id in ipairs(self.ids) do
+    local n = self.nodes[id]
+    if n.alive and n.role == "leader" and (not bt or n.term > bt) then
+      best, bt = id, n.term
+    end
+  end
+  return best, bt
+end
+
+-- a leader that every live node in its partition follows, in its term
+function Sim:agreed_leader()
+  local l, term = self:leader()
+  if not l then return nil end
+  local g = self.group[l] or 0
+  for _, id in ipairs(self.ids) do
+    local n = self.nodes[id]
+    if n.alive and (self.group[id] or 0) == g
+       and (n.term ~= term or (id ~= l and n.leader ~= l)) then
+      return nil
+    end
+  end
+  return l, term
+end
+
+-- run until a leader is agreed on and has committed an entry of its term
+function Sim:wait_leader(max_ticks)
+  local ok = self:run_until(function(s)
+    local l, term = s:agreed_leader()
+    if not l then return false end
+    local n = s.nodes[l]
+    local e = n.commit > 0 and n.core:term_at(n.commit)
+    return e == term
+  end, max_ticks or 50 * self.cfg.election_ticks)
+  if not ok then return nil end
+  return self:agreed_leader()
+end
+
+-- make 'id' leader now: campaign, then let messages flow (no ticks)
+function Sim:elect(id)
+  local n = self.nodes[id]
+  assert(n.alive, "cannot elect a dead node")
+  n.core:campaign()
+  self:check(n)
+  self:process(n)
+  self:flush()
+  return n.role == "leader"
+end
+
+-- the persisted log of id as a list of {term,index,type,data}
+function Sim:log(id) return self.nodes[id].log end
+
+-- in-memory log of a live node
+function Sim:mem_log(id)
+  local c, out = self.nodes[id].core, {}
+  local i = 1
+  while true do
+    local e = c:entry(i)
+    if not e then break end
+    out[i] = e
+    i = i + 1
+  end
+  return out
+end
+
+-- the terms of a log as a compact string, e.g. "1 1 1 4 4 5"
+function M.terms(log)
+  local t = {}
+  for i, e in ipairs(log) do t[i] = tostring(e.term) end
+  return table.concat(t, " ")
+end
+
+-- data of the normal entries node id has applied (this incarnation)
+function Sim:applied_data(id)
+  local out = {}
+  for i = 1, self.nodes[id].applied_index do
+    local e = self.applied[i]
+    if e.type == "normal" then out[#out + 1] = e.data end
+  end
+  return out
+end
+
+function Sim:is_applied(index, term)
+  local e = self.applied[index]
+  return e ~= nil and e.term == term
+end
+
+-- propose data at node id (default: the leader); index, term | nil, err
+function Sim:propose(data, id)
+  id = id or self:leader()
+  if not id then return nil, "noleader" end
+  local n = self.nodes[id]
+  if not n.alive then return nil, "dead" end
+  local index, term, hint = n.core:propose(data)
+  self.events = self.events + 1
+  self:check(n)
+  self:process(n)
+  if not index then return nil, term, hint end
+  return index, term
+end
+
+-- propose every item of list at node id (default: the leader) before any of
+-- its ready batches is processed, as a runtime batching clients would;
+-- returns the list of {index=, term=} (nil, err at the first refusal)
+function Sim:propose_many(list, id)
+  id = id or self:leader()
+  if not id then return nil, "noleader" end
+  local n, out = self.nodes[id], {}
+  for i, data in ipairs(list) do
+    local index, term = n.core:propose(data)
+    if not index then return nil, term end
+    out[i] = { index = index, term = term }
+  end
+  self.events = self.events + 1
+  self:check(n)
+  self:process(n)
+  return out
+end
+
+---------------------------------------------------------------------------
+-- the randomized run: faults while clients propose, then liveness
+---------------------------------------------------------------------------
+
+-- M.fuzz(seed, {steps=3000, sizes={3,5,7}, replay=}) runs one seed and
+-- raises on any violated invariant or lost liveness.  Returns a summary.
+function M.fuzz(seed, opts)
+  opts = opts or {}
+  local pick = M.rng(seed)  -- the run's shape, separate from its course
+  local sizes = opts.sizes or { 3, 5, 7 }
+  local size = sizes[seed % #sizes + 1]
+  local et = 10
+  local s = M.new{
+    n = size, seed = seed, replay = opts.replay,
+    election_ticks = et,
+    heartbeat_ticks = pick:range(1, 3),
+    pre_vote = pick:chance(0.75),
+    check_quorum = pick:chance(0.75),
+    max_inflight = pick:range(1, 8),
+    max_msg_bytes = pick:range(1, 4) * 64,
+    async = pick:chance(0.5) and 0.3 or 0,
+    net = { min_delay = 1, max_delay = pick:range(1, 4), drop = 0, dup = 0,
+            reorder = true },
+  }
+  local rng = s.rng
+  local steps = opts.steps or 3000
+  local proposed, accepted = 0, 0
+  local crashed = {}
+  local function nemesis()
+    local r = rng:float()
+    if r < 0.3 then                         -- partition in two, at random
+      local a, b = {}, {}
+      for _, id in ipairs(s.ids) do
+        if rng:chance(0.5) then a[#a + 1] = id else b[#b + 1] = id end
+      end
+      s:partition(a, b)
+    elseif r < 0.4 then
+      s:isolate(rng:pick(s.ids))
+    elseif r < 0.55 then
+      s:heal()
+    elseif r < 0.7 then                     -- crash one; restart later
+      local id = rng:pick(s.ids)
+      if s.nodes[id].alive then
+        s:crash(id)
+        crashed[#crashed + 1] = id
+      end
+    elseif r < 0.85 then
+      if #crashed > 0 then
+        s:restart(table.remove(crashed, rng:below(#crashed) + 1))
+      end
+    else                                    -- a new kind of weather
+      s.net.drop = rng:chance(0.5) and rng:float() * 0.2 or 0
+      s.net.dup = rng:chance(0.5) and rng:float() * 0.1 or 0
+      s.net.max_delay = rng:range(1, 6)
+    end
+  end
+  local fault_rate = 1 / (pick:range(2, 8) * et)
+  for _ = 1, steps do
+    if rng:chance(fault_rate) then nemesis() end
+    if rng:chance(0.2) then
+      proposed = proposed + 1
+      local id = rng:chance(0.8) and s:leader() or rng:pick(s.ids)
+      if id and s.nodes[id].alive then
+        if s:propose(string.format("%d:%d", seed, proposed), id) then
+          accepted = accepted + 1
+        end
+      end
+    end
+    s:step()
+  end
+  -- the faults stop: the network is clean, everyone is back
+  s:heal()
+  s.net.drop, s.net.dup = 0, 0
+  for _, id in ipairs(s.ids) do
+    if not s.nodes[id].alive then s:restart(id) end
+  end
+  local elect_bound = 30 * et
+  local l = s:wait_leader(elect_bound)
+  if not l then
+    s:fail("liveness", "no leader agreed on within %d ticks after the faults "
+           .. "stopped", elect_bound)
+  end
+  -- the stable period: every proposal commits within a bound (the leader
+  -- applies it), and every node catches up on all of them within another
+  local commit_bound = 6 * et + 4 * s.net.max_delay
+  local pending = {}
+  for k = 1, 20 do
+    local data = string.format("%d:final:%d", seed, k)
+    local index, term = s:propose(data)
+    if not index then
+      s:fail("liveness", "the leader refused proposal %d: %s", k, term)
+    end
+    pending[#pending + 1] = { index = index, term = term, at = s.time }
+    s:run(rng:range(0, 2))
+  end
+  for _, p in ipairs(pending) do
+    local ok = s:run_until(function()
+      return s.nodes[l].applied_index >= p.index
+    end, math.max(0, p.at + commit_bound - s.time))
+    if not ok or not s:is_applied(p.index, p.term) then
+      s:fail("liveness", "proposal at index %d term %d (made at t=%d) not "
+             .. "committed within %d ticks", p.index, p.term, p.at,
+             commit_bound)
+    end
+  end
+  local last = pending[#pending].index
+  local catchup_bound = 100 * et
+  local ok = s:run_until(function()
+    for _, id in ipairs(s.ids) do
+      if s.nodes[id].applied_index < last then return false end
+    end
+    return true
+  end, catchup_bound)
+  if not ok then
+    s:fail("liveness", "not every node applied index %d within %d ticks",
+           last, catchup_bound)
+  end
+  s:check_logs()
+  local terms = 0
+  for t in pairs(s.leaders) do if t > terms then terms = t end end
+  return { size = size, steps = steps, proposed = proposed,
+           accepted = accepted, committed = s.ncommit, events = s.events,
+           terms = terms }
+end
+
+return M

@@ -1,0 +1,615 @@
+/*
+** config.c -- load and validate a cluster config written in Lua.
+**
+** The file runs in a fresh lua_State with only the base, string, table and
+** math libraries (no io, os, require), as text only, under an instruction
+** budget.  Its result table is then checked by a C function that itself runs
+** in protected mode, so every validation failure is a Lua error whose message
+** already names the file and the field.
+**
+** Memory: every C allocation made while Lua may raise an error is stored in
+** the caller's rf_config at once, so a longjmp never strands a pointer; on
+** failure rf_config_load() frees the partial rf_config before returning.
+** Strings are copied out of Lua; nothing points into the (closed) state.
+*/
+#include "rafting/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#define CFG_INSTR_STEP 1000
+#define CFG_INSTR_MAX 100000000L /* ~ a second of Lua: enough for any loop */
+#define CFG_MAX_CLUSTER 64
+#define CFG_MAX_ADDR 256
+#define FRAME_SLACK 1024 /* envelope + entry framing around one request */
+
+typedef struct ctx {
+  const char *path;
+  rf_config *out;
+  long instr;
+} ctx;
+
+static const char *const top_keys[] = {"cluster", "nodes", "timing",
+                                       "storage", "commands", "limits", NULL};
+static const char *const node_keys[] = {"id", "peer", "http", NULL};
+static const char *const timing_keys[] = {"tick_ms", "election_ticks",
+                                          "heartbeat_ticks", "pre_vote",
+                                          "check_quorum", NULL};
+
+/* limits.*: one row per key; off is the field's offset in rf_config. */
+typedef struct limit_def {
+  const char *name;
+  size_t off;
+  int is_int; /* int field (bounded by INT_MAX) rather than size_t */
+  lua_Integer dflt;
+} limit_def;
+
+#define LIM(f, isint, d) {#f, offsetof(rf_config, f), isint, d}
+static const limit_def limit_defs[] = {
+    LIM(max_frame_bytes, 0, 4 << 20),  LIM(max_msg_bytes, 0, 1 << 20),
+    LIM(max_inflight, 1, 64),          LIM(send_queue_bytes, 0, 8 << 20),
+    LIM(max_body_bytes, 0, 1 << 20),   LIM(max_header_bytes, 0, 8 << 10),
+    LIM(max_url_bytes, 0, 4 << 10),    LIM(max_connections, 1, 1024),
+    LIM(idle_timeout_ms, 1, 30000),    LIM(request_timeout_ms, 1, 10000),
+    LIM(forward_timeout_ms, 1, 5000),  {NULL, 0, 0, 0}};
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Raise "path: field: message".  Never returns. */
+static int fail(lua_State *L, const ctx *x, const char *field,
+                const char *fmt, ...) {
+  va_list ap;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "%s: %s: ", x->path, field);
+  luaL_addvalue(&b);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  return lua_error(L);
+}
+
+static char *dup_or_raise(lua_State *L, const char *s) {
+  char *d = strdup(s);
+  if (d == NULL) luaL_error(L, "out of memory");
+  return d;
+}
+
+/* ---- unknown keys ------------------------------------------------------ */
+
+static int known(const char *const *keys, const char *k) {
+  for (; *keys; keys++)
+    if (strcmp(*keys, k) == 0) return 1;
+  return 0;
+}
+
+/* Push the display name of the key at index k inside table prefix. */
+static void push_keyname(lua_State *L, const char *prefix, int k) {
+  k = lua_absindex(L, k);
+  if (lua_type(L, k) == LUA_TSTRING)
+    lua_pushfstring(L, "%s%s%s", prefix, *prefix ? "." : "",
+                    lua_tostring(L, k));
+  else if (lua_isinteger(L, k))
+    lua_pushfstring(L, "%s[%I]", prefix, lua_tointeger(L, k));
+  else
+    lua_pushfstring(L, "%s[<%s key>]", prefix, luaL_typename(L, k));
+}
+
+/* Reject any key of the table at idx not in keys; prefix names the table. */
+static void check_keys(lua_State *L, const ctx *x, int idx, const char *prefix,
+                       const char *const *keys) {
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING && known(keys, lua_tostring(L, -1)))
+      continue;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (const char *const *k = keys; *k; k++) {
+      if (k != keys) luaL_addstring(&b, ", ");
+      luaL_addstring(&b, *k);
+    }
+    luaL_pushresult(&b);
+    const char *list = lua_tostring(L, -1);
+      push_keyname(L, prefix, -2);
+    fail(L, x, lua_tostring(L, -1), "unknown key (expected one of: %s)",
+         list);
+  }
+}
+
+/* ---- typed fields ------------------------------------------------------ */
+
+/* Push t[name] (raw: a metatable cannot run code here); return its type. */
+static int rawfield(lua_State *L, int t, const char *name) {
+  lua_pushstring(L, name);
+  return lua_rawget(L, t);
+}
+
+/* Value at top as an integer in [min, max]; pops it. */
+static lua_Integer to_int(lua_State *L, const ctx *x, const char *field,
+                          lua_Integer min, lua_Integer max) {
+  int ok = 0;
+  lua_Integer v = 0;
+  if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tointegerx(L, -1, &ok);
+  if (!ok) {
+    if (lua_type(L, -1) == LUA_TNUMBER)
+      fail(L, x, field, "expected an integer, got %s", lua_tostring(L, -1));
+    fail(L, x, field, "expected an integer, got %s", luaL_typename(L, -1));
+  }
+  if (v < min || v > max) {
+    if (min == 1 && v < 1) fail(L, x, field, "must be positive, got %I", v);
+    fail(L, x, field, "must be between %I and %I, got %I", min, max, v);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static lua_Integer opt_int(lua_State *L, const ctx *x, int t,
+                           const char *sect, const char *name,
+                           lua_Integer dflt, lua_Integer min,
+                           lua_Integer max) {
+  if (rawfield(L, t, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return dflt;
+  }
+  lua_pushfstring(L, "%s.%s", sect, name);
+  lua_insert(L, -2);
+  lua_Integer v = to_int(L, x, lua_tostring(L, -2), min, max);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int opt_bool(lua_State *L, const ctx *x, int t, const char *sect,
+                    const char *name, int dflt) {
+  int ty = rawfield(L, t, name);
+  int v = ty == LUA_TNIL ? dflt : lua_toboolean(L, -1);
+  if (ty != LUA_TNIL && ty != LUA_TBOOLEAN) {
+    lua_pushfstring(L, "%s.%s", sect, name);
+    fail(L, x, lua_tostring(L, -1), "expected a boolean, got %s",
+         luaL_typename(L, -2));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* t[name] as a string, or NULL if nil and !required.  Leaves it pushed. */
+static const char *get_str(lua_State *L, const ctx *x, int t,
+                           const char *field, const char *name, int required) {
+  int ty = rawfield(L, t, name);
+  if (ty == LUA_TNIL && !required) return NULL;
+  if (ty == LUA_TNIL) fail(L, x, field, "missing (a string is required)");
+  if (ty != LUA_TSTRING)
+    fail(L, x, field, "expected a string, got %s", luaL_typename(L, -1));
+  return lua_tostring(L, -1);
+}
+
+/* Optional subtable t[name]: its absolute index, or 0 if nil. */
+static int opt_table(lua_State *L, const ctx *x, int t, const char *name) {
+  int ty = rawfield(L, t, name);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (ty != LUA_TTABLE)
+    fail(L, x, name, "expected a table, got %s", luaL_typename(L, -1));
+  return lua_gettop(L);
+}
+
+/* ---- addresses --------------------------------------------------------- */
+
+/* Canonical form of a host, so "::1" and "0::1" compare equal. */
+static void canon_host(const char *host, char *buf, size_t len) {
+  unsigned char a[16];
+  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (inet_pton(AF_INET, host, a) == 1)
+    inet_ntop(AF_INET, a, buf, (socklen_t)len);
+  else if (inet_pton(AF_INET6, host, a) == 1)
+    inet_ntop(AF_INET6, a, buf, (socklen_t)len);
+  else
+    snprintf(buf, len, "%s", host);
+}
+
+/* Split "host:port" / "[v6]:port"; the host is copied into host[]. */
+static void parse_addr(lua_State *L, const ctx *x, const char *field,
+                       const char *s, char *host, int *port) {
+  const char *colon, *h = s, *hend;
+  unsigned char a[16];
+  if (strlen(s) >= CFG_MAX_ADDR) fail(L, x, field, "address too long");
+  if (*s == '[') {
+    h = s + 1;
+    hend = strchr(h, ']');
+    colon = hend ? hend + 1 : NULL;
+    if (colon && *colon != ':') colon = NULL;
+  } else {
+    colon = strrchr(s, ':');
+    hend = colon;
+    if (colon && memchr(s, ':', (size_t)(colon - s)))
+      fail(L, x, field, "malformed address \"%s\" (write IPv6 as [::1]:7001)",
+           s);
+  }
+  if (colon == NULL || hend == h || colon[1] == '\0')
+    fail(L, x, field, "malformed address \"%s\" (expected host:port, e.g. "
+                      "127.0.0.1:7001)", s);
+  long p = 0;
+  for (const char *c = colon + 1; *c; c++) {
+    if (*c < '0' || *c > '9')
+      fail(L, x, field, "malformed port in \"%s\"", s);
+    if (p <= 65535) p = p * 10 + (*c - '0');
+  }
+  if (p < 1 || p > 65535)
+    fail(L, x, field, "port %s out of range 1..65535", colon + 1);
+  memcpy(host, h, (size_t)(hend - h));
+  host[hend - h] = '\0';
+  int v6 = *s == '[';
+  if (v6 ? inet_pton(AF_INET6, host, a) != 1
+         : (strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, a) != 1))
+    fail(L, x, field, "host \"%s\" must be a numeric %s address%s", host,
+         v6 ? "IPv6" : "IPv4", v6 ? "" : " or localhost");
+  *port = (int)p;
+}
+
+static int same_addr(const char *h1, int p1, const char *h2, int p2) {
+  char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16];
+  if (p1 != p2) return 0;
+  canon_host(h1, a, sizeof a);
+  canon_host(h2, b, sizeof b);
+  return strcmp(a, b) == 0;
+}
+
+/* An address (node i, kind) must not repeat any address seen before it. */
+static void check_dup_addr(lua_State *L, const ctx *x, size_t i, int http) {
+  const rf_node_conf *n = &x->out->nodes[i];
+  const char *h = http ? n->http_host : n->peer_host;
+  int p = http ? n->http_port : n->peer_port;
+  for (size_t j = 0; j <= i; j++) {
+    const rf_node_conf *m = &x->out->nodes[j];
+    for (int k = 0; k < 2; k++) {
+      if (j == i && k >= http) break; /* only addresses before this one */
+      if (same_addr(h, p, k ? m->http_host : m->peer_host,
+                    k ? m->http_port : m->peer_port)) {
+        lua_pushfstring(L, "nodes[%d].%s", (int)i + 1, http ? "http" : "peer");
+        int v6 = strchr(h, ':') != NULL;
+        fail(L, x, lua_tostring(L, -1),
+             "address %s%s%s:%d already used by nodes[%d].%s", v6 ? "[" : "",
+             h, v6 ? "]" : "", p, (int)j + 1, k ? "http" : "peer");
+      }
+    }
+  }
+}
+
+/* ---- nodes ------------------------------------------------------------- */
+
+static void node_addr(lua_State *L, const ctx *x, int t, size_t i, int http) {
+  rf_node_conf *n = &x->out->nodes[i];
+  const char *kind = http ? "http" : "peer";
+  char host[CFG_MAX_ADDR];
+  int port;
+  lua_pushfstring(L, "nodes[%d].%s", (int)i + 1, kind);
+  const char *field = lua_tostring(L, -1);
+  parse_addr(L, x, field, get_str(L, x, t, field, kind, 1), host, &port);
+  lua_pop(L, 2);
+  if (http) {
+    n->http_host = dup_or_raise(L, host);
+    n->http_port = port;
+  } else {
+    n->peer_host = dup_or_raise(L, host);
+    n->peer_port = port;
+  }
+}
+
+static void load_node(lua_State *L, const ctx *x, int t, size_t i) {
+  rf_node_conf *n = &x->out->nodes[i];
+  lua_pushfstring(L, "nodes[%d]", (int)i + 1);
+  const char *name = lua_tostring(L, -1);
+  if (!lua_istable(L, t))
+    fail(L, x, name, "expected a table {id=, peer=, http=}, got %s",
+         luaL_typename(L, t));
+  check_keys(L, x, t, name, node_keys);
+  lua_pushfstring(L, "%s.id", name);
+  if (rawfield(L, t, "id") == LUA_TNIL)
+    fail(L, x, lua_tostring(L, -2), "missing (a positive integer)");
+  n->id = (uint64_t)to_int(L, x, lua_tostring(L, -2), 1, LUA_MAXINTEGER);
+  for (size_t j = 0; j < i; j++)
+    if (x->out->nodes[j].id == n->id)
+      fail(L, x, lua_tostring(L, -1), "duplicate id %I", (lua_Integer)n->id);
+  lua_pop(L, 1);
+  node_addr(L, x, t, i, 0);
+  node_addr(L, x, t, i, 1);
+  check_dup_addr(L, x, i, 0);
+  check_dup_addr(L, x, i, 1);
+  lua_pop(L, 1); /* name */
+}
+
+/* nodes must be a non-empty list: integer keys 1..n and nothing else. */
+static void load_nodes(lua_State *L, const ctx *x, int top) {
+  int t;
+  lua_Integer n = 0;
+  if (rawfield(L, top, "nodes") == LUA_TNIL)
+    fail(L, x, "nodes", "missing (a list of {id=, peer=, http=})");
+  if (!lua_istable(L, -1))
+    fail(L, x, "nodes", "expected a list of tables, got %s",
+         luaL_typename(L, -1));
+  t = lua_gettop(L);
+  for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) n++;
+  for (lua_pushnil(L); lua_next(L, t); lua_pop(L, 1)) {
+    lua_Integer k = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
+    if (k < 1 || k > n) {
+      push_keyname(L, "nodes", -2);
+      fail(L, x, lua_tostring(L, -1), "unexpected key (nodes must be a "
+                                      "list {{id=, peer=, http=}, ...} "
+                                      "without holes)");
+    }
+  }
+  if (n == 0) fail(L, x, "nodes", "must list at least one node");
+  rf_config *c = x->out;
+  c->nodes = calloc((size_t)n, sizeof *c->nodes);
+  if (c->nodes == NULL) luaL_error(L, "out of memory");
+  c->n_nodes = (size_t)n;
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_rawgeti(L, t, i + 1);
+    load_node(L, x, lua_gettop(L), (size_t)i);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- sections ---------------------------------------------------------- */
+
+static void load_cluster(lua_State *L, const ctx *x, int top) {
+  const char *s = get_str(L, x, top, "cluster", "cluster", 1);
+  size_t n = strlen(s);
+  if (n == 0 || n > CFG_MAX_CLUSTER || n != lua_rawlen(L, -1))
+    fail(L, x, "cluster", "must be 1..%d characters", CFG_MAX_CLUSTER);
+  for (const char *c = s; *c; c++)
+    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                "0123456789._-", *c))
+      fail(L, x, "cluster", "\"%s\": use only letters, digits, '.', '_', '-'",
+           s);
+  x->out->cluster = dup_or_raise(L, s);
+  lua_pop(L, 1);
+}
+
+static void load_timing(lua_State *L, const ctx *x, int top) {
+  rf_config *c = x->out;
+  int t = opt_table(L, x, top, "timing");
+  if (t == 0) return; /* all defaults */
+  check_keys(L, x, t, "timing", timing_keys);
+  c->tick_ms = (int)opt_int(L, x, t, "timing", "tick_ms", c->tick_ms, 1, 60000);
+  c->heartbeat_ticks = (int)opt_int(L, x, t, "timing", "heartbeat_ticks",
+                                    c->heartbeat_ticks, 1, 1000000);
+  c->election_ticks = (int)opt_int(L, x, t, "timing", "election_ticks",
+                                   c->election_ticks, 1, 1000000);
+  c->pre_vote = opt_bool(L, x, t, "timing", "pre_vote", c->pre_vote);
+  c->check_quorum =
+      opt_bool(L, x, t, "timing", "check_quorum", c->check_quorum);
+  lua_pop(L, 1);
+}
+
+static void check_timing(lua_State *L, const ctx *x) {
+  const rf_config *c = x->out;
+  if (c->election_ticks <= c->heartbeat_ticks)
+    fail(L, x, "timing.election_ticks",
+         "must be greater than timing.heartbeat_ticks (%d), got %d",
+         c->heartbeat_ticks, c->election_ticks);
+}
+
+static int all_loopback(const rf_config *c) {
+  char h[INET6_ADDRSTRLEN + 16];
+  for (size_t i = 0; i < c->n_nodes; i++) {
+    canon_host(c->nodes[i].peer_host, h, sizeof h);
+    if (strncmp(h, "127.", 4) != 0 && strcmp(h, "::1") != 0) return 0;
+  }
+  return 1;
+}
+
+/* "memory", or a directory; '%' may only start "%d" (the node id). */
+static void load_storage(lua_State *L, const ctx *x, int top) {
+  const char *s = get_str(L, x, top, "storage", "storage", 0);
+  if (s == NULL) s = "memory";
+  else if (*s == '\0' || strlen(s) != lua_rawlen(L, -1))
+    fail(L, x, "storage", "must be \"memory\" or a directory path");
+  const char *pct = s;
+  while ((pct = strchr(pct, '%')) != NULL && pct[1] == 'd') pct += 2;
+  if (pct != NULL)
+    fail(L, x, "storage", "\"%s\": only \"%%d\" (the node id) may follow "
+                          "'%%'", s);
+  /* Nodes on one machine must not share a WAL directory. */
+  if (strcmp(s, "memory") != 0 && strstr(s, "%d") == NULL &&
+      x->out->n_nodes > 1 && all_loopback(x->out))
+    fail(L, x, "storage", "\"%s\" would be shared by every node on this "
+                          "host; add \"%%d\" (replaced by the node id)", s);
+  x->out->storage = dup_or_raise(L, s);
+  lua_pop(L, 1);
+}
+
+/* commands: a readable Lua file, relative paths taken from the config's
+** directory; stored resolved so the node can open it from anywhere. */
+static void load_commands(lua_State *L, const ctx *x, int top) {
+  const char *s = get_str(L, x, top, "commands", "commands", 0);
+  if (s == NULL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (*s == '\0' || strlen(s) != lua_rawlen(L, -1))
+    fail(L, x, "commands", "must be the path of a Lua file");
+  const char *slash = strrchr(x->path, '/');
+  if (*s != '/' && slash != NULL)
+    lua_pushfstring(L, "%s/%s", lua_pushlstring(L, x->path,
+                                                (size_t)(slash - x->path)), s);
+  else
+    lua_pushstring(L, s);
+  const char *path = lua_tostring(L, -1);
+  if (access(path, R_OK) != 0)
+    fail(L, x, "commands", "cannot read \"%s\": %s", path, strerror(errno));
+  x->out->commands = dup_or_raise(L, path);
+  lua_settop(L, top);
+}
+
+static void load_limits(lua_State *L, const ctx *x, int top) {
+  int t = opt_table(L, x, top, "limits");
+  const char *names[sizeof limit_defs / sizeof *limit_defs];
+  size_t n = 0;
+  for (; limit_defs[n].name; n++) names[n] = limit_defs[n].name;
+  names[n] = NULL;
+  if (t != 0) check_keys(L, x, t, "limits", names);
+  for (const limit_def *d = limit_defs; d->name; d++) {
+    char *f = (char *)x->out + d->off;
+    lua_Integer max = d->is_int ? INT_MAX : LUA_MAXINTEGER;
+    lua_Integer v = t ? opt_int(L, x, t, "limits", d->name, d->dflt, 1, max)
+                      : d->dflt;
+    if (d->is_int) *(int *)f = (int)v;
+    else *(size_t *)f = (size_t)v;
+  }
+  if (t != 0) lua_pop(L, 1);
+}
+
+/* Limits that only make sense together. */
+static void check_limits(lua_State *L, const ctx *x) {
+  const rf_config *c = x->out;
+  size_t need = c->max_body_bytes + c->max_url_bytes + FRAME_SLACK;
+  if (c->max_msg_bytes > c->max_frame_bytes)
+    fail(L, x, "limits.max_msg_bytes", "must not exceed "
+         "limits.max_frame_bytes (%I)", (lua_Integer)c->max_frame_bytes);
+  if (c->max_frame_bytes < need)
+    fail(L, x, "limits.max_frame_bytes", "must be at least max_body_bytes + "
+         "max_url_bytes + %d = %I, or the largest request cannot be "
+         "replicated", FRAME_SLACK, (lua_Integer)need);
+  if (c->send_queue_bytes < c->max_frame_bytes)
+    fail(L, x, "limits.send_queue_bytes", "must be at least "
+         "limits.max_frame_bytes (%I)", (lua_Integer)c->max_frame_bytes);
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+/* lua_CFunction run in protected mode: validate(ctx, table). */
+static int validate(lua_State *L) {
+  const ctx *x = lua_touserdata(L, 1);
+  const int top = 2;
+  check_keys(L, x, top, "", top_keys);
+  load_cluster(L, x, top);
+  load_nodes(L, x, top);
+  load_timing(L, x, top);
+  check_timing(L, x);
+  load_storage(L, x, top);
+  load_commands(L, x, top);
+  load_limits(L, x, top);
+  check_limits(L, x);
+  return 0;
+}
+
+/* Message handler for the chunk: the Lua message plus a traceback. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Count hook: a config that loops forever fails instead of hanging. */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  ctx *x = *(ctx **)lua_getextraspace(L);
+  if ((x->instr += CFG_INSTR_STEP) < CFG_INSTR_MAX) return;
+  lua_getinfo(L, "Sl", ar);
+  lua_pushfstring(L, "%s:%d: config still running after %d instructions "
+                  "(endless loop?)", ar->short_src, ar->currentline,
+                  (int)CFG_INSTR_MAX);
+  lua_error(L);
+}
+
+static void open_libs(lua_State *L) {
+  static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
+                                  {LUA_STRLIBNAME, luaopen_string},
+                                  {LUA_TABLIBNAME, luaopen_table},
+                                  {LUA_MATHLIBNAME, luaopen_math},
+                                  {NULL, NULL}};
+  for (const luaL_Reg *l = libs; l->func; l++) {
+    luaL_requiref(L, l->name, l->func, 1);
+    lua_pop(L, 1);
+  }
+}
+
+static void set_defaults(rf_config *c) {
+  memset(c, 0, sizeof *c);
+  c->tick_ms = 10;
+  c->election_ticks = 30;
+  c->heartbeat_ticks = 5;
+  c->pre_vote = 1;
+  c->check_quorum = 1;
+}
+
+/* Run the chunk, then validate its table; -1 with the message at top. */
+static int run(lua_State *L, ctx *x) {
+  *(ctx **)lua_getextraspace(L) = x;
+  open_libs(L);
+  lua_pushcfunction(L, msghandler);
+  if (luaL_loadfilex(L, x->path, "t") != LUA_OK) return -1;
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, CFG_INSTR_STEP);
+  if (lua_pcall(L, 0, 1, 1) != LUA_OK) return -1;
+  lua_sethook(L, NULL, 0, 0);
+  if (!lua_istable(L, -1)) {
+    lua_pushfstring(L, "%s: must return a table, got %s", x->path,
+                    luaL_typename(L, -1));
+    return -1;
+  }
+  lua_pushcfunction(L, validate);
+  lua_pushlightuserdata(L, x);
+  lua_pushvalue(L, -3);
+  return lua_pcall(L, 2, 0, 0) == LUA_OK ? 0 : -1;
+}
+
+int rf_config_load(const char *path, rf_config *out, char *err,
+                   size_t errlen) {
+  ctx x = {path, out, 0};
+  lua_State *L;
+  int rc = -1;
+  set_defaults(out);
+  if ((out->path = strdup(path)) == NULL || (L = luaL_newstate()) == NULL) {
+    snprintf(err, errlen, "%s: out of memory", path);
+    rf_config_free(out);
+    return -1;
+  }
+  rc = run(L, &x);
+  if (rc != 0) {
+    const char *msg = lua_tostring(L, -1);
+    snprintf(err, errlen, "%s", msg ? msg : "unknown error");
+    rf_config_free(out);
+  }
+  lua_close(L);
+  return rc;
+}
+
+void rf_config_free(rf_config *c) {
+  for (size_t i = 0; c->nodes && i < c->n_nodes; i++) {
+    free(c->nodes[i].peer_host);
+    free(c->nodes[i].http_host);
+  }
+  free(c->nodes);
+  free(c->path);
+  free(c->cluster);
+  free(c->storage);
+  free(c->commands);
+  memset(c, 0, sizeof *c);
+}
+
+const rf_node_conf *rf_config_node(const rf_config *c, uint64_t id) {
+  for (size_t i = 0; i < c->n_nodes; i++)
+    if (c->nodes[i].id == id) return &c->nodes[i];
+  return NULL;
+}

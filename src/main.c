@@ -1,0 +1,165 @@
+/*
+** main.c -- the rafting command line.
+**
+**   rafting --config FILE --node ID [--log-level LEVEL]   run one node
+**   rafting cluster --config FILE [--log-level LEVEL]     run every node
+**
+** Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when the node fails
+** at run time, 2 for usage and configuration errors.
+*/
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "rafting/config.h"
+#include "rafting/launch.h"
+#include "rafting/log.h"
+#include "rafting/node.h"
+
+typedef struct options {
+  int cluster;
+  const char *config;
+  const char *node;
+  const char *level;
+} options;
+
+static void usage(FILE *f) {
+  fprintf(f,
+    "usage: rafting --config FILE --node ID [--log-level LEVEL]\n"
+    "       rafting cluster --config FILE [--log-level LEVEL]\n"
+    "       rafting --help | --version\n"
+    "\n"
+    "Runs one node of a Raft cluster described by a Lua config file, or with\n"
+    "'cluster', starts every node of the config as child processes.\n"
+    "\n"
+    "  --config FILE      cluster config (see config/local3.lua)\n"
+    "  --node ID          which node of the config this process is\n"
+    "  --log-level LEVEL  debug, info (default), warn or error\n");
+}
+
+static int fail_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, "rafting: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nTry 'rafting --help'.\n");
+  return 2;
+}
+
+static int parse(int argc, char **argv, options *o) {
+  int i = 1;
+  memset(o, 0, sizeof(*o));
+  o->level = "info";
+  if (argc > 1 && strcmp(argv[1], "cluster") == 0) {
+    o->cluster = 1;
+    i = 2;
+  }
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    const char **slot = NULL;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      exit(0);
+    }
+    if (strcmp(a, "--version") == 0) {
+      printf("rafting %s\n", RAFTING_VERSION);
+      exit(0);
+    }
+    if (strcmp(a, "--config") == 0) slot = &o->config;
+    else if (strcmp(a, "--node") == 0) slot = &o->node;
+    else if (strcmp(a, "--log-level") == 0) slot = &o->level;
+    else return fail_usage("unknown argument '%s'", a);
+    if (i + 1 >= argc) return fail_usage("%s needs a value", a);
+    *slot = argv[++i];
+  }
+  if (o->config == NULL) return fail_usage("%s", "--config FILE is required");
+  if (!o->cluster && o->node == NULL)
+    return fail_usage("%s", "--node ID is required (or use 'rafting cluster')");
+  if (rf_log_level_parse(o->level) < 0)
+    return fail_usage("unknown log level '%s' (debug, info, warn, error)",
+                      o->level);
+  return 0;
+}
+
+static uint64_t parse_id(const char *s) {
+  char *end;
+  unsigned long long v;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno || *s == '\0' || *end != '\0' || *s == '-' || v == 0) return 0;
+  return (uint64_t)v;
+}
+
+/* -- one node ----------------------------------------------------------- */
+
+typedef struct runner {
+  rf_node *node;
+  uv_signal_t sigterm, sigint;
+  int stopping;
+} runner;
+
+static void on_stopped(void *ud) {
+  runner *r = ud;
+  uv_close((uv_handle_t *)&r->sigterm, NULL);
+  uv_close((uv_handle_t *)&r->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  runner *r = h->data;
+  if (r->stopping) return;
+  r->stopping = 1;
+  rf_log(RF_INFO, "signal %d: stopping", signum);
+  rf_node_stop(r->node, on_stopped, r);
+}
+
+static int run_node(const rf_config *cfg, uint64_t id) {
+  uv_loop_t loop;
+  runner r;
+  int rc;
+  memset(&r, 0, sizeof(r));
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_init(&loop);
+  if ((rc = rf_node_start(&loop, cfg, id, &r.node)) < 0) {
+    uv_run(&loop, UV_RUN_DEFAULT); /* let half-opened handles close */
+    uv_loop_close(&loop);
+    return 1;
+  }
+  uv_signal_init(&loop, &r.sigterm);
+  uv_signal_init(&loop, &r.sigint);
+  r.sigterm.data = r.sigint.data = &r;
+  uv_signal_start(&r.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&r.sigint, on_signal, SIGINT);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  rc = uv_loop_close(&loop);
+  rf_log(RF_INFO, "stopped");
+  return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  options o;
+  rf_config cfg;
+  char err[1024];
+  uint64_t id = 0;
+  int rc;
+  if ((rc = parse(argc, argv, &o)) != 0) return rc;
+  if (o.cluster) return rf_launch_cluster(argv[0], o.config, o.level);
+  if ((id = parse_id(o.node)) == 0)
+    return fail_usage("--node wants a positive integer id, not '%s'", o.node);
+  if (rf_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
+    fprintf(stderr, "rafting: %s\n", err);
+    return 2;
+  }
+  if (rf_config_node(&cfg, id) == NULL) {
+    fprintf(stderr, "rafting: %s: no node with id %llu in nodes\n", o.config,
+            (unsigned long long)id);
+    rf_config_free(&cfg);
+    return 2;
+  }
+  rf_log_init(id, rf_log_level_parse(o.level));
+  rc = run_node(&cfg, id);
+  rf_config_free(&cfg);
+  return rc;
+}

@@ -1,0 +1,641 @@
+/*
+** transport.c -- the peer transport on libuv (see rafting/transport.h).
+**
+** Handles: the listener, one redial timer per peer, at most one outbound
+** connection per peer (a fresh uv_tcp_t per dial: a closed handle cannot be
+** reused), and the accepted inbound connections.  Every handle is counted
+** in t->handles and freed in its close callback; after rf_transport_close()
+** the last close callback frees t and calls done.
+**
+** An outbound connection is detached from its peer (c->peer = NULL) the
+** moment it is closed, so the callbacks libuv still delivers for it
+** (connect/write with UV_ECANCELED) touch nothing but the connection.
+*/
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rafting/codec.h"
+#include "rafting/transport.h"
+
+#define DEF_MAX_FRAME (4u << 20)
+#define DEF_QUEUE (8u << 20)
+#define DEF_BACKOFF_MIN 50
+#define DEF_BACKOFF_MAX 1000
+#define READ_CHUNK 65536
+#define KEEP_BUF (256u << 10) /* idle read buffers above this are freed */
+
+typedef struct peer peer;
+
+typedef struct outconn { /* one dial, then the connection we send on */
+  uv_tcp_t tcp;
+  uv_connect_t req;
+  rf_transport *t;
+  peer *peer;            /* NULL once closing */
+  size_t queued;         /* bytes in uv_write not yet completed */
+} outconn;
+
+typedef struct wreq {
+  uv_write_t req;
+  outconn *c;
+  uint8_t *frame;
+  size_t len;
+} wreq;
+
+struct peer {
+  rf_transport *t;
+  uint64_t id;
+  char *host;
+  int port;
+  struct sockaddr_storage addr;
+  uv_timer_t timer;      /* redial */
+  outconn *conn;         /* dialing or connected, or NULL */
+  int up;                /* conn is connected */
+  unsigned fails;        /* failed dials since the last connection */
+  uint64_t sent, dropped;
+};
+
+typedef struct inconn { /* accepted: we only read frames from it */
+  uv_tcp_t tcp;
+  rf_transport *t;
+  struct inconn *prev, *next;
+  uint8_t *buf;
+  size_t len, cap;
+  int closing;
+  char name[64];         /* remote address, for log lines */
+} inconn;
+
+struct rf_transport {
+  uv_loop_t *loop;
+  char *cluster;
+  uint64_t self;
+  size_t max_frame, queue_bound;
+  unsigned bo_min, bo_max;
+  uint64_t rng;
+  void *ud;
+  void (*recv)(void *, const raft_msg *);
+  void (*peer_state)(void *, uint64_t, int);
+  void (*log)(void *, int, const char *);
+  uv_tcp_t listener;
+  int port;
+  peer *peers;
+  size_t n_peers;
+  inconn *in;            /* open inbound connections */
+  size_t handles;        /* initialized, not yet close-called-back */
+  int closing;
+  void (*done)(void *);
+  void *done_ud;
+  char sink[256];        /* outbound connections should never be read */
+};
+
+static void dial(peer *p);
+
+/* ---- helpers -------------------------------------------------------- */
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void tlog(rf_transport *t, int level, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  if (t->log == NULL || t->closing) return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  t->log(t->ud, level, msg);
+}
+
+/* splitmix64: jitter only, any seed is fine. */
+static uint64_t rnd(rf_transport *t) {
+  uint64_t z = (t->rng += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* min * 2^fails capped at max, then a uniform pick in [d/2, d] so that
+** peers that lost each other together do not redial in lockstep. */
+static uint64_t backoff_ms(rf_transport *t, unsigned fails) {
+  uint64_t d = t->bo_min;
+  for (unsigned i = 0; i < fails && d < t->bo_max; i++) d *= 2;
+  if (d > t->bo_max) d = t->bo_max;
+  return d / 2 + rnd(t) % (d - d / 2 + 1);
+}
+
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
+  if (host == NULL || port < 0 || port > 65535) return UV_EINVAL;
+  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  memset(ss, 0, sizeof(*ss));
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  return UV_EINVAL;
+}
+
+static char *dupstr(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  return d != NULL ? memcpy(d, s, n) : NULL;
+}
+
+static peer *find_peer(const rf_transport *t, uint64_t id) {
+  for (size_t i = 0; i < t->n_peers; i++)
+    if (t->peers[i].id == id) return &t->peers[i];
+  return NULL;
+}
+
+static void free_transport(rf_transport *t) {
+  for (size_t i = 0; i < t->n_peers; i++) free(t->peers[i].host);
+  free(t->peers);
+  free(t->cluster);
+  free(t);
+}
+
+/* Every close callback ends here: the last one after close frees t. */
+static void handle_gone(rf_transport *t) {
+  void (*done)(void *) = t->done;
+  void *ud = t->done_ud;
+  if (--t->handles > 0 || !t->closing) return;
+  free_transport(t);
+  if (done != NULL) done(ud);
+}
+
+static void on_handle_closed(uv_handle_t *h) { handle_gone(h->data); }
+
+static void on_timer_closed(uv_handle_t *h) {
+  handle_gone(((peer *)h->data)->t);
+}
+
+/* ---- outbound ------------------------------------------------------- */
+
+static void on_out_closed(uv_handle_t *h) {
+  outconn *c = h->data;
+  rf_transport *t = c->t;
+  free(c);
+  handle_gone(t);
+}
+
+static void on_redial(uv_timer_t *timer) { dial(timer->data); }
+
+/* Close p's connection; unless the transport is closing, tell the owner
+** if it was up and arm the redial timer. */
+static void out_drop(outconn *c, const char *what, int err) {
+  peer *p = c->peer;
+  rf_transport *t = c->t;
+  unsigned fails = 0;
+  int was_up;
+  if (p == NULL) return; /* already closing */
+  was_up = p->up;
+  p->conn = NULL;
+  p->up = 0;
+  c->peer = NULL;
+  uv_close((uv_handle_t *)&c->tcp, on_out_closed);
+  if (t->closing) return;
+  if (was_up) {
+    tlog(t, RF_LOG_WARN, "peer %" PRIu64 " gone: %s: %s", p->id, what,
+         uv_strerror(err));
+    if (t->peer_state != NULL) t->peer_state(t->ud, p->id, 0);
+    if (t->closing) return; /* the callback closed us */
+  } else {
+    /* Log the first failure of a series; the rest only at debug. */
+    tlog(t, p->fails == 0 ? RF_LOG_INFO : RF_LOG_DEBUG,
+         "peer %" PRIu64 " (%s:%d) unreachable: %s: %s", p->id, p->host,
+         p->port, what, uv_strerror(err));
+    fails = p->fails++;
+  }
+  uv_timer_start(&p->timer, on_redial, backoff_ms(t, fails), 0);
+}
+
+static void on_out_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  outconn *c = h->data;
+  (void)size;
+  *buf = uv_buf_init(c->t->sink, sizeof(c->t->sink));
+}
+
+/* Peers never write on our outbound connection: reading only notices EOF
+** and resets, so a restarted peer gets redialed at once. */
+static void on_out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  outconn *c = s->data;
+  (void)buf;
+  if (nread > 0)
+    out_drop(c, "read", UV_EPROTO);
+  else if (nread < 0)
+    out_drop(c, "read", (int)nread);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  outconn *c = req->data;
+  peer *p = c->peer;
+  rf_transport *t = c->t;
+  int rc;
+  if (p == NULL) return; /* closed while dialing */
+  if (status < 0) {
+    out_drop(c, "connect", status);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  rc = uv_read_start((uv_stream_t *)&c->tcp, on_out_alloc, on_out_read);
+  if (rc < 0) {
+    out_drop(c, "read_start", rc);
+    return;
+  }
+  p->up = 1;
+  p->fails = 0;
+  tlog(t, RF_LOG_INFO, "peer %" PRIu64 " connected (%s:%d)", p->id, p->host,
+       p->port);
+  if (t->peer_state != NULL) t->peer_state(t->ud, p->id, 1);
+}
+
+static void dial(peer *p) {
+  rf_transport *t = p->t;
+  outconn *c;
+  int rc;
+  if (t->closing || p->conn != NULL) return;
+  c = calloc(1, sizeof(*c));
+  if (c == NULL || uv_tcp_init(t->loop, &c->tcp) < 0) {
+    free(c);
+    tlog(t, RF_LOG_ERROR, "peer %" PRIu64 ": cannot open a socket", p->id);
+    uv_timer_start(&p->timer, on_redial, t->bo_max, 0);
+    return;
+  }
+  t->handles++;
+  c->tcp.data = c;
+  c->req.data = c;
+  c->t = t;
+  c->peer = p;
+  p->conn = c;
+  rc = uv_tcp_connect(&c->req, &c->tcp, (const struct sockaddr *)&p->addr,
+                      on_connect);
+  if (rc < 0) out_drop(c, "connect", rc);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  wreq *w = req->data;
+  outconn *c = w->c;
+  c->queued -= w->len;
+  free(w->frame);
+  free(w);
+  if (status < 0 && status != UV_ECANCELED) out_drop(c, "write", status);
+}
+
+/* ---- inbound -------------------------------------------------------- */
+
+static void on_in_closed(uv_handle_t *h) {
+  inconn *c = h->data;
+  rf_transport *t = c->t;
+  free(c->buf);
+  free(c);
+  handle_gone(t);
+}
+
+static void in_close(inconn *c) {
+  rf_transport *t = c->t;
+  if (c->closing) return;
+  c->closing = 1;
+  if (c->prev != NULL) c->prev->next = c->next;
+  else t->in = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  uv_close((uv_handle_t *)&c->tcp, on_in_closed);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void in_fail(inconn *c, const char *fmt, ...) {
+  char why[160];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  tlog(c->t, RF_LOG_WARN, "closing peer connection from %s: %s", c->name,
+       why);
+  in_close(c);
+}
+
+/* Room for the rest of the pending frame (its length is already checked
+** against max_frame) or at least a read chunk. */
+static void on_in_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
+  inconn *c = h->data;
+  size_t need = READ_CHUNK;
+  (void)size;
+  if (c->len >= RF_FRAME_HEADER) {
+    size_t want = RF_FRAME_HEADER + (size_t)rf_frame_len(c->buf) - c->len;
+    if (want > need && want <= RF_FRAME_HEADER + c->t->max_frame) need = want;
+  }
+  if (c->cap - c->len < need) {
+    uint8_t *nb = realloc(c->buf, c->len + need);
+    if (nb == NULL) {
+      *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
+      return;
+    }
+    c->buf = nb;
+    c->cap = c->len + need;
+  }
+  *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+/* One complete frame: decode, check, hand to recv. 0 = keep reading. */
+static int deliver(inconn *c, const uint8_t *p, size_t n) {
+  rf_transport *t = c->t;
+  rf_decoded d;
+  int rc = rf_codec_decode(p, n, t->cluster, &d);
+  if (rc < 0) {
+    in_fail(c, "%s", rf_codec_strerror(rc));
+    return rc;
+  }
+  if (d.msg.to != t->self) {
+    in_fail(c, "frame for node %" PRIu64 ", this is %" PRIu64, d.msg.to,
+            t->self);
+    rc = UV_EINVAL;
+  } else if (find_peer(t, d.msg.from) == NULL) {
+    in_fail(c, "frame from unknown node %" PRIu64, d.msg.from);
+    rc = UV_EINVAL;
+  } else {
+    t->recv(t->ud, &d.msg);
+  }
+  rf_decoded_free(&d);
+  return rc;
+}
+
+static void parse_frames(inconn *c) {
+  size_t off = 0, max = c->t->max_frame;
+  while (!c->closing && c->len - off >= RF_FRAME_HEADER) {
+    size_t n = rf_frame_len(c->buf + off);
+    if (n > max) {
+      in_fail(c, "frame of %zu bytes over the maximum %zu", n, max);
+      return;
+    }
+    if (c->len - off - RF_FRAME_HEADER < n) break;
+    if (deliver(c, c->buf + off + RF_FRAME_HEADER, n) < 0) return;
+    off += RF_FRAME_HEADER + n;
+  }
+  if (c->closing || off == 0) return; /* recv may have closed us */
+  memmove(c->buf, c->buf + off, c->len - off);
+  c->len -= off;
+  if (c->len == 0 && c->cap > KEEP_BUF) { /* don't pin a big frame's room */
+    free(c->buf);
+    c->buf = NULL;
+    c->cap = 0;
+  }
+}
+
+static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  inconn *c = s->data;
+  (void)buf;
+  if (nread < 0) {
+    if (nread == UV_EOF)
+      tlog(c->t, RF_LOG_DEBUG, "peer connection from %s closed", c->name);
+    else
+      tlog(c->t, RF_LOG_WARN, "peer connection from %s: %s", c->name,
+           uv_strerror((int)nread));
+    in_close(c);
+    return;
+  }
+  c->len += (size_t)nread;
+  parse_frames(c);
+}
+
+static void name_remote(inconn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  char ip[48] = "?";
+  int port = 0;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    } else {
+      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    }
+  }
+  snprintf(c->name, sizeof(c->name), "%s:%d", ip, port);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  rf_transport *t = server->data;
+  inconn *c;
+  int rc;
+  if (status < 0) {
+    tlog(t, RF_LOG_WARN, "peer listener: %s", uv_strerror(status));
+    return;
+  }
+  c = calloc(1, sizeof(*c));
+  if (c == NULL || uv_tcp_init(t->loop, &c->tcp) < 0) {
+    free(c); /* the pending connection stays in the backlog */
+    tlog(t, RF_LOG_ERROR, "peer listener: cannot accept: out of memory");
+    return;
+  }
+  t->handles++;
+  c->tcp.data = c;
+  c->t = t;
+  c->next = t->in;
+  if (t->in != NULL) t->in->prev = c;
+  t->in = c;
+  rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+  if (rc == 0)
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_in_alloc, on_in_read);
+  if (rc < 0) {
+    tlog(t, RF_LOG_WARN, "peer listener: accept: %s", uv_strerror(rc));
+    in_close(c);
+    return;
+  }
+  name_remote(c);
+  tlog(t, RF_LOG_DEBUG, "peer connection from %s", c->name);
+}
+
+/* ---- start / send / close ------------------------------------------- */
+
+static int check_config(const rf_transport_config *cfg) {
+  if (cfg == NULL || cfg->cluster == NULL || *cfg->cluster == '\0' ||
+      cfg->self == RAFT_NONE || cfg->recv == NULL ||
+      (cfg->n_peers > 0 && cfg->peers == NULL))
+    return UV_EINVAL;
+  for (size_t i = 0; i < cfg->n_peers; i++) {
+    const rf_peer_addr *a = &cfg->peers[i];
+    if (a->id == RAFT_NONE || a->id == cfg->self || a->port <= 0)
+      return UV_EINVAL;
+    for (size_t j = 0; j < i; j++)
+      if (cfg->peers[j].id == a->id) return UV_EINVAL;
+  }
+  return 0;
+}
+
+static int copy_peers(rf_transport *t, const rf_transport_config *cfg) {
+  t->peers = calloc(cfg->n_peers ? cfg->n_peers : 1, sizeof(*t->peers));
+  if (t->peers == NULL) return UV_ENOMEM;
+  for (size_t i = 0; i < cfg->n_peers; i++) {
+    peer *p = &t->peers[i];
+    const rf_peer_addr *a = &cfg->peers[i];
+    int rc = parse_addr(a->host, a->port, &p->addr);
+    if (rc < 0) return rc;
+    p->host = dupstr(a->host);
+    if (p->host == NULL) return UV_ENOMEM;
+    p->t = t;
+    p->id = a->id;
+    p->port = a->port;
+    t->n_peers = i + 1;
+  }
+  return 0;
+}
+
+static rf_transport *new_transport(uv_loop_t *loop,
+                                   const rf_transport_config *cfg) {
+  rf_transport *t = calloc(1, sizeof(*t));
+  if (t == NULL) return NULL;
+  t->loop = loop;
+  t->cluster = dupstr(cfg->cluster);
+  t->self = cfg->self;
+  t->max_frame = cfg->max_frame_bytes ? cfg->max_frame_bytes : DEF_MAX_FRAME;
+  t->queue_bound = cfg->send_queue_bytes;
+  if (t->queue_bound == 0) /* default: 8 MiB, or one max frame if larger */
+    t->queue_bound = t->max_frame + RF_FRAME_HEADER > DEF_QUEUE
+                         ? t->max_frame + RF_FRAME_HEADER : DEF_QUEUE;
+  t->bo_min = cfg->backoff_min_ms ? cfg->backoff_min_ms : DEF_BACKOFF_MIN;
+  t->bo_max = cfg->backoff_max_ms ? cfg->backoff_max_ms : DEF_BACKOFF_MAX;
+  if (t->bo_max < t->bo_min) t->bo_max = t->bo_min;
+  t->rng = cfg->seed ^ (cfg->self * 0x9e3779b97f4a7c15ull);
+  t->ud = cfg->ud;
+  t->recv = cfg->recv;
+  t->peer_state = cfg->peer_state;
+  t->log = cfg->log;
+  return t;
+}
+
+static int open_listener(rf_transport *t, const rf_transport_config *cfg) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  const char *host = cfg->listen_host ? cfg->listen_host : "127.0.0.1";
+  int rc = parse_addr(host, cfg->listen_port, &ss);
+  if (rc < 0) return rc;
+  if ((rc = uv_tcp_init(t->loop, &t->listener)) < 0) return rc;
+  t->handles++;
+  t->listener.data = t;
+  if ((rc = uv_tcp_bind(&t->listener, (struct sockaddr *)&ss, 0)) < 0 ||
+      (rc = uv_listen((uv_stream_t *)&t->listener, 128, on_connection)) < 0 ||
+      (rc = uv_tcp_getsockname(&t->listener, (struct sockaddr *)&ss, &len)) < 0)
+    return rc;
+  t->port = ntohs(ss.ss_family == AF_INET6
+                      ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                      : ((struct sockaddr_in *)&ss)->sin_port);
+  return 0;
+}
+
+int rf_transport_start(uv_loop_t *loop, const rf_transport_config *cfg,
+                       rf_transport **out) {
+  rf_transport *t;
+  int rc;
+  if (out != NULL) *out = NULL;
+  if (loop == NULL || out == NULL || check_config(cfg) < 0) return UV_EINVAL;
+  if ((t = new_transport(loop, cfg)) == NULL) return UV_ENOMEM;
+  if (t->max_frame > INT32_MAX || /* uv_buf_t lengths are 32-bit */
+      t->queue_bound < RF_FRAME_HEADER + t->max_frame) /* one must fit */
+    rc = UV_EINVAL;
+  else if (t->cluster == NULL)
+    rc = UV_ENOMEM;
+  else if ((rc = copy_peers(t, cfg)) == 0)
+    rc = open_listener(t, cfg);
+  if (rc < 0) {
+    t->closing = 1; /* no done callback: t frees itself once closed */
+    if (t->handles == 0) free_transport(t);
+    else uv_close((uv_handle_t *)&t->listener, on_handle_closed);
+    return rc;
+  }
+  for (size_t i = 0; i < t->n_peers; i++) {
+    uv_timer_init(loop, &t->peers[i].timer); /* cannot fail */
+    t->peers[i].timer.data = &t->peers[i];
+    t->handles++;
+  }
+  for (size_t i = 0; i < t->n_peers; i++) dial(&t->peers[i]);
+  *out = t;
+  return 0;
+}
+
+static int dropped(peer *p, int rc) {
+  p->dropped++;
+  return rc;
+}
+
+int rf_transport_send(rf_transport *t, const raft_msg *m) {
+  peer *p;
+  outconn *c;
+  wreq *w;
+  uint8_t *frame;
+  size_t len;
+  uv_buf_t b;
+  int rc;
+
+  if (t == NULL || m == NULL || m->from != t->self) return UV_EINVAL;
+  if (t->closing) return RF_TRANSPORT_ECLOSING;
+  if ((p = find_peer(t, m->to)) == NULL) return RF_TRANSPORT_ENOPEER;
+  if (!p->up) return dropped(p, RF_TRANSPORT_EDOWN);
+  c = p->conn;
+  if ((rc = rf_codec_encode(t->cluster, m, &frame, &len)) < 0)
+    return dropped(p, rc);
+  if (len - RF_FRAME_HEADER > t->max_frame) rc = RF_TRANSPORT_ETOOBIG;
+  else if (c->queued + len > t->queue_bound) rc = RF_TRANSPORT_EFULL;
+  else if ((w = malloc(sizeof(*w))) == NULL) rc = UV_ENOMEM;
+  if (rc < 0) {
+    free(frame);
+    return dropped(p, rc);
+  }
+  w->req.data = w;
+  w->c = c;
+  w->frame = frame;
+  w->len = len;
+  b = uv_buf_init((char *)frame, (unsigned)len);
+  if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write)) < 0) {
+    free(frame); /* the read side will notice a broken connection */
+    free(w);
+    return dropped(p, rc);
+  }
+  c->queued += len;
+  p->sent++;
+  return 0;
+}
+
+int rf_transport_connected(const rf_transport *t, uint64_t id) {
+  const peer *p = find_peer(t, id);
+  return p != NULL && p->up;
+}
+
+int rf_transport_peer_info(const rf_transport *t, uint64_t id,
+                           rf_peer_info *info) {
+  const peer *p = find_peer(t, id);
+  if (p == NULL) return RF_TRANSPORT_ENOPEER;
+  info->connected = p->up;
+  info->queued_bytes = p->conn != NULL ? p->conn->queued : 0;
+  info->sent = p->sent;
+  info->dropped = p->dropped;
+  return 0;
+}
+
+int rf_transport_port(const rf_transport *t) { return t->port; }
+
+int rf_transport_close(rf_transport *t, void (*done)(void *), void *ud) {
+  if (t->closing) return RF_TRANSPORT_ECLOSING;
+  t->closing = 1;
+  t->done = done;
+  t->done_ud = ud;
+  uv_close((uv_handle_t *)&t->listener, on_handle_closed);
+  for (size_t i = 0; i < t->n_peers; i++) {
+    peer *p = &t->peers[i];
+    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+    if (p->conn != NULL) out_drop(p->conn, "close", 0);
+  }
+  while (t->in != NULL) in_close(t->in);
+  return 0;
+}
+
+const char *rf_transport_strerror(int err) {
+  if (RF_CODEC_IS_ERR(err)) return rf_codec_strerror(err);
+  switch (err) {
+  case RF_TRANSPORT_EDOWN: return "peer not connected";
+  case RF_TRANSPORT_EFULL: return "peer send queue full";
+  case RF_TRANSPORT_ETOOBIG: return "frame over max_frame_bytes";
+  case RF_TRANSPORT_ENOPEER: return "no such peer";
+  case RF_TRANSPORT_ECLOSING: return "transport closing";
+  default: return uv_strerror(err);
+  }
+}

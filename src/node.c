@@ -1,0 +1,318 @@
+/*
+** node.c -- one Raft node on one libuv loop (see rafting/node.h).
+**
+** Every input (a tick, a peer message, a client request) steps the core and
+** then calls flush(), which drains ready batches in the order the contract
+** demands: persist, send, apply, advance.  A save that completes later (the
+** WAL) resumes the drain from its callback; only one ready is in flight.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "rafting/log.h"
+#include "rafting/node.h"
+#include "rafting/raft.h"
+#include "rafting/storage.h"
+#include "rafting/transport.h"
+#include "http/api.h"
+#include "node_internal.h"
+
+struct rf_node {
+  uv_loop_t *loop;
+  const rf_config *cfg;
+  uint64_t id;
+  raft *core;
+  rf_storage *storage;
+  rf_transport *transport;
+  rf_api *api;
+  uv_timer_t tick;
+  raft_ready rd;        /* the ready being saved */
+  int saving;           /* rd is in flight */
+  int in_flush;         /* flush() is on the stack */
+  int closing;
+  int pending;          /* handles and services still to close */
+  void (*stop_done)(void *);
+  void *stop_ud;
+  raft_role last_role;  /* for "became leader" / "lost leadership" lines */
+  uint64_t last_leader;
+  uint64_t last_term;
+  uint64_t applied;     /* last entry applied to the state machine */
+};
+
+static void flush(rf_node *n);
+
+/* ------------------------------------------------------------ ready */
+
+static void report_changes(rf_node *n) {
+  raft_role role = raft_role_of(n->core);
+  uint64_t term = raft_term(n->core), leader = raft_leader(n->core);
+  if (role != n->last_role) {
+    if (role == RAFT_LEADER)
+      rf_log(RF_INFO, "became leader in term %llu", (unsigned long long)term);
+    else if (n->last_role == RAFT_LEADER)
+      rf_log(RF_INFO, "lost leadership in term %llu, now %s",
+             (unsigned long long)term, raft_role_name(role));
+    else
+      rf_log(RF_DEBUG, "now %s in term %llu", raft_role_name(role),
+             (unsigned long long)term);
+  }
+  if (leader != n->last_leader && leader != RAFT_NONE && leader != n->id)
+    rf_log(RF_INFO, "following leader %llu in term %llu",
+           (unsigned long long)leader, (unsigned long long)term);
+  if (role != n->last_role || leader != n->last_leader)
+    rf_api_leader_changed(n->api);
+  n->last_role = role;
+  n->last_leader = leader;
+  n->last_term = term;
+}
+
+static void send_all(rf_node *n, const raft_ready *rd) {
+  for (size_t i = 0; i < rd->n_msgs; i++) {
+    int rc = rf_transport_send(n->transport, &rd->msgs[i]);
+    if (rc < 0 && rf_log_enabled(RF_DEBUG))
+      rf_log(RF_DEBUG, "drop %s to %llu: %s",
+             raft_msg_type_name(rd->msgs[i].type),
+             (unsigned long long)rd->msgs[i].to, rf_transport_strerror(rc));
+  }
+}
+
+static void on_saved(void *ud, int status) {
+  rf_node *n = ud;
+  if (status < 0) {
+    /* nothing of this batch may leave: its promises are not durable */
+    rf_log(RF_ERROR, "storage: save failed (%d); batch not sent", status);
+  } else {
+    send_all(n, &n->rd);
+    for (size_t i = 0; i < n->rd.n_committed; i++) {
+      n->applied = n->rd.committed[i].index;
+      rf_api_applied(n->api, &n->rd.committed[i]);
+    }
+    for (size_t i = 0; i < n->rd.n_reads; i++)
+      rf_api_read_ready(n->api, &n->rd.reads[i]);
+  }
+  raft_advance(n->core);
+  n->saving = 0;
+  report_changes(n);
+  if (!n->in_flush) flush(n);
+}
+
+static void flush(rf_node *n) {
+  n->in_flush = 1;
+  while (!n->saving && !n->closing && raft_has_ready(n->core)) {
+    const raft_hard_state *hs;
+    int rc;
+    raft_ready_get(n->core, &n->rd);
+    hs = n->rd.hs_changed ? &n->rd.hs : NULL;
+    n->saving = 1;
+    rc = n->storage->ops->save(n->storage, hs, n->rd.entries,
+                               n->rd.n_entries, on_saved, n);
+    if (rc < 0) on_saved(n, rc);
+  }
+  n->in_flush = 0;
+  report_changes(n);
+}
+
+/* ------------------------------------------------------------ inputs */
+
+static void on_tick(uv_timer_t *t) {
+  rf_node *n = t->data;
+  raft_tick(n->core);
+  flush(n);
+}
+
+static void on_peer_msg(void *ud, const raft_msg *m) {
+  rf_node *n = ud;
+  int rc = raft_step(n->core, m);
+  if (rc < 0)
+    rf_log(RF_WARN, "rejected %s from %llu: %s", raft_msg_type_name(m->type),
+           (unsigned long long)m->from, raft_strerror(rc));
+  flush(n);
+}
+
+static void on_peer_state(void *ud, uint64_t peer, int connected) {
+  (void)ud; /* the transport already logged it with the reason */
+  rf_log(RF_DEBUG, "peer %llu %s", (unsigned long long)peer,
+         connected ? "up" : "down");
+}
+
+static void on_transport_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  rf_log(level, "peer: %s", msg);
+}
+
+/* ------------------------------------------------------------ public */
+
+void rf_node_kick(rf_node *n) { flush(n); }
+raft *rf_node_core(rf_node *n) { return n->core; }
+const rf_config *rf_node_config(rf_node *n) { return n->cfg; }
+uint64_t rf_node_id(rf_node *n) { return n->id; }
+uint64_t rf_node_applied(rf_node *n) { return n->applied; }
+
+static const char *role_json(raft_role r) { return raft_role_name(r); }
+
+void rf_node_status_json(rf_node *n, rf_buf *b) {
+  raft_status st;
+  const rf_node_conf *lc;
+  raft_status_get(n->core, &st);
+  lc = st.leader ? rf_config_node(n->cfg, st.leader) : NULL;
+  rf_buf_printf(b, "{\"id\":%llu,\"cluster\":", (unsigned long long)st.id);
+  rf_buf_json_str(b, n->cfg->cluster, strlen(n->cfg->cluster));
+  rf_buf_printf(b, ",\"role\":\"%s\",\"term\":%llu,\"vote\":", role_json(st.role),
+                (unsigned long long)st.term);
+  if (st.vote) rf_buf_printf(b, "%llu", (unsigned long long)st.vote);
+  else rf_buf_str(b, "null");
+  rf_buf_str(b, ",\"leader\":");
+  if (lc) rf_buf_printf(b, "%llu,\"leader_http\":\"%s:%d\"",
+                        (unsigned long long)st.leader, lc->http_host, lc->http_port);
+  else rf_buf_str(b, "null,\"leader_http\":null");
+  rf_buf_printf(b, ",\"commit\":%llu,\"applied\":%llu,\"last_index\":%llu,"
+                "\"last_term\":%llu,\"first_index\":%llu,\"storage\":",
+                (unsigned long long)st.commit,
+                (unsigned long long)n->applied,
+                (unsigned long long)st.last_index,
+                (unsigned long long)st.last_term,
+                (unsigned long long)st.first_index);
+  rf_buf_json_str(b, n->storage->ops->name, strlen(n->storage->ops->name));
+  rf_buf_str(b, ",\"peers\":[");
+  for (size_t i = 0, k = 0; i < st.n_peers; i++) {
+    const raft_peer_status *p = &st.peers[i];
+    if (p->id == n->id) continue;
+    rf_buf_printf(b, "%s{\"id\":%llu,\"connected\":%s", k++ ? "," : "",
+                  (unsigned long long)p->id,
+                  rf_transport_connected(n->transport, p->id) ? "true" : "false");
+    if (st.role == RAFT_LEADER)
+      rf_buf_printf(b, ",\"match\":%llu,\"next\":%llu,\"state\":\"%s\"",
+                    (unsigned long long)p->match, (unsigned long long)p->next,
+                    p->state == RAFT_PR_REPLICATE ? "replicate" : "probe");
+    rf_buf_str(b, "}");
+  }
+  rf_buf_str(b, "]}");
+}
+
+static int start_core(rf_node *n) {
+  uint64_t voters[RAFT_MAX_NODES];
+  raft_config rc;
+  raft_hard_state hs;
+  const raft_entry *ents;
+  size_t nents;
+  int err = 0;
+  if (n->cfg->n_nodes > RAFT_MAX_NODES) return RAFT_EINVAL;
+  for (size_t i = 0; i < n->cfg->n_nodes; i++) voters[i] = n->cfg->nodes[i].id;
+  raft_config_default(&rc);
+  rc.id = n->id;
+  rc.voters = voters;
+  rc.n_voters = n->cfg->n_nodes;
+  rc.election_ticks = n->cfg->election_ticks;
+  rc.heartbeat_ticks = n->cfg->heartbeat_ticks;
+  rc.pre_vote = n->cfg->pre_vote;
+  rc.check_quorum = n->cfg->check_quorum;
+  rc.max_msg_bytes = n->cfg->max_msg_bytes;
+  rc.max_inflight = n->cfg->max_inflight;
+  rc.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
+  err = n->storage->ops->load(n->storage, &hs, &ents, &nents);
+  if (err < 0) return err;
+  n->core = raft_new(&rc, &hs, ents, nents, &err);
+  return n->core ? 0 : err;
+}
+
+static int start_transport(rf_node *n) {
+  rf_peer_addr peers[RAFT_MAX_NODES];
+  rf_transport_config tc;
+  const rf_node_conf *self = rf_config_node(n->cfg, n->id);
+  size_t np = 0;
+  for (size_t i = 0; i < n->cfg->n_nodes; i++) {
+    const rf_node_conf *c = &n->cfg->nodes[i];
+    if (c->id == n->id) continue;
+    peers[np].id = c->id;
+    peers[np].host = c->peer_host;
+    peers[np].port = c->peer_port;
+    np++;
+  }
+  memset(&tc, 0, sizeof(tc));
+  tc.cluster = n->cfg->cluster;
+  tc.self = n->id;
+  tc.listen_host = self->peer_host;
+  tc.listen_port = self->peer_port;
+  tc.peers = peers;
+  tc.n_peers = np;
+  tc.max_frame_bytes = n->cfg->max_frame_bytes;
+  tc.send_queue_bytes = n->cfg->send_queue_bytes;
+  tc.backoff_min_ms = 20;
+  tc.backoff_max_ms = 1000;
+  tc.seed = (uint64_t)uv_hrtime() ^ n->id;
+  tc.ud = n;
+  tc.recv = on_peer_msg;
+  tc.peer_state = on_peer_state;
+  tc.log = on_transport_log;
+  return rf_transport_start(n->loop, &tc, &n->transport);
+}
+
+int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
+                  rf_node **out) {
+  rf_node *n;
+  int rc;
+  const rf_node_conf *self = rf_config_node(cfg, id);
+  *out = NULL;
+  if (self == NULL) return RAFT_EINVAL;
+  n = calloc(1, sizeof(*n));
+  if (n == NULL) return RAFT_ENOMEM;
+  n->loop = loop;
+  n->cfg = cfg;
+  n->id = id;
+  n->storage = rf_storage_memory();
+  if (n->storage == NULL) { free(n); return RAFT_ENOMEM; }
+  if ((rc = start_core(n)) < 0) {
+    rf_log(RF_ERROR, "cannot start the Raft core: %s", raft_strerror(rc));
+    goto fail;
+  }
+  if ((rc = start_transport(n)) < 0) {
+    rf_log(RF_ERROR, "cannot listen for peers on %s:%d: %s", self->peer_host,
+           self->peer_port, uv_strerror(rc));
+    goto fail;
+  }
+  if ((rc = rf_api_start(n, loop, &n->api)) < 0) {
+    rf_log(RF_ERROR, "cannot listen for HTTP on %s:%d: %s", self->http_host,
+           self->http_port, uv_strerror(rc));
+    rf_transport_close(n->transport, NULL, NULL);
+    n->transport = NULL;
+    goto fail;
+  }
+  uv_timer_init(loop, &n->tick);
+  n->tick.data = n;
+  uv_timer_start(&n->tick, on_tick, (uint64_t)cfg->tick_ms, (uint64_t)cfg->tick_ms);
+  rf_log(RF_INFO, "node %llu of cluster '%s': peers on %s:%d, http on %s:%d, "
+         "storage %s", (unsigned long long)id, cfg->cluster, self->peer_host,
+         self->peer_port, self->http_host, self->http_port,
+         n->storage->ops->name);
+  *out = n;
+  return 0;
+fail:
+  raft_free(n->core);
+  n->storage->ops->close(n->storage);
+  free(n);
+  return rc;
+}
+
+/* ------------------------------------------------------------ stop */
+
+static void release(rf_node *n) {
+  if (--n->pending > 0) return;
+  raft_free(n->core);
+  n->storage->ops->close(n->storage);
+  if (n->stop_done) n->stop_done(n->stop_ud);
+  free(n);
+}
+
+static void on_part_closed(void *ud) { release(ud); }
+static void on_tick_closed(uv_handle_t *h) { release(h->data); }
+
+void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
+  if (n->closing) return;
+  n->closing = 1;
+  n->stop_done = done;
+  n->stop_ud = ud;
+  n->pending = 3;
+  uv_close((uv_handle_t *)&n->tick, on_tick_closed);
+  if (rf_transport_close(n->transport, on_part_closed, n) < 0) release(n);
+  rf_api_stop(n->api, on_part_closed, n);
+}

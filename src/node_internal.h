@@ -1,0 +1,19 @@
+/*
+** node_internal.h -- what the node's services (the REST API) may use of it.
+**
+** Callers step the core through rf_node_core() and then call rf_node_kick()
+** so the resulting ready batch is drained.  Nothing here transfers ownership.
+*/
+#ifndef RAFTING_NODE_INTERNAL_H
+#define RAFTING_NODE_INTERNAL_H
+
+#include "rafting/node.h"
+#include "rafting/raft.h"
+
+void rf_node_kick(rf_node *n);
+raft *rf_node_core(rf_node *n);
+const rf_config *rf_node_config(rf_node *n);
+uint64_t rf_node_id(rf_node *n);
+uint64_t rf_node_applied(rf_node *n);
+
+#endif
