@@ -93,7 +93,7 @@ typedef enum {
 **                     leader can skip a whole term per round trip.
 **   HEARTBEAT:        commit (min of leader commit and follower match);
 **                     context = read-index round (0 if none).
-**   HEARTBEAT_RESP:   context echoed.
+**   HEARTBEAT_RESP:   context echoed; index = the follower's last index.
 */
 typedef struct raft_msg {
   raft_msg_type type;

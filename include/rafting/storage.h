@@ -7,6 +7,12 @@
 ** advances the core only from done(status).  done is never called when
 ** save() returned an error.  A backend may call done before save() returns.
 **
+** Pipelining: the node may call save() again before the previous done ran
+** (e.g. to submit the next ready while an fsync is in flight).  Every
+** backend runs done callbacks in submission order; the WAL covers saves
+** queued behind a running fsync with one write+fsync (group commit).  Once
+** a save fails, it and every later one complete with status < 0.
+**
 ** Memory: load() hands out entries owned by the storage, valid until the
 ** next call into it; save() copies what it keeps.
 */

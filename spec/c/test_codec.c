@@ -68,7 +68,7 @@ static const raft_msg msgs[] = {
    .hint_index = 8, .hint_term = 5},
   {.type = RAFT_MSG_APPEND_RESP, .term = 8, .index = 13},
   {.type = RAFT_MSG_HEARTBEAT, .term = 8, .commit = 13, .context = 99},
-  {.type = RAFT_MSG_HEARTBEAT_RESP, .term = 8, .context = 99},
+  {.type = RAFT_MSG_HEARTBEAT_RESP, .term = 8, .context = 99, .index = 12},
   {.type = RAFT_MSG_SNAPSHOT, .term = 8, .index = 100, .log_term = 8},
   {.type = RAFT_MSG_SNAPSHOT_RESP, .term = 8, .reject = 1, .index = 100},
   {.type = RAFT_MSG_TIMEOUT_NOW, .term = (uint64_t)1 << 63},

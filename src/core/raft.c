@@ -474,6 +474,12 @@ static void leader_append_resp(raft *r, rprogress *p, const raft_msg *m) {
 
 static void leader_heartbeat_resp(raft *r, rprogress *p, const raft_msg *m) {
   size_t pos = (size_t)(p - r->prs);
+  if (m->index < p->match) {
+    /* the follower lost entries it had acknowledged: only a node on memory
+    ** storage that restarted can; replicate to it from what it has */
+    p->match = m->index;
+    rpr_become_probe(p);
+  }
   if (p->state == RAFT_PR_PROBE) p->probe_sent = 0;
   /* a full window may hold a lost APPEND: free a slot so the empty APPEND
   ** below reaches the follower, whose reject restarts probing */
@@ -558,6 +564,7 @@ static void handle_heartbeat(raft *r, const raft_msg *m) {
   memset(&a, 0, sizeof(a));
   a.type = RAFT_MSG_HEARTBEAT_RESP;
   a.context = m->context;
+  a.index = last_index(r); /* lets a leader notice a follower that lost its log */
   reply(r, m, &a);
 }
 
@@ -825,7 +832,9 @@ void raft_advance(raft *r) {
   msgbuf_free(&r->rd_msgs);
   free(r->rd_reads);
   r->rd_ents = r->rd_committed = NULL;
+  r->rd_n_ents = r->rd_n_committed = 0;
   r->rd_reads = NULL;
+  r->rd_n_reads = 0;
   if (r->role == RAFT_LEADER) { /* our own write now counts (§10.2.1) */
     rprogress *self = &r->prs[r->self];
     if (r->stable > self->match) {

@@ -72,12 +72,12 @@ struct conn {
   int nhandles;
   int tmode;
   int hstate;
+  int crlf;
   size_t hbytes, hval;
   int err_status;
   const char *err_code;
   char err_msg[160];
-  unsigned counted : 1, reading : 1, stopped : 1, eof : 1, lingering : 1,
-      closing : 1;
+  unsigned counted : 1, reading : 1, stopped : 1, lingering : 1, closing : 1;
   uv_shutdown_t shut;
   size_t rlo, rhi;
   char rbuf[RBUF_SIZE];
@@ -381,12 +381,25 @@ static int on_headers_complete(llhttp_t *p) {
   return 0;
 }
 
+/* llhttp 8.1 in loose mode skips the two bytes after chunk data without
+** looking at them; check they are CRLF.  c->crlf counts those still due. */
+static int check_crlf(conn *c, const char *p, const char *end) {
+  for (; c->crlf > 0 && p < end; c->crlf--)
+    if (*p++ != "\r\n"[2 - c->crlf]) return -1;
+  return 0;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
   size_t max = c->srv->o.max_body_bytes;
   if (c->cur->body.len + n > max)
     return set_err(c, 413, "body_too_large",
                    "request body larger than %zu bytes", max);
+  if ((p->flags & F_CHUNKED) && p->content_length == 0) { /* chunk done */
+    c->crlf = 2;
+    if (check_crlf(c, at + n, c->rbuf + c->rhi))
+      return set_err(c, 400, "bad_request", "chunk data not followed by CRLF");
+  }
   return sbuf_add(&c->cur->body, at, n) ? nomem(c) : 0;
 }
 
@@ -455,17 +468,6 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   else *buf = uv_buf_init(c->rbuf + c->rhi, (unsigned)(RBUF_SIZE - c->rhi));
 }
 
-/* Client sent EOF: answer what is queued (it may only have half-closed),
-** then close. */
-static void on_eof(conn *c) {
-  c->eof = 1;
-  c->stopped = 1;
-  if (c->cur) req_free(c->cur);
-  c->cur = NULL;
-  timer_set(c, T_NONE);
-  if (c->head == NULL) conn_close(c);
-}
-
 static void update_reading(conn *c);
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
@@ -476,9 +478,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     if (n < 0) conn_close(c);
     return;
   }
-  if (n == UV_EOF) on_eof(c);
-  else if (n < 0) conn_close(c);
-  else {
+  if (n < 0) {
+    conn_close(c); /* EOF too: clients do not half-close, they leave */
+  } else {
     c->rhi += (size_t)n;
     conn_parse(c);
   }
@@ -530,6 +532,10 @@ static void conn_parse(conn *c) {
   while (!c->closing && !c->stopped && c->rlo < c->rhi &&
          c->nq < c->srv->o.max_pipeline) {
     const char *d = c->rbuf + c->rlo;
+    if (check_crlf(c, d, c->rbuf + c->rhi)) {
+      conn_fail(c, 400, "bad_request", "chunk data not followed by CRLF");
+      break;
+    }
     llhttp_errno_t e = llhttp_execute(&c->parser, d, c->rhi - c->rlo);
     if (e == HPE_OK) {
       c->rlo = c->rhi;
@@ -549,7 +555,7 @@ static void conn_parse(conn *c) {
 static void on_shutdown(uv_shutdown_t *sh, int status) {
   conn *c = sh->data;
   if (c->closing) return;
-  if (status < 0 || c->eof) {
+  if (status < 0) {
     conn_close(c);
     return;
   }
@@ -569,9 +575,7 @@ static void on_written(uv_write_t *w, int status) {
   if (c->closing) return;
   if (status < 0) {
     conn_close(c);
-  } else if (c->stopped) {
-    if (c->eof && c->head == NULL) conn_close(c);
-  } else {
+  } else if (!c->stopped) {
     if (c->head == NULL && c->cur == NULL) timer_set(c, T_IDLE);
     conn_parse(c); /* a full pipeline may have room again */
     update_reading(c);

@@ -137,6 +137,7 @@ static void put_body(Env *env, body *b, const raft_msg *m,
   case RAFT_MSG_HEARTBEAT_RESP:
     rafting__heartbeat_response__init(&b->hbresp);
     b->hbresp.context = m->context;
+    b->hbresp.last_index = m->index;
     env->body_case = RAFTING__ENVELOPE__BODY_HEARTBEAT_RESP;
     env->heartbeat_resp = &b->hbresp;
     break;
@@ -257,6 +258,7 @@ static int get_body(rf_decoded *d, const Env *env) {
   case RAFTING__ENVELOPE__BODY_HEARTBEAT_RESP:
     m->type = RAFT_MSG_HEARTBEAT_RESP;
     m->context = env->heartbeat_resp->context;
+    m->index = env->heartbeat_resp->last_index;
     return 0;
   case RAFTING__ENVELOPE__BODY_SNAPSHOT:
     m->type = RAFT_MSG_SNAPSHOT;
