@@ -6,7 +6,8 @@
 ** callback as an rf_http_req, which the application answers with
 ** rf_http_respond() (or rf_http_json_error()) -- at once, or later, e.g.
 ** after a Raft commit.  Keep-alive, pipelining, chunked request bodies,
-** "Connection: close" and HTTP/1.0 are handled here; so are the limits, each
+** "Connection: close", HTTP/1.0, "Expect: 100-continue" and HEAD (length
+** without body) are handled here; so are the limits, each
 ** answered with a JSON error {"error":"<code>","message":"..."} and a close:
 **
 **   400 bad_request        malformed request (llhttp error, bad %-escape)
@@ -18,6 +19,8 @@
 **   503 too_many_connections  over max_connections (with Retry-After: 1)
 **
 ** An idle keep-alive connection is closed silently after idle_timeout_ms.
+** A client that closes its side (EOF) is taken to have left: requests it
+** still waits for are aborted (see on_abort below).
 **
 ** Ownership and lifetime:
 **  - rf_http_start() allocates the server; rf_http_close() closes the
@@ -86,7 +89,8 @@ struct rf_http_req {
 /* Fill o with the defaults above (host "127.0.0.1", port 0, no callback). */
 void rf_http_opts_init(rf_http_opts *o);
 
-/* Listen on o->host:o->port.  On error nothing needs cleaning up. */
+/* Listen on o->host:o->port.  On error nothing is left to the caller (a
+** half-made listener frees itself when the loop next runs). */
 int rf_http_start(uv_loop_t *loop, const rf_http_opts *o,
                   rf_http_server **out);
 int rf_http_port(const rf_http_server *s); /* the bound port */
@@ -102,8 +106,8 @@ const char *rf_http_query_get(const rf_http_req *req, const char *name,
                               size_t *len);
 
 /* Add a response header (e.g. Retry-After, Location, Allow) before
-** answering.  Content-Length, Connection and Transfer-Encoding belong to the
-** server: UV_EINVAL, as is a name or value with CR, LF or NUL. */
+** answering.  Content-Length, Content-Type, Connection and Transfer-Encoding
+** belong to the server: UV_EINVAL, as is a bad name or a value with CR/LF. */
 int rf_http_add_header(rf_http_req *req, const char *name, const char *value);
 /* Answer req: body is copied; content_type may be NULL.  Frees req. */
 void rf_http_respond(rf_http_req *req, int status, const char *content_type,

@@ -76,6 +76,9 @@ struct raft {
   size_t rd_n_reads;
 };
 
+/* Upper bound of the wire bytes an entry costs besides its data. */
+#define ENTRY_OVERHEAD 40
+
 static int send_append(raft *r, rprogress *p, int send_empty);
 static void become_follower(raft *r, uint64_t term, uint64_t leader);
 
@@ -331,7 +334,9 @@ static size_t entries_for(raft *r, uint64_t from, raft_entry **out) {
   for (i = from; i <= last; i++) {
     raft_entry v;
     rlog_view(&r->log, i, &v);
-    if (n > 0 && bytes + v.len > r->cfg.max_msg_bytes) break;
+    /* count the framing of each entry too, so that many tiny entries
+    ** still fit the transport's frame limit */
+    if (n > 0 && bytes + v.len + ENTRY_OVERHEAD > r->cfg.max_msg_bytes) break;
     if (n == cap) {
       size_t nc = cap ? cap * 2 : 8;
       raft_entry *ne = realloc(e, nc * sizeof(*e));
@@ -340,7 +345,7 @@ static size_t entries_for(raft *r, uint64_t from, raft_entry **out) {
       cap = nc;
     }
     rlog_ref(&r->log, i, &e[n++]);
-    bytes += v.len;
+    bytes += v.len + ENTRY_OVERHEAD;
   }
   *out = e;
   return n;

@@ -2,8 +2,8 @@
 ** config.c -- load and validate a cluster config written in Lua.
 **
 ** The file runs in a fresh lua_State with only the base, string, table and
-** math libraries (no io, os, require), as text only, under an instruction
-** budget.  Its result table is then checked by a C function that itself runs
+** math libraries (no io, os, require, dofile, loadfile), as text only, under
+** an instruction budget.  Its result table is then checked by a C function that itself runs
 ** in protected mode, so every validation failure is a Lua error whose message
 ** already names the file and the field.
 **
@@ -31,7 +31,8 @@
 #define CFG_INSTR_MAX 100000000L /* ~ a second of Lua: enough for any loop */
 #define CFG_MAX_CLUSTER 64
 #define CFG_MAX_ADDR 256
-#define FRAME_SLACK 1024 /* envelope + entry framing around one request */
+#define FRAME_SLACK 1024 /* envelope around a message's entries */
+#define FRAME_HEADER 4   /* the length before each peer frame */
 
 typedef struct ctx {
   const char *path;
@@ -475,20 +476,20 @@ static void load_limits(lua_State *L, const ctx *x, int top) {
   if (t != 0) lua_pop(L, 1);
 }
 
-/* Limits that only make sense together. */
+/* Limits that only make sense together: a full AppendEntries (up to
+** max_msg_bytes of entries, and the core refuses larger proposals) must
+** fit in one frame, and the transport queues at least one whole frame. */
 static void check_limits(lua_State *L, const ctx *x) {
   const rf_config *c = x->out;
-  size_t need = c->max_body_bytes + c->max_url_bytes + FRAME_SLACK;
-  if (c->max_msg_bytes > c->max_frame_bytes)
-    fail(L, x, "limits.max_msg_bytes", "must not exceed "
-         "limits.max_frame_bytes (%I)", (lua_Integer)c->max_frame_bytes);
-  if (c->max_frame_bytes < need)
-    fail(L, x, "limits.max_frame_bytes", "must be at least max_body_bytes + "
-         "max_url_bytes + %d = %I, or the largest request cannot be "
-         "replicated", FRAME_SLACK, (lua_Integer)need);
-  if (c->send_queue_bytes < c->max_frame_bytes)
+  if (c->max_frame_bytes < c->max_msg_bytes + FRAME_SLACK)
+    fail(L, x, "limits.max_frame_bytes", "must be at least "
+         "limits.max_msg_bytes + %d = %I, or a full AppendEntries does not "
+         "fit in a frame", FRAME_SLACK,
+         (lua_Integer)(c->max_msg_bytes + FRAME_SLACK));
+  if (c->send_queue_bytes < c->max_frame_bytes + FRAME_HEADER)
     fail(L, x, "limits.send_queue_bytes", "must be at least "
-         "limits.max_frame_bytes (%I)", (lua_Integer)c->max_frame_bytes);
+         "limits.max_frame_bytes + %d = %I (one whole frame)", FRAME_HEADER,
+         (lua_Integer)(c->max_frame_bytes + FRAME_HEADER));
 }
 
 /* ---- loading ----------------------------------------------------------- */
@@ -543,6 +544,10 @@ static void open_libs(lua_State *L) {
     luaL_requiref(L, l->name, l->func, 1);
     lua_pop(L, 1);
   }
+  lua_pushnil(L); /* a config is one self-contained file */
+  lua_setglobal(L, "dofile");
+  lua_pushnil(L);
+  lua_setglobal(L, "loadfile");
 }
 
 static void set_defaults(rf_config *c) {

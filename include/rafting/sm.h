@@ -1,0 +1,123 @@
+/*
+** sm.h -- the replicated state machine: Lua commands as transactions over
+** the ordered store, run in a deterministic sandbox.
+**
+** Every replica applies the same log entries in the same order, so each
+** entry carries everything a command may depend on: its name, its
+** arguments and a time stamped by the leader at propose time.  Handlers
+** live in lua/rafting/sm/kv.lua (put, delete, cas) and in an optional user
+** script; docs/commands.md is the script author's reference (handler
+** arguments, the kv API, sandbox rules, limits).
+**
+** Entry payload (all integers big-endian, str = uvarint length + bytes):
+**
+**   u8 version (1) | u64 time_ms | str name | u8 kind | body
+**   kind 1 (ARGS): uvarint n, then n x (str arg-name, str value)
+**   kind 2 (JSON): str json-text (any JSON value; an object by convention)
+**
+** No byte may follow the body.  ARGS carries binary values (REST's
+** PUT/DELETE/cas); JSON carries POST /cmd bodies.
+**
+** Memory: rf_sm owns its Lua state, store and scratch buffers.  Results go
+** into the caller's rf_buf (appended; the caller frees it).  The host is
+** single-threaded: one call at a time.
+*/
+#ifndef RAFTING_SM_H
+#define RAFTING_SM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rafting/buf.h"
+#include "rafting/store.h"
+
+#define RF_SM_VERSION 1
+#define RF_SM_DEFAULT_BUDGET 1000000u            /* VM instructions/call */
+#define RF_SM_DEFAULT_MEMORY (64u * 1024 * 1024) /* bytes per Lua state */
+
+/* Return codes.  Each error puts a message in the result buffer: plain
+** UTF-8 text naming the script and line where there is one; escape it
+** (rf_buf_json_str) to embed it in JSON. */
+enum {
+  RF_SM_OK = 0,
+  RF_SM_ENOTFOUND = -1, /* no such command or query (REST: 404) */
+  RF_SM_EFAILED = -2,   /* handler error, budget or memory cap (422) */
+  RF_SM_EBADENTRY = -3, /* malformed entry or arguments (400) */
+  RF_SM_ENOMEM = -4,    /* the host itself ran out of memory (500) */
+  RF_SM_ELOAD = -5      /* rf_sm_new: a script failed to load */
+};
+
+enum { RF_SM_ARGS = 1, RF_SM_JSON = 2 }; /* entry kinds */
+
+typedef struct rf_sm rf_sm;
+
+typedef struct rf_sm_opts {
+  const char *commands; /* user script (commands + queries); NULL: none */
+  const char *builtin;  /* NULL: RAFTING_LUA_DIR "/rafting/sm/kv.lua" */
+  uint64_t budget;      /* VM instructions per call; 0: the default */
+  size_t memory;        /* Lua heap + write batch cap; 0: the default */
+  /* print() from scripts; NULL: discarded.  msg is not NUL-terminated. */
+  void (*log)(void *ud, const char *msg, size_t len);
+  void *log_ud;
+} rf_sm_opts;
+
+/* A named binary argument (ARGS entries). */
+typedef struct rf_sm_arg {
+  const char *name;
+  const void *val;
+  size_t len;
+} rf_sm_arg;
+
+/* A decoded entry: pointers into the entry bytes. */
+typedef struct rf_sm_entry {
+  uint64_t time_ms;
+  const char *name; /* not NUL-terminated */
+  size_t name_len;
+  int kind;
+  const unsigned char *body; /* ARGS: the pairs; JSON: the text */
+  size_t body_len;
+  size_t nargs; /* ARGS only */
+} rf_sm_entry;
+
+/* o may be NULL (all defaults).  On failure NULL, with a message in err
+** naming the script and line. */
+rf_sm *rf_sm_new(const rf_sm_opts *o, char *err, size_t errlen);
+void rf_sm_free(rf_sm *sm);
+
+/* Append an entry to out.  Names are 1..255 bytes without NUL.
+** rf_sm_encode_json checks json (len 0 means "{}") and returns
+** RF_SM_EBADENTRY with a message in out when it is not valid JSON, so REST
+** can answer 400 before proposing.  0, or an RF_SM_E* code. */
+int rf_sm_encode_args(rf_buf *out, const char *name, uint64_t time_ms,
+                      const rf_sm_arg *args, size_t nargs);
+int rf_sm_encode_json(rf_buf *out, const char *name, uint64_t time_ms,
+                      const char *json, size_t len);
+/* 0 and e filled, or RF_SM_EBADENTRY. */
+int rf_sm_decode(const void *entry, size_t len, rf_sm_entry *e);
+/* Iterate an ARGS entry: *pos (a byte offset) starts at 0; 1 with the
+** next arg, 0 at the end.  a->name is NOT NUL-terminated: its length is
+** in *name_len. */
+int rf_sm_entry_arg(const rf_sm_entry *e, size_t *pos, rf_sm_arg *a,
+                    size_t *name_len);
+
+/* Apply log entry `index`: run its command as a transaction.  0 with the
+** JSON of the handler's return value appended to result; or an error code
+** with the message.  On error the store is unchanged.  Same entries in the
+** same order give the same store and results on every replica. */
+int rf_sm_apply(rf_sm *sm, uint64_t index, const void *entry, size_t len,
+                rf_buf *result);
+/* Run a read-only query of the user script (writes raise an error).
+** args_json may be NULL/0 ("{}").  Sees the last applied index and time. */
+int rf_sm_query(rf_sm *sm, const char *name, const char *args_json,
+                size_t len, rf_buf *result);
+
+/* 1 if name is a command (or, for rf_sm_has_query, a query). */
+int rf_sm_has_command(const rf_sm *sm, const char *name);
+int rf_sm_has_query(const rf_sm *sm, const char *name);
+
+rf_store *rf_sm_store(rf_sm *sm); /* direct reads (REST GET, snapshots) */
+uint64_t rf_sm_applied(const rf_sm *sm); /* index of the last apply */
+size_t rf_sm_memory(const rf_sm *sm);    /* bytes the Lua state holds */
+const char *rf_sm_strerror(int code);
+
+#endif
