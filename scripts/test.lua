@@ -14,6 +14,8 @@ for _, a in ipairs(arg) do
 end
 
 local passed, failed, failures = 0, 0, {}
+-- every process the harness starts is recorded here (see docs/harness.md)
+local pidfile = os.tmpname()
 
 local function sh(cmd)
   io.stdout:write("\n$ " .. cmd .. "\n"); io.stdout:flush()
@@ -44,7 +46,7 @@ end
 
 local function busted(dir, build, env)
   local cmd = string.format(
-    "%s busted --lpath='./lua/?.lua;./lua/?/init.lua' --cpath='./%s/lua/?.so'" ..
+    "RAFTING_PIDFILE=" .. pidfile .. " %s busted --lpath='./lua/?.lua;./lua/?/init.lua' --cpath='./%s/lua/?.so'" ..
     " -o TAP %s", env or "", build, dir)
   local ok, _, out = sh(cmd)
   local n, bad = 0, 0
@@ -99,6 +101,9 @@ if not quick then
 end
 
 -- no node process may outlive the specs
+record("no process started by the specs is alive",
+       os.execute("lua5.4 spec/support/no_leftovers.lua " .. pidfile) == true)
+os.remove(pidfile)
 local p = io.popen("pgrep -f 'build(-asan)?/rafting --config' || true")
 local left = p:read("a"); p:close()
 record("no rafting process left behind", left == "")

@@ -138,7 +138,7 @@ static void reap(launcher *l, int stopping) {
         printf("node %s stopped\n", k->id);
       else
         printf("rafting: node %s (pid %d) %s%s\n", k->id, (int)pid, how,
-               stopping ? "" : "; the others keep running");
+               stopping || l->running == 0 ? "" : "; the others keep running");
       fflush(stdout);
     }
   }
@@ -315,7 +315,7 @@ static int run(launcher *l) {
     }
     if (wait_signal(l, left < POLL_MS ? left : POLL_MS)) return 0;
   }
-  printf("Ctrl-C stops every node\n");
+  if (l->running > 0) printf("Ctrl-C stops every node\n");
   fflush(stdout);
   while (l->running > 0)
     if (wait_signal(l, -1)) return 0;

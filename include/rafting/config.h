@@ -39,7 +39,7 @@ typedef struct rf_config {
 
   /* limits */
   size_t max_frame_bytes;    /* peer frame, default 4 MiB */
-  size_t max_msg_bytes;      /* entry bytes per AppendEntries, default 1 MiB */
+  size_t max_msg_bytes;      /* entry bytes per AppendEntries, default 2 MiB */
   int max_inflight;          /* appends in flight per follower, default 64 */
   size_t send_queue_bytes;   /* per peer, default 8 MiB */
   size_t max_body_bytes;     /* HTTP body, default 1 MiB */
@@ -49,6 +49,9 @@ typedef struct rf_config {
   int idle_timeout_ms;       /* keep-alive idle, default 30000 */
   int request_timeout_ms;    /* whole request must arrive in, default 10000 */
   int forward_timeout_ms;    /* follower -> leader hop, default 5000 */
+  int commit_timeout_ms;     /* a write waits this long for commit, 5000 */
+  size_t sm_instructions;    /* Lua VM instructions per command, 1000000 */
+  size_t sm_memory_bytes;    /* Lua heap of the state machine, 64 MiB */
 } rf_config;
 
 /*

@@ -392,6 +392,11 @@ function Sim:send(m)
   local ct = self.counts_to[m.to]
   if not ct then ct = {}; self.counts_to[m.to] = ct end
   ct[ty] = (ct[ty] or 0) + 1
+  if m.reject then  -- refusals are counted apart too: "append_resp.reject"
+    local rty = ty .. ".reject"
+    self.counts[rty] = (self.counts[rty] or 0) + 1
+    ct[rty] = (ct[rty] or 0) + 1
+  end
   for i = 1, #self.filters do
     local v = self.filters[i](m)
     if v == "drop" then
@@ -414,10 +419,13 @@ function Sim:send(m)
   end
 end
 
+-- messages sent of a type (or "append_resp.reject"...); all if nil
 function Sim:count(mtype)
   if mtype then return self.counts[mtype] or 0 end
   local total = 0
-  for _, c in pairs(self.counts) do total = total + c end
+  for k, c in pairs(self.counts) do
+    if not k:find(".", 1, true) then total = total + c end
+  end
   return total
 end
 
@@ -425,7 +433,9 @@ function Sim:count_to(to, mtype)
   local ct = self.counts_to[to] or {}
   if mtype then return ct[mtype] or 0 end
   local total = 0
-  for _, c in pairs(ct) do total = total + c end
+  for k, c in pairs(ct) do
+    if not k:find(".", 1, true) then total = total + c end
+  end
   return total
 end
 
@@ -797,6 +807,15 @@ function Sim:check(n)
     self:fail("only committed entries apply", "node %d: applied %d, "
               .. "commit %d", n.id, applied, commit)
   end
+  -- §5.4.2: a leader advances its commit index only to an entry of its own
+  -- term (earlier entries commit with it, never by counting replicas)
+  if role == "leader" and commit > n.commit
+     and n.core:term_at(commit) ~= term then
+    self:fail("commit by counting replicas only in the current term (§5.4.2)",
+              "leader %d of term %d advanced commit %d -> %d, an entry of "
+              .. "term %s", n.id, term, n.commit, commit,
+              tostring(n.core:term_at(commit)))
+  end
   n.role, n.term, n.leader, n.commit = role, term, leader, commit
   if commit > 0 and (commit > self.ncommit or self.cterm[commit] > term) then
     self:_learn_commit(n, commit, term)
@@ -1044,7 +1063,7 @@ function M.fuzz(seed, opts)
     pre_vote = pick:chance(0.75),
     check_quorum = pick:chance(0.75),
     max_inflight = pick:range(1, 8),
-    max_msg_bytes = pick:range(1, 4) * 64,
+    max_msg_bytes = pick:chance(0.3) and 16 or pick:range(1, 4) * 64,
     async = pick:chance(0.5) and 0.3 or 0,
     net = { min_delay = 1, max_delay = pick:range(1, 4), drop = 0, dup = 0,
             reorder = true },

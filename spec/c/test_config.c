@@ -94,7 +94,7 @@ static void test_defaults(void) {
   CHECK(c.tick_ms == 10 && c.election_ticks == 30 && c.heartbeat_ticks == 5);
   CHECK(c.pre_vote == 1 && c.check_quorum == 1);
   CHECK(strcmp(c.storage, "memory") == 0 && c.commands == NULL);
-  CHECK(c.max_frame_bytes == 4u << 20 && c.max_msg_bytes == 1u << 20);
+  CHECK(c.max_frame_bytes == 4u << 20 && c.max_msg_bytes == 2u << 20);
   CHECK(c.max_inflight == 64 && c.send_queue_bytes == 8u << 20);
   CHECK(c.max_body_bytes == 1u << 20 && c.max_header_bytes == 8u << 10);
   CHECK(c.max_url_bytes == 4u << 10 && c.max_connections == 1024);
@@ -266,7 +266,7 @@ static void test_required_and_ranges(void) {
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ max_frame_bytes = 1000 } }",
       "limits.max_frame_bytes: must be at least limits.max_msg_bytes + 1024 "
-      "= 1049600");
+      "= 2098176");
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ max_msg_bytes = 4 << 20 } }",
       "limits.max_frame_bytes: must be at least");

@@ -142,21 +142,22 @@ static void child(const spawn_req *r) {
   child_report(r->report, ST_EXEC);
 }
 
-/* opts.argv -> NULL-terminated array in a userdata pushed on the stack.
-** The strings stay anchored by the opts table itself. */
+/* opts.argv -> NULL-terminated array in a userdata pushed on the stack,
+** after an anchor table holding the strings (numbers converted). */
 static char **build_argv(lua_State *L, int opts) {
   if (lua_getfield(L, opts, "argv") != LUA_TTABLE)
     luaL_error(L, "spawn: opts.argv must be a table of strings");
   int t = lua_gettop(L);
   lua_Integer n = luaL_len(L, t);
   if (n < 1) luaL_error(L, "spawn: opts.argv is empty");
+  lua_createtable(L, (int)n, 0);
   char **argv = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *argv, 0);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, t, i);
     if (!lua_isstring(L, -1))
       luaL_error(L, "spawn: opts.argv[%d] is not a string", (int)i);
     argv[i - 1] = (char *)lua_tostring(L, -1);
-    lua_rawseti(L, t, i); /* write back: a number is now anchored as string */
+    lua_rawseti(L, t + 1, i);
   }
   argv[n] = NULL;
   return argv;

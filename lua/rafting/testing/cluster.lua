@@ -38,7 +38,7 @@ M.LOG_TAIL_LINES = 6          -- per node, in timeout messages
 -- written into the generated config as is.
 local HARNESS_KEYS = {
   nodes = true, binary = true, log_dir = true, log_level = true, wait = true,
-  timeout_ms = true, env = true, keep = true, ids = true,
+  timeout_ms = true, env = true, keep = true,
 }
 
 -- -- process-wide registry ------------------------------------------------
@@ -232,9 +232,13 @@ end
 local function new_cluster(opts)
   local binary = opts.binary or default_binary()
   local argv = type(binary) == "table" and { table.unpack(binary) } or { binary }
-  if argv[1]:find("/") and not io.open(argv[1], "rb") then
-    error("cluster: rafting binary not found at " .. argv[1] ..
-          " (build it, or set RAFTING_BIN or opts.binary)", 3)
+  if argv[1]:find("/") then
+    local f = io.open(argv[1], "rb")
+    if not f then
+      error("cluster: rafting binary not found at " .. argv[1] ..
+            " (build it, or set RAFTING_BIN or opts.binary)", 3)
+    end
+    f:close()
   end
   local dir = assert(proc.mkdtemp(tmp_root() .. "/rafting-cluster-"))
   local c = setmetatable({
@@ -524,7 +528,7 @@ local function status_str(s)
   if not s then return "-" end
   local peers = {}
   for _, p in ipairs(s.peers or {}) do
-    peers[#peers + 1] = ("%s:%s%s"):format(p.id, p.match,
+    peers[#peers + 1] = ("%s%s%s"):format(p.id, p.match and (":" .. p.match) or "",
                                            p.connected == false and "!" or "")
   end
   return ("role=%s term=%s leader=%s commit=%s applied=%s last=%s peers=[%s]")
