@@ -15,4 +15,5 @@ return {
     check_quorum = true,
   },
   storage = "memory",
+  commands = "commands/examples.lua", -- extra commands and queries (docs/commands.md)
 }

@@ -6,4 +6,5 @@ return {
   },
   timing = { tick_ms = 10, election_ticks = 30, heartbeat_ticks = 5 },
   storage = "memory",
+  commands = "commands/examples.lua", -- extra commands and queries (docs/commands.md)
 }

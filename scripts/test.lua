@@ -72,7 +72,8 @@ end
 
 local function want(dir) return not only or dir:find(only, 1, true) end
 
-local suites = { "spec/core", "spec/storage", "spec/http", "spec/cluster" }
+local suites = { "spec/core", "spec/sm", "spec/storage", "spec/http",
+                 "spec/cluster" }
 
 ctest("build")
 for _, d in ipairs(suites) do
@@ -94,7 +95,8 @@ if not quick then
       " ASAN_OPTIONS=detect_leaks=0:abort_on_error=1" ..
       " UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1" ..
       " RAFTING_BIN=./build-asan/rafting"
-    for _, d in ipairs({ "spec/core", "spec/cluster" }) do
+    for _, d in ipairs({ "spec/core", "spec/sm", "spec/storage", "spec/http",
+                         "spec/cluster" }) do
       if want(d) and has_specs(d) then busted(d, "build-asan", env) end
     end
   end

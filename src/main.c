@@ -125,7 +125,7 @@ static int run_node(const rf_config *cfg, uint64_t id) {
   if ((rc = rf_node_start(&loop, cfg, id, &r.node)) < 0) {
     uv_run(&loop, UV_RUN_DEFAULT); /* let half-opened handles close */
     uv_loop_close(&loop);
-    return 1;
+    return rc == RF_NODE_ESCRIPT || rc == RF_NODE_ESTORAGE ? 2 : 1;
   }
   uv_signal_init(&loop, &r.sigterm);
   uv_signal_init(&loop, &r.sigint);

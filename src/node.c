@@ -12,8 +12,10 @@
 #include "rafting/log.h"
 #include "rafting/node.h"
 #include "rafting/raft.h"
+#include "rafting/sm.h"
 #include "rafting/storage.h"
 #include "rafting/transport.h"
+#include "rafting/wal.h"
 #include "http/api.h"
 #include "node_internal.h"
 
@@ -25,6 +27,7 @@ struct rf_node {
   rf_storage *storage;
   rf_transport *transport;
   rf_api *api;
+  rf_sm *sm;            /* the replicated state machine */
   uv_timer_t tick;
   raft_ready rd;        /* the ready being saved */
   int saving;           /* rd is in flight */
@@ -37,6 +40,7 @@ struct rf_node {
   uint64_t last_leader;
   uint64_t last_term;
   uint64_t applied;     /* last entry applied to the state machine */
+  int storage_error;    /* a save failed: this node no longer takes part */
 };
 
 static void flush(rf_node *n);
@@ -76,17 +80,41 @@ static void send_all(rf_node *n, const raft_ready *rd) {
   }
 }
 
+/* Run a committed entry through the state machine, then tell the API,
+** which answers whoever waits for that index. */
+static void apply(rf_node *n, const raft_entry *e) {
+  rf_buf res;
+  int rc = 0;
+  rf_buf_init(&res);
+  if (e->type == RAFT_ENTRY_NORMAL)
+    rc = rf_sm_apply(n->sm, e->index, e->data, e->len, &res);
+  n->applied = e->index;
+  rf_api_applied(n->api, e, rc, res.p ? res.p : "", res.n);
+  rf_buf_free(&res);
+}
+
+/* A save failed: nothing of the batch may leave (its promises are not
+** durable) and the core cannot be told to forget what it handed out, so
+** the node stops taking part in Raft -- it stops ticking and talking to
+** peers, which elect another leader -- and reports it in /status. */
+static void storage_failed(rf_node *n, int status) {
+  n->storage_error = status;
+  rf_log(RF_ERROR, "storage: save failed: %s; this node stops taking part "
+         "in the cluster (restart it once the disk is fixed)",
+         uv_strerror(status));
+  uv_timer_stop(&n->tick);
+  rf_api_leader_changed(n->api);
+}
+
 static void on_saved(void *ud, int status) {
   rf_node *n = ud;
   if (status < 0) {
-    /* nothing of this batch may leave: its promises are not durable */
-    rf_log(RF_ERROR, "storage: save failed (%d); batch not sent", status);
+    storage_failed(n, status);
+    return; /* rd stays outstanding: flush() runs no more */
   } else {
     send_all(n, &n->rd);
-    for (size_t i = 0; i < n->rd.n_committed; i++) {
-      n->applied = n->rd.committed[i].index;
-      rf_api_applied(n->api, &n->rd.committed[i]);
-    }
+    for (size_t i = 0; i < n->rd.n_committed; i++)
+      apply(n, &n->rd.committed[i]);
     for (size_t i = 0; i < n->rd.n_reads; i++)
       rf_api_read_ready(n->api, &n->rd.reads[i]);
   }
@@ -98,7 +126,8 @@ static void on_saved(void *ud, int status) {
 
 static void flush(rf_node *n) {
   n->in_flush = 1;
-  while (!n->saving && !n->closing && raft_has_ready(n->core)) {
+  while (!n->saving && !n->closing && !n->storage_error &&
+         raft_has_ready(n->core)) {
     const raft_hard_state *hs;
     int rc;
     raft_ready_get(n->core, &n->rd);
@@ -122,7 +151,9 @@ static void on_tick(uv_timer_t *t) {
 
 static void on_peer_msg(void *ud, const raft_msg *m) {
   rf_node *n = ud;
-  int rc = raft_step(n->core, m);
+  int rc;
+  if (n->storage_error) return;
+  rc = raft_step(n->core, m);
   if (rc < 0)
     rf_log(RF_WARN, "rejected %s from %llu: %s", raft_msg_type_name(m->type),
            (unsigned long long)m->from, raft_strerror(rc));
@@ -147,6 +178,8 @@ raft *rf_node_core(rf_node *n) { return n->core; }
 const rf_config *rf_node_config(rf_node *n) { return n->cfg; }
 uint64_t rf_node_id(rf_node *n) { return n->id; }
 uint64_t rf_node_applied(rf_node *n) { return n->applied; }
+rf_sm *rf_node_sm(rf_node *n) { return n->sm; }
+int rf_node_failed(rf_node *n) { return n->storage_error != 0; }
 
 static const char *role_json(raft_role r) { return raft_role_name(r); }
 
@@ -173,6 +206,11 @@ void rf_node_status_json(rf_node *n, rf_buf *b) {
                 (unsigned long long)st.last_term,
                 (unsigned long long)st.first_index);
   rf_buf_json_str(b, n->storage->ops->name, strlen(n->storage->ops->name));
+  if (n->storage_error) {
+    rf_buf_str(b, ",\"storage_error\":");
+    rf_buf_json_str(b, uv_strerror(n->storage_error),
+                    strlen(uv_strerror(n->storage_error)));
+  }
   rf_buf_str(b, ",\"peers\":[");
   for (size_t i = 0, k = 0; i < st.n_peers; i++) {
     const raft_peer_status *p = &st.peers[i];
@@ -213,6 +251,58 @@ static int start_core(rf_node *n) {
   if (err < 0) return err;
   n->core = raft_new(&rc, &hs, ents, nents, &err);
   return n->core ? 0 : err;
+}
+
+static void on_script_print(void *ud, const char *msg, size_t len) {
+  (void)ud;
+  rf_log(RF_INFO, "script: %.*s", (int)(len > 512 ? 512 : len), msg);
+}
+
+static void on_wal_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  rf_log(level, "wal: %s", msg);
+}
+
+/* The config's storage: "memory", or a WAL directory with %d -> node id. */
+static int open_storage(rf_node *n) {
+  const char *spec = n->cfg->storage;
+  char dir[4096], err[1024];
+  rf_wal_opts o;
+  size_t k = 0;
+  if (strcmp(spec, "memory") == 0) {
+    n->storage = rf_storage_memory();
+    return n->storage ? 0 : RAFT_ENOMEM;
+  }
+  for (const char *p = spec; *p && k + 24 < sizeof(dir); p++) {
+    if (p[0] == '%' && p[1] == 'd') {
+      k += (size_t)snprintf(dir + k, sizeof(dir) - k, "%llu",
+                            (unsigned long long)n->id);
+      p++;
+    } else {
+      dir[k++] = *p;
+    }
+  }
+  dir[k] = '\0';
+  rf_wal_opts_default(&o);
+  o.log = on_wal_log;
+  n->storage = rf_storage_wal(n->loop, dir, &o, err, sizeof(err));
+  if (n->storage != NULL) return 0;
+  rf_log(RF_ERROR, "storage: %s", err);
+  return RF_NODE_ESTORAGE;
+}
+
+static int start_sm(rf_node *n) {
+  rf_sm_opts o;
+  char err[512];
+  memset(&o, 0, sizeof(o));
+  o.commands = n->cfg->commands;
+  o.budget = n->cfg->sm_instructions;
+  o.memory = n->cfg->sm_memory_bytes;
+  o.log = on_script_print;
+  n->sm = rf_sm_new(&o, err, sizeof(err));
+  if (n->sm != NULL) return 0;
+  rf_log(RF_ERROR, "%s", err);
+  return RF_NODE_ESCRIPT;
 }
 
 static int start_transport(rf_node *n) {
@@ -259,8 +349,11 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
   n->loop = loop;
   n->cfg = cfg;
   n->id = id;
-  n->storage = rf_storage_memory();
-  if (n->storage == NULL) { free(n); return RAFT_ENOMEM; }
+  if ((rc = open_storage(n)) < 0) {
+    free(n);
+    return rc;
+  }
+  if ((rc = start_sm(n)) < 0) goto fail;
   if ((rc = start_core(n)) < 0) {
     rf_log(RF_ERROR, "cannot start the Raft core: %s", raft_strerror(rc));
     goto fail;
@@ -288,6 +381,7 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
   return 0;
 fail:
   raft_free(n->core);
+  rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   free(n);
   return rc;
@@ -298,6 +392,7 @@ fail:
 static void release(rf_node *n) {
   if (--n->pending > 0) return;
   raft_free(n->core);
+  rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   if (n->stop_done) n->stop_done(n->stop_ud);
   free(n);

@@ -9,11 +9,15 @@
 
 #include "rafting/node.h"
 #include "rafting/raft.h"
+#include "rafting/sm.h"
 
 void rf_node_kick(rf_node *n);
 raft *rf_node_core(rf_node *n);
 const rf_config *rf_node_config(rf_node *n);
 uint64_t rf_node_id(rf_node *n);
 uint64_t rf_node_applied(rf_node *n);
+rf_sm *rf_node_sm(rf_node *n);
+/* 1 once storage failed: the node serves /status and /health only. */
+int rf_node_failed(rf_node *n);
 
 #endif

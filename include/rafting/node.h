@@ -19,6 +19,11 @@
 
 typedef struct rf_node rf_node;
 
+/* A commands script failed to load: a configuration error (exit 2). */
+#define RF_NODE_ESCRIPT (-20001)
+/* The data directory cannot be used (locked, corrupt): exit 2 as well. */
+#define RF_NODE_ESTORAGE (-20002)
+
 /* Returns 0, or a negative libuv/RAFT_E* code after logging what failed. */
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
                   rf_node **out);

@@ -43,8 +43,7 @@ enum {
   RF_SM_ENOTFOUND = -1, /* no such command or query (REST: 404) */
   RF_SM_EFAILED = -2,   /* handler error, budget or memory cap (422) */
   RF_SM_EBADENTRY = -3, /* malformed entry or arguments (400) */
-  RF_SM_ENOMEM = -4,    /* the host itself ran out of memory (500) */
-  RF_SM_ELOAD = -5      /* rf_sm_new: a script failed to load */
+  RF_SM_ENOMEM = -4     /* the host itself ran out of memory (500) */
 };
 
 enum { RF_SM_ARGS = 1, RF_SM_JSON = 2 }; /* entry kinds */

@@ -103,7 +103,7 @@ typedef struct rf_wal_info {
 } rf_wal_info;
 
 /* Numbers for /status and benchmarks; segments and disk_bytes are as of
-** the last completed write. */
+** the last completed write.  All zero when s is not a WAL. */
 void rf_wal_info_get(const rf_storage *s, rf_wal_info *out);
 
 #endif

@@ -155,7 +155,7 @@ function M.new(opts)
   end
   local net = opts.net or {}
   self.net = {
-    min_delay = net.min_delay or 1,
+    min_delay = net.min_delay or 1,  -- 0: delivered within the tick
     max_delay = net.max_delay or net.min_delay or 1,
     drop = net.drop or 0,
     dup = net.dup or 0,
@@ -169,6 +169,7 @@ function M.new(opts)
   self.queue = {}       -- [due tick] = list of envelopes
   self.qmax = 0         -- latest tick with a bucket
   self.held = {}        -- envelopes a filter held, for manual delivery
+  self.link_last = {}   -- [from*65536+to] = due tick of the link's last msg
   self.filters = {}
   self.group = {}       -- [id] = partition group (nil: the main one)
   self.cut = {}         -- ["a>b"] = true: link a->b is cut
@@ -176,7 +177,10 @@ function M.new(opts)
   self.counts_to = {}   -- [to][type] = messages sent to 'to'
   self.nodes = {}
   self.events = 0
-  self.tracing = opts.trace or os.getenv("RAFTING_TRACE") ~= nil
+  -- RAFTING_TRACE=N keeps the last N events (default 200) for the report
+  local tr = os.getenv("RAFTING_TRACE")
+  self.tracing = opts.trace or tr ~= nil
+  self.trace_keep = math.tointeger(tonumber(tr or "")) or 200
   self.trace_buf, self.trace_n = {}, 0
   self.step_errors = {}
   self.strict_step = opts.strict_step ~= false
@@ -229,15 +233,16 @@ end
 
 function Sim:trace(fmt, ...)
   if not self.tracing then return end
-  local n = self.trace_n % 200 + 1
+  local keep = self.trace_keep
+  local n = self.trace_n % keep + 1
   self.trace_n = self.trace_n + 1
   self.trace_buf[n] = string.format("[t=%d] " .. fmt, self.time, ...)
 end
 
 function Sim:trace_dump()
-  local out, total = {}, self.trace_n
-  for i = math.max(1, total - 199), total do
-    out[#out + 1] = self.trace_buf[(i - 1) % 200 + 1]
+  local out, total, keep = {}, self.trace_n, self.trace_keep
+  for i = math.max(1, total - keep + 1), total do
+    out[#out + 1] = self.trace_buf[(i - 1) % keep + 1]
   end
   return table.concat(out, "\n")
 end
@@ -375,8 +380,16 @@ end
 
 function M.hold_all(m) return "hold" end
 
+-- Without net.reorder each link is FIFO (as over TCP): a message never
+-- overtakes an earlier one on its link, whatever its drawn delay.
 function Sim:_enqueue(m, delay)
   local at = self.ctime + delay
+  if not self.net.reorder then
+    local link = m.from * 65536 + m.to
+    local last = self.link_last[link]
+    if last and last > at then at = last end
+    self.link_last[link] = at
+  end
   local b = self.queue[at]
   if not b then
     b = {}
@@ -488,41 +501,54 @@ function Sim:release(pred)
   return #ms
 end
 
+-- Deliver bucket t and whatever lands in it meanwhile (delay 0: the network
+-- is faster than a tick); returns the number delivered.
+function Sim:_drain(t)
+  local count = 0
+  self.ctime = t
+  while true do
+    local b = self.queue[t]
+    if not b then break end
+    self.queue[t] = nil
+    if self.net.reorder then self.rng:shuffle(b) end
+    for i = 1, #b do
+      local m = b[i]
+      if self:connected(m.from, m.to) then
+        self:deliver(m)
+        count = count + 1
+      end
+    end
+    if count > 1000000 then
+      error("the network never went quiet at t=" .. t, 2)
+    end
+  end
+  return count
+end
+
 -- Deliver everything in flight, in due order, without time passing for the
--- nodes (no ticks): the network is infinitely fast for a moment.
+-- nodes (no ticks): the network is infinitely fast for a moment.  Deferred
+-- writes complete too, once nothing else is left.
 function Sim:flush(max_events)
   max_events = max_events or 100000
   local delivered = 0
-  local t = self.time + 1
+  local t = self.time
   while true do
     if t > self.qmax then
       if not self:_any_pending() then break end
+      self.ctime = self.qmax
       self:complete_io(true)
-      t = self.time + 1
-      if self.qmax < t then self.qmax = t end
+      t = self.time
     end
-    local b = self.queue[t]
-    if b then
-      self.queue[t] = nil
-      self.ctime = t
-      if self.net.reorder then self.rng:shuffle(b) end
-      for i = 1, #b do
-        local m = b[i]
-        if self:connected(m.from, m.to) then
-          self:deliver(m)
-          delivered = delivered + 1
-          if delivered > max_events then
-            error("flush: the network never went quiet", 2)
-          end
-        end
-      end
+    delivered = delivered + self:_drain(t)
+    if delivered > max_events then
+      error("flush: the network never went quiet", 2)
     end
     t = t + 1
   end
-  -- anything sent during the flush was stamped past 'time'; rebase nothing:
-  -- the queue is empty now
+  -- the queue is empty: new sends are stamped from now again
   self.ctime = self.time
   self.qmax = self.time
+  self.link_last = {}
   return delivered
 end
 
@@ -866,18 +892,11 @@ end
 
 -- one virtual tick: due writes complete, due messages arrive, nodes tick
 function Sim:step()
+  self:_drain(self.time)  -- sent between steps with no delay
   self.time = self.time + 1
   self.ctime = self.time
   if self.async > 0 then self:complete_io(false) end
-  local b = self.queue[self.time]
-  if b then
-    self.queue[self.time] = nil
-    if self.net.reorder then self.rng:shuffle(b) end
-    for i = 1, #b do
-      local m = b[i]
-      if self:connected(m.from, m.to) then self:deliver(m) end
-    end
-  end
+  self:_drain(self.time)
   for _, id in ipairs(self.ids) do
     local n = self.nodes[id]
     if n.alive then
@@ -887,6 +906,7 @@ function Sim:step()
       self:process(n)
     end
   end
+  self:_drain(self.time)  -- what the ticks sent with no delay
   if self.on_step then self.on_step(self) end
 end
 
@@ -950,14 +970,24 @@ function Sim:agreed_leader()
   return l, term
 end
 
--- run until a leader is agreed on and has committed an entry of its term
-function Sim:wait_leader(max_ticks)
+-- the agreed leader and term, if it has committed an entry of its term
+function Sim:_settled()
+  local l, term = self:agreed_leader()
+  if not l then return nil end
+  local n = self.nodes[l]
+  if n.commit == 0 or n.core:term_at(n.commit) ~= term then return nil end
+  return l, term
+end
+
+-- run until a leader is agreed on and has committed an entry of its term,
+-- and (with 'hold' > 0) has stayed so for 'hold' ticks; leader, term | nil
+function Sim:wait_leader(max_ticks, hold)
+  hold = hold or 0
+  local cur, curt, since
   local ok = self:run_until(function(s)
-    local l, term = s:agreed_leader()
-    if not l then return false end
-    local n = s.nodes[l]
-    local e = n.commit > 0 and n.core:term_at(n.commit)
-    return e == term
+    local l, term = s:_settled()
+    if l ~= cur or term ~= curt then cur, curt, since = l, term, s.time end
+    return l ~= nil and s.time - since >= hold
   end, max_ticks or 50 * self.cfg.election_ticks)
   if not ok then return nil end
   return self:agreed_leader()
@@ -1066,7 +1096,7 @@ function M.fuzz(seed, opts)
     max_msg_bytes = pick:chance(0.3) and 16 or pick:range(1, 4) * 64,
     async = pick:chance(0.5) and 0.3 or 0,
     net = { min_delay = 1, max_delay = pick:range(1, 4), drop = 0, dup = 0,
-            reorder = true },
+            reorder = pick:chance(0.7) },
   }
   local rng = s.rng
   local steps = opts.steps or 3000
@@ -1098,6 +1128,7 @@ function M.fuzz(seed, opts)
       s.net.drop = rng:chance(0.5) and rng:float() * 0.2 or 0
       s.net.dup = rng:chance(0.5) and rng:float() * 0.1 or 0
       s.net.max_delay = rng:range(1, 6)
+      s.net.reorder = rng:chance(0.7)
     end
   end
   local fault_rate = 1 / (pick:range(2, 8) * et)
@@ -1115,20 +1146,29 @@ function M.fuzz(seed, opts)
     s:step()
   end
   -- the faults stop: the network is clean, everyone is back
+  -- (a slow disk is a fault too: a leader's heartbeats wait for its writes,
+  -- so a chain of slow ones starves followers into elections)
   s:heal()
-  s.net.drop, s.net.dup = 0, 0
+  s.net.drop, s.net.dup, s.net.reorder = 0, 0, false
+  s:complete_io(true)
+  s.async = 0
   for _, id in ipairs(s.ids) do
     if not s.nodes[id].alive then s:restart(id) end
   end
-  local elect_bound = 30 * et
-  local l = s:wait_leader(elect_bound)
+  -- a leader every node follows, for as long as the longest election
+  -- timeout, so no timer from the fault period is still running
+  local elect_bound = 40 * et
+  local l = s:wait_leader(elect_bound, 2 * et)
   if not l then
-    s:fail("liveness", "no leader agreed on within %d ticks after the faults "
-           .. "stopped", elect_bound)
+    s:fail("liveness", "no leader agreed on for %d ticks within %d ticks "
+           .. "after the faults stopped", 2 * et, elect_bound)
   end
   -- the stable period: every proposal commits within a bound (the leader
   -- applies it), and every node catches up on all of them within another
-  local commit_bound = 6 * et + 4 * s.net.max_delay
+  -- a round trip: two delays and a tick at each end; the 20 proposals go
+  -- out max_inflight APPENDs at a time, at worst one entry each
+  local rtt = 2 * s.net.max_delay + 2
+  local commit_bound = 6 * et + rtt * (20 // s.cfg.max_inflight + 3)
   local pending = {}
   for k = 1, 20 do
     local data = string.format("%d:final:%d", seed, k)
@@ -1150,7 +1190,7 @@ function M.fuzz(seed, opts)
     end
   end
   local last = pending[#pending].index
-  local catchup_bound = 100 * et
+  local catchup_bound = 10 * et + rtt * (last // s.cfg.max_inflight + 3)
   local ok = s:run_until(function()
     for _, id in ipairs(s.ids) do
       if s.nodes[id].applied_index < last then return false end

@@ -7,7 +7,7 @@ local wal = require "rafting.wal"
 local proc = require "rafting.proc"
 
 local TMP = os.getenv("RAFTING_TEST_TMP") or os.getenv("TMPDIR") or "/tmp"
-local HDR, SEGREC = 40, 104 -- record header; a segment's first record
+local HDR = 40 -- bytes of a record header
 
 -- ---------------------------------------------------------------- helpers
 
@@ -232,6 +232,71 @@ describe("rafting.wal", function()
       local _, es, warns = reload(dir)
       assert.same({}, warns)
       assert.same(range(1, 6), indexes(es))
+    end)
+
+    it("truncates a torn hard state record at every byte offset", function()
+      local dir = tmpdir()
+      local w = open(dir)
+      save(w, { term = 1, vote = 1, commit = 0 }, ents(1, 3))
+      save(w, { term = 2, vote = 2, commit = 3 }, nil)
+      w:close()
+      local path = seg_path(dir, -1)
+      local full, recs = slurp(path), records(path)
+      local last = recs[#recs]
+      assert.equal(3, last.type)
+      for cut = last.off + 1, #full - 1 do
+        spit(path, full:sub(1, cut))
+        local hs, es, warns = reload(dir)
+        assert.same({ term = 1, vote = 1, commit = 0 }, hs)
+        assert.same(range(1, 3), indexes(es))
+        assert.equal(1, #warns)
+      end
+    end)
+
+    it("truncates zeros after the last record", function()
+      local dir, path = written(3, 10)
+      local size = #slurp(path)
+      spit(path, slurp(path) .. string.rep("\0", 4096))
+      local _, es, warns = reload(dir)
+      assert.same(range(1, 3), indexes(es))
+      assert.matches("torn tail at offset " .. size, warns[1])
+    end)
+
+    it("keeps every acknowledged entry of a writer killed with SIGKILL",
+       function()
+      local dir = tmpdir()
+      local acks = dir .. "/../acks"
+      local script = string.format([[
+        package.cpath = %q
+        local w = assert(require("rafting.wal").open(%q,
+                                                     { segment_bytes = 8192 }))
+        local hs, es = w:load()
+        local i = #es > 0 and es[#es].index or 0
+        local f = assert(io.open(%q, "a"))
+        while true do
+          i = i + 1
+          assert(w:save({ term = 1, vote = 1, commit = i - 1 },
+                        { { index = i, term = 1, data = ("v" .. i):rep(20) } }))
+          f:write(i, "\n"); f:flush()
+        end]], package.cpath, dir, acks)
+      local total = 0
+      for round = 1, 3 do
+        local pid = assert(proc.spawn{ argv = { "lua5.4", "-e", script } })
+        proc.sleep_ms(150 + 50 * round)
+        assert.is_true(proc.kill(pid, "KILL"))
+        proc.wait(pid)
+        local acked = 0
+        for l in io.lines(acks) do acked = math.max(acked, tonumber(l)) end
+        local _, es, warns = reload(dir, { segment_bytes = 8192 })
+        assert.same({}, warns) -- a process crash leaves no torn page
+        assert.is_true(#es >= acked, #es .. " entries, " .. acked .. " acked")
+        for i, e in ipairs(es) do
+          assert.equal(i, e.index)
+          assert.equal(("v" .. i):rep(20), e.data)
+        end
+        total = acked
+      end
+      assert.is_true(total > 0)
     end)
 
     it("truncates a last record whose checksum fails", function()

@@ -20,7 +20,10 @@ int rf_api_start(rf_node *node, uv_loop_t *loop, rf_api **out);
 void rf_api_stop(rf_api *a, void (*done)(void *ud), void *ud);
 
 /* Node events the API waits on. */
-void rf_api_applied(rf_api *a, const raft_entry *e);
+/* Entry e was applied with result rc (an RF_SM_* code) and res[0..len):
+** the handler's JSON value, or the error message. */
+void rf_api_applied(rf_api *a, const raft_entry *e, int rc, const char *res,
+                    size_t len);
 void rf_api_read_ready(rf_api *a, const raft_read_state *rs);
 void rf_api_leader_changed(rf_api *a);
 

@@ -77,6 +77,8 @@ size_t wal_encode_seghdr(uint8_t *out, const wal_seghdr *h);
 int wal_decode(const uint8_t *p, size_t avail, wal_rec *r);
 /* The unverified length field (to judge a record with a bad header). */
 uint32_t wal_peek_len(const uint8_t *p);
+/* Does p start with WAL_HDR bytes whose header checksum holds? */
+int wal_hdr_ok(const uint8_t *p);
 int wal_parse_hs(const wal_rec *r, raft_hard_state *hs);
 int wal_parse_seghdr(const wal_rec *r, wal_seghdr *h);
 const char *wal_decode_str(int rc);

@@ -70,6 +70,8 @@ size_t wal_encode_seghdr(uint8_t *out, const wal_seghdr *h) {
 
 uint32_t wal_peek_len(const uint8_t *p) { return get32(p); }
 
+int wal_hdr_ok(const uint8_t *p) { return XXH3_64bits(p, 32) == get64(p + 32); }
+
 /* Fields a record with good checksums must still satisfy. */
 static int fields_ok(const wal_rec *r, const uint8_t *p) {
   if (p[6] != 0 || p[7] != 0) return 0;

@@ -12,7 +12,7 @@ local commands = {}
 local function need(args, name, cmd)
   local v = args[name]
   if type(v) ~= "string" then
-    error(cmd .. ": argument '" .. name .. "' must be a string", 3)
+    error(cmd .. ": argument '" .. name .. "' must be a string", 2)
   end
   return v
 end
@@ -42,10 +42,10 @@ function commands.cas(args)
   local key = need(args, "key", "cas")
   local absent = yes(args.expect_absent)
   if not absent and type(args.expect) ~= "string" then
-    error("cas: give 'expect' (a string) or 'expect_absent'", 2)
+    error("cas: give 'expect' (a string) or 'expect_absent'")
   end
   if args.value ~= nil and type(args.value) ~= "string" then
-    error("cas: argument 'value' must be a string", 2)
+    error("cas: argument 'value' must be a string")
   end
   local current = kv.get(key)
   local match

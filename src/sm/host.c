@@ -1,0 +1,528 @@
+/*
+** host.c -- the replicated state machine host (see rafting/sm.h).
+**
+** One Lua state per rf_sm, built from the base libraries only (no io, os,
+** package, debug), with a counting allocator that enforces the memory cap
+** and a count hook that enforces the instruction budget.  Scripts are
+** compiled once; before every call the chunk runs again in a fresh
+** environment, so its top-level locals and globals never carry state from
+** one call to the next: the store is the only state, as on every replica.
+**
+** A call is one lua_pcall of docall() with a message handler that adds the
+** script name and line.  The host touches the Lua API only inside that
+** pcall (or the one in rf_sm_new), so a memory error can never escape to a
+** panic; C resources used across it hang off rf_sm (smint.h).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "smint.h"
+
+#ifndef RAFTING_LUA_DIR
+#define RAFTING_LUA_DIR "lua"
+#endif
+
+#define HOOKSTEP 1000 /* instructions between budget checks */
+#define KEEPSCRATCH (64 * 1024)
+
+static const char CHUNKS = 0; /* registry key: the compiled scripts */
+
+rf_sm *rf_sm_host(lua_State *L) { return *(rf_sm **)lua_getextraspace(L); }
+
+void rf_sm_charge(lua_State *L, uint64_t n) {
+  rf_sm *sm = rf_sm_host(L);
+  sm->used += n;
+  if (sm->used > sm->budget) {
+    sm->abort |= ABORT_BUDGET;
+    luaL_where(L, 0); /* in a hook, level 0 is the running Lua function */
+    lua_pushfstring(L, "instruction budget exceeded (%I)", (lua_Integer)sm->budget);
+    lua_concat(L, 2);
+    lua_error(L);
+  }
+}
+
+int rf_sm_memerror(lua_State *L) {
+  rf_sm *sm = rf_sm_host(L);
+  sm->abort |= ABORT_MEM;
+  return luaL_error(L, "memory cap exceeded (%I bytes)", (lua_Integer)sm->memcap);
+}
+
+static void hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  rf_sm_charge(L, HOOKSTEP);
+}
+
+/* Lua's allocator, refusing growth past the cap (Lua then runs an
+** emergency collection and tries once more before raising). */
+static void *alloc(void *ud, void *p, size_t osize, size_t nsize) {
+  rf_sm *sm = ud;
+  void *q;
+  if (p == NULL) osize = 0; /* osize was the object's type */
+  if (nsize == 0) {
+    free(p);
+    sm->mem -= osize;
+    return NULL;
+  }
+  if (nsize > osize && sm->mem + sm->batchmem + (nsize - osize) > sm->memcap)
+    return NULL;
+  q = realloc(p, nsize);
+  if (q == NULL) return nsize <= osize ? p : NULL;
+  sm->mem = sm->mem - osize + nsize;
+  return q;
+}
+
+/* -- errors -------------------------------------------------------------- */
+
+/* Does msg begin with "chunk:line:"? ([string "..."] chunks included) */
+static int located(const char *msg) {
+  const char *p = msg;
+  if (strncmp(p, "[string \"", 9) == 0 && (p = strstr(p, "\"]")) != NULL)
+    p += 2;
+  else
+    while (*p && *p != ':' && *p != '\n') p++;
+  if (*p != ':' || p == msg) return 0;
+  if (*++p < '0' || *p > '9') return 0;
+  while (*p >= '0' && *p <= '9') p++;
+  return *p == ':';
+}
+
+/* Message handler: a string message that names the innermost Lua line,
+** or at least the script when no Lua function is running (errors raised
+** by the host itself, such as a result JSON cannot hold). */
+static int msgh(lua_State *L) {
+  lua_Debug ar;
+  int level;
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)",
+                            luaL_typename(L, 1));
+  }
+  if (located(msg)) return 1;
+  for (level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0) {
+      lua_pushfstring(L, "%s:%d: %s", ar.short_src, ar.currentline, msg);
+      return 1;
+    }
+  }
+  lua_pushfstring(L, "%s: %s", rf_sm_host(L)->script[rf_sm_host(L)->cur], msg);
+  return 1;
+}
+
+/* -- loading ------------------------------------------------------------- */
+
+static int addname(rf_sm *sm, const char *name, int script, int query) {
+  smname *p = realloc(sm->names, (sm->nnames + 1) * sizeof(*p));
+  if (p == NULL) return -1;
+  sm->names = p;
+  if ((p[sm->nnames].name = strdup(name)) == NULL) return -1;
+  p[sm->nnames].script = script;
+  p[sm->nnames].query = query;
+  sm->nnames++;
+  return 0;
+}
+
+static const smname *findname(const rf_sm *sm, const char *name, size_t len,
+                              int query) {
+  size_t i;
+  for (i = 0; i < sm->nnames; i++)
+    if (sm->names[i].query == query && strlen(sm->names[i].name) == len &&
+        memcmp(sm->names[i].name, name, len) == 0)
+      return &sm->names[i];
+  return NULL;
+}
+
+/* Run chunk i in a fresh environment; leave its module table on the
+** stack, checked: { commands = {name = fn}, queries = {name = fn} }. */
+static void runchunk(lua_State *L, int i) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CHUNKS);
+  lua_rawgeti(L, -1, i + 1);
+  lua_remove(L, -2);
+  rf_sandbox_env(L);
+  if (lua_setupvalue(L, -2, 1) == NULL) luaL_error(L, "chunk has no _ENV");
+  lua_call(L, 0, 1);
+  if (!lua_istable(L, -1))
+    luaL_error(L, "%s: the script must return a table "
+               "{ commands = {...}, queries = {...} }",
+               rf_sm_host(L)->script[i]);
+}
+
+/* Record the names of module field `field` (at the top) for script i. */
+static void register_names(lua_State *L, int i, const char *field) {
+  rf_sm *sm = rf_sm_host(L);
+  int query = field[0] == 'q';
+  const smname *old;
+  const char *name;
+  if (lua_getfield(L, -1, field) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, -1)) luaL_error(L, "%s: %s must be a table", sm->script[i], field);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (lua_type(L, -2) != LUA_TSTRING || !lua_isfunction(L, -1))
+      luaL_error(L, "%s: %s must map names to functions", sm->script[i], field);
+    name = lua_tostring(L, -2);
+    if (strlen(name) == 0 || strlen(name) > 255)
+      luaL_error(L, "%s: bad %s name", sm->script[i], field);
+    if ((old = findname(sm, name, strlen(name), query)) != NULL)
+      luaL_error(L, "%s: %s '%s' is already defined by %s", sm->script[i],
+                 query ? "query" : "command", name, sm->script[old->script]);
+    if (addname(sm, name, i, query)) luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static void loadscript(lua_State *L, int i) {
+  rf_sm *sm = rf_sm_host(L);
+  char chunkname[300];
+  snprintf(chunkname, sizeof(chunkname), "@%s", sm->script[i]);
+  if (luaL_loadbufferx(L, sm->src[i], sm->srclen[i], chunkname, "t"))
+    lua_error(L);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CHUNKS);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, i + 1);
+  lua_pop(L, 1);
+  sm->cur = i;
+  runchunk(L, i);
+  register_names(L, i, "commands");
+  register_names(L, i, "queries");
+  lua_pop(L, 1);
+}
+
+static void openlib(lua_State *L, const char *name, lua_CFunction f) {
+  luaL_requiref(L, name, f, 1);
+  lua_pop(L, 1);
+}
+
+/* Drop every reference to the call's environment, so what it built is
+** garbage before the next call starts.  Allocates nothing. */
+static void dropenv(rf_sm *sm) {
+  lua_State *L = sm->L;
+  int i;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CHUNKS);
+  for (i = 0; i < sm->nscripts; i++) {
+    lua_rawgeti(L, -1, i + 1);
+    lua_pushnil(L);
+    lua_setupvalue(L, -2, 1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  rf_sandbox_dropenv(L);
+}
+
+static int init(lua_State *L) {
+  rf_sm *sm = rf_sm_host(L);
+  int i;
+  openlib(L, LUA_GNAME, luaopen_base);
+  openlib(L, LUA_STRLIBNAME, luaopen_string);
+  openlib(L, LUA_TABLIBNAME, luaopen_table);
+  openlib(L, LUA_MATHLIBNAME, luaopen_math);
+  openlib(L, LUA_UTF8LIBNAME, luaopen_utf8);
+  openlib(L, LUA_COLIBNAME, luaopen_coroutine);
+  rf_sandbox_open(L);
+  lua_newtable(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CHUNKS);
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOOKSTEP);
+  rf_sandbox_reseed(L, 0);
+  for (i = 0; i < sm->nscripts; i++) {
+    sm->used = 0;
+    loadscript(L, i);
+  }
+  return 0;
+}
+
+/* Read a whole file into sm->src[i]; display name sm->script[i]. */
+static int readscript(rf_sm *sm, int i, const char *path, const char *name,
+                      char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  long n;
+  if (f == NULL) {
+    snprintf(err, errlen, "cannot open %s", path);
+    return -1;
+  }
+  if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
+      (sm->src[i] = malloc((size_t)n + 1)) == NULL ||
+      fread(sm->src[i], 1, (size_t)n, f) != (size_t)n) {
+    snprintf(err, errlen, "cannot read %s", path);
+    fclose(f);
+    return -1;
+  }
+  fclose(f);
+  sm->srclen[i] = (size_t)n;
+  sm->script[i] = strdup(name);
+  sm->nscripts = i + 1;
+  return sm->script[i] ? 0 : -1;
+}
+
+static void freesources(rf_sm *sm) {
+  int i;
+  for (i = 0; i < 2; i++) {
+    free(sm->src[i]);
+    sm->src[i] = NULL;
+  }
+}
+
+static int setup(rf_sm *sm, const rf_sm_opts *o, char *err, size_t errlen) {
+  const char *builtin = o->builtin ? o->builtin
+                                   : RAFTING_LUA_DIR "/rafting/sm/kv.lua";
+  int status;
+  sm->budget = o->budget ? o->budget : RF_SM_DEFAULT_BUDGET;
+  sm->memcap = o->memory ? o->memory : RF_SM_DEFAULT_MEMORY;
+  sm->log = o->log;
+  sm->log_ud = o->log_ud;
+  if ((sm->store = rf_store_new()) == NULL || (sm->batch = rf_store_new()) == NULL)
+    return snprintf(err, errlen, "out of memory"), -1;
+  if (readscript(sm, 0, builtin, "kv.lua", err, errlen) ||
+      (o->commands && readscript(sm, 1, o->commands, o->commands, err, errlen)))
+    return -1;
+  if ((sm->L = lua_newstate(alloc, sm)) == NULL)
+    return snprintf(err, errlen, "cannot create a Lua state"), -1;
+  *(rf_sm **)lua_getextraspace(sm->L) = sm;
+  lua_pushcfunction(sm->L, msgh);
+  lua_pushcfunction(sm->L, init);
+  status = lua_pcall(sm->L, 0, 0, 1);
+  lua_sethook(sm->L, NULL, 0, 0);
+  if (status != LUA_OK) {
+    const char *m = lua_tostring(sm->L, -1);
+    snprintf(err, errlen, "%s", m ? m : "cannot load scripts (out of memory)");
+  }
+  lua_settop(sm->L, 0);
+  if (status == LUA_OK) dropenv(sm);
+  freesources(sm);
+  return status == LUA_OK ? 0 : -1;
+}
+
+rf_sm *rf_sm_new(const rf_sm_opts *o, char *err, size_t errlen) {
+  static const rf_sm_opts defaults;
+  rf_sm *sm = calloc(1, sizeof(*sm));
+  if (sm == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  if (setup(sm, o ? o : &defaults, err, errlen)) {
+    rf_sm_free(sm);
+    return NULL;
+  }
+  return sm;
+}
+
+void rf_sm_free(rf_sm *sm) {
+  size_t i;
+  int s;
+  if (sm == NULL) return;
+  if (sm->L) lua_close(sm->L);
+  rf_store_free(sm->store);
+  rf_store_free(sm->batch);
+  json_decref(sm->pending);
+  rf_buf_free(&sm->scratch);
+  for (i = 0; i < sm->nnames; i++) free(sm->names[i].name);
+  free(sm->names);
+  for (s = 0; s < 2; s++) free(sm->script[s]);
+  freesources(sm);
+  free(sm);
+}
+
+/* -- calls --------------------------------------------------------------- */
+
+typedef struct call {
+  const smname *fn;
+  const rf_sm_entry *e; /* NULL for queries */
+} call;
+
+static void pushargs(lua_State *L, rf_sm *sm, const call *c) {
+  rf_sm_arg a;
+  size_t pos = 0, nl;
+  if (sm->pending) {
+    rf_json_push(L, sm->pending);
+    return;
+  }
+  lua_createtable(L, 0, (int)c->e->nargs);
+  while (rf_sm_entry_arg(c->e, &pos, &a, &nl)) {
+    rf_sm_charge(L, 1);
+    lua_pushlstring(L, a.name, nl);
+    lua_pushlstring(L, a.val, a.len);
+    lua_rawset(L, -3);
+  }
+}
+
+static void pushctx(lua_State *L, rf_sm *sm, const call *c) {
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, (lua_Integer)sm->index);
+  lua_setfield(L, -2, "index");
+  lua_pushinteger(L, (lua_Integer)sm->time_ms);
+  lua_setfield(L, -2, "time");
+  lua_pushstring(L, c->fn->name);
+  lua_setfield(L, -2, "name");
+  lua_pushboolean(L, sm->readonly);
+  lua_setfield(L, -2, "query");
+}
+
+/* The protected part of a call: run the script, the handler, and encode
+** its result into sm->scratch. */
+static int docall(lua_State *L) {
+  rf_sm *sm = rf_sm_host(L);
+  const call *c = lua_touserdata(L, 1);
+  const smname *fn = c->fn;
+  rf_sandbox_reseed(L, (lua_Integer)sm->index);
+  sm->cur = fn->script;
+  runchunk(L, fn->script);
+  lua_getfield(L, -1, fn->query ? "queries" : "commands");
+  if (!lua_istable(L, -1) || lua_getfield(L, -1, fn->name) != LUA_TFUNCTION)
+    luaL_error(L, "%s: '%s' is no longer a function", sm->script[fn->script],
+               fn->name);
+  pushargs(L, sm, c);
+  pushctx(L, sm, c);
+  lua_call(L, 2, 1);
+  sm->scratch.n = 0;
+  rf_json_encode(L, -1, &sm->scratch);
+  return 0;
+}
+
+/* The error text of a failed call, at the top of the stack. */
+static void failure(rf_sm *sm, int status, rf_buf *result) {
+  const char *m = lua_tostring(sm->L, -1);
+  if (status == LUA_ERRMEM || (sm->abort & ABORT_MEM))
+    rf_buf_printf(result, "%s: memory cap exceeded (%zu bytes)",
+                  sm->script[sm->cur], sm->memcap);
+  else if (status == LUA_ERRERR)
+    rf_buf_printf(result, "%s: error in the error handler", sm->script[sm->cur]);
+  else
+    rf_buf_str(result, m ? m : "error");
+}
+
+/* Forget everything the call left behind. */
+static void endcall(rf_sm *sm) {
+  lua_State *L = sm->L;
+  lua_sethook(L, NULL, 0, 0);
+  lua_settop(L, 0);
+  dropenv(sm);
+  rf_store_clear(sm->batch);
+  json_decref(sm->pending);
+  sm->pending = NULL;
+  if (sm->scratch.cap > KEEPSCRATCH) rf_buf_free(&sm->scratch);
+  if (sm->abort & ABORT_MEM) lua_gc(L, LUA_GCCOLLECT);
+  sm->batchmem = 0;
+  sm->abort = 0;
+  sm->readonly = 0;
+}
+
+static int run(rf_sm *sm, call *c, rf_buf *result) {
+  lua_State *L = sm->L;
+  int status, rc;
+  sm->used = 0;
+  sm->abort = 0;
+  sm->cur = c->fn->script;
+  lua_settop(L, 0);
+  lua_pushcfunction(L, msgh);
+  lua_pushcfunction(L, docall);
+  lua_pushlightuserdata(L, c);
+  lua_sethook(L, hook, LUA_MASKCOUNT, HOOKSTEP);
+  status = lua_pcall(L, 1, 0, 1);
+  lua_sethook(L, NULL, 0, 0);
+  if (status == LUA_OK) {
+    rf_store_merge(sm->store, sm->batch);
+    rf_buf_add(result, sm->scratch.p ? sm->scratch.p : "", sm->scratch.n);
+    rc = RF_SM_OK;
+  } else {
+    if (status == LUA_ERRMEM) sm->abort |= ABORT_MEM;
+    failure(sm, status, result);
+    rc = RF_SM_EFAILED;
+  }
+  endcall(sm);
+  return result->oom ? RF_SM_ENOMEM : rc;
+}
+
+/* Parse JSON arguments into sm->pending (C only: no Lua yet). */
+static int parseargs(rf_sm *sm, const char *json, size_t len, rf_buf *result) {
+  json_error_t err;
+  if (json == NULL || len == 0) json = "{}", len = 2;
+  if (len > sm->memcap / 24) {
+    rf_buf_printf(result, "arguments too large for the memory cap");
+    return RF_SM_EFAILED;
+  }
+  sm->pending = json_loadb(json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+  if (sm->pending) return 0;
+  rf_buf_printf(result, "invalid JSON arguments: %s at line %d column %d",
+                err.text, err.line, err.column);
+  return RF_SM_EBADENTRY;
+}
+
+static int notfound(rf_buf *result, const char *what, const char *name,
+                    size_t len) {
+  rf_buf_printf(result, "unknown %s '%.*s'", what, (int)len, name);
+  return RF_SM_ENOTFOUND;
+}
+
+int rf_sm_apply(rf_sm *sm, uint64_t index, const void *entry, size_t len,
+                rf_buf *result) {
+  rf_sm_entry e;
+  call c;
+  int rc;
+  sm->applied = index; /* even a failed entry is applied (as a no-op) */
+  if (rf_sm_decode(entry, len, &e)) {
+    rf_buf_str(result, "malformed state machine entry");
+    return RF_SM_EBADENTRY;
+  }
+  sm->index = index;
+  sm->time_ms = sm->applied_time = e.time_ms;
+  if ((c.fn = findname(sm, e.name, e.name_len, 0)) == NULL)
+    return notfound(result, "command", e.name, e.name_len);
+  c.e = &e;
+  if (e.kind == RF_SM_JSON &&
+      (rc = parseargs(sm, (const char *)e.body, e.body_len, result)) != 0) {
+    json_decref(sm->pending);
+    sm->pending = NULL;
+    return rc;
+  }
+  return run(sm, &c, result);
+}
+
+int rf_sm_query(rf_sm *sm, const char *name, const char *args_json,
+                size_t len, rf_buf *result) {
+  call c;
+  int rc;
+  if ((c.fn = findname(sm, name, strlen(name), 1)) == NULL)
+    return notfound(result, "query", name, strlen(name));
+  c.e = NULL;
+  if ((rc = parseargs(sm, args_json, len, result)) != 0) {
+    json_decref(sm->pending);
+    sm->pending = NULL;
+    return rc;
+  }
+  sm->index = sm->applied;
+  sm->time_ms = sm->applied_time;
+  sm->readonly = 1;
+  return run(sm, &c, result);
+}
+
+int rf_sm_has_command(const rf_sm *sm, const char *name) {
+  return findname(sm, name, strlen(name), 0) != NULL;
+}
+
+int rf_sm_has_query(const rf_sm *sm, const char *name) {
+  return findname(sm, name, strlen(name), 1) != NULL;
+}
+
+rf_store *rf_sm_store(rf_sm *sm) { return sm->store; }
+uint64_t rf_sm_applied(const rf_sm *sm) { return sm->applied; }
+size_t rf_sm_memory(const rf_sm *sm) { return sm->mem; }
+
+const char *rf_sm_strerror(int code) {
+  switch (code) {
+    case RF_SM_OK: return "ok";
+    case RF_SM_ENOTFOUND: return "unknown command or query";
+    case RF_SM_EFAILED: return "command failed";
+    case RF_SM_EBADENTRY: return "malformed entry or arguments";
+    case RF_SM_ENOMEM: return "out of memory";
+    default: return "unknown error";
+  }
+}

@@ -1,0 +1,77 @@
+/*
+** smint.h -- what the state machine host's files share (not public).
+**
+** host.c    the rf_sm object: Lua state, allocator cap, instruction budget,
+**           apply/query as protected calls, commit or rollback
+** sandbox.c the deterministic environment handlers run in
+** kvapi.c   the kv table: reads through the write batch, buffered writes
+** json.c    JSON <-> Lua (jansson parses; encoding sorts keys)
+**
+** Memory: C resources that live across a Lua call (write batch, JSON tree
+** being converted, output scratch) hang off rf_sm, never off the C stack,
+** so a Lua error (longjmp) can never leak them; host.c releases them after
+** every call.
+*/
+#ifndef RAFTING_SMINT_H
+#define RAFTING_SMINT_H
+
+#include <jansson.h>
+#include <lua.h>
+
+#include "rafting/sm.h"
+
+enum { ABORT_BUDGET = 1, ABORT_MEM = 2 }; /* rf_sm.abort bits */
+
+typedef struct smname {
+  char *name;
+  int script; /* index into rf_sm.script */
+  int query;  /* 1: a query, 0: a command */
+} smname;
+
+struct rf_sm {
+  lua_State *L;
+  size_t mem, memcap;    /* Lua heap bytes; cap on mem + batchmem */
+  size_t batchmem;       /* bytes charged for this call's writes */
+  uint64_t budget, used; /* instructions: allowed, charged this call */
+  int abort;             /* limits fired this call: not catchable */
+  int readonly;          /* in a query: kv writes raise */
+  int cur;               /* script of the running call */
+  rf_store *store, *batch;
+  uint64_t index, time_ms;        /* of the running call */
+  uint64_t applied, applied_time; /* of the last applied entry */
+  json_t *pending;                /* JSON tree being converted */
+  rf_buf scratch;                 /* JSON output */
+  char *script[2];                /* display names: builtin, user */
+  char *src[2];                   /* script text while loading */
+  size_t srclen[2];
+  int nscripts;
+  smname *names;
+  size_t nnames;
+  void (*log)(void *ud, const char *msg, size_t len);
+  void *log_ud;
+};
+
+rf_sm *rf_sm_host(lua_State *L);
+/* Add n to this call's instruction count; raises when over budget. */
+void rf_sm_charge(lua_State *L, uint64_t n);
+/* Raise the memory-cap error (uncatchable by the handler). */
+int rf_sm_memerror(lua_State *L);
+
+/* sandbox.c */
+void rf_sandbox_open(lua_State *L); /* once: build the base environment */
+void rf_sandbox_env(lua_State *L);  /* push a fresh per-call environment */
+void rf_sandbox_dropenv(lua_State *L); /* forget it (no allocation) */
+void rf_sandbox_reseed(lua_State *L, lua_Integer seed);
+void rf_sandbox_sort(lua_State *L, int t, lua_Integer n, int comp);
+int rf_sandbox_keycmp(lua_State *L, int a, int b);
+
+/* kvapi.c */
+void rf_kvapi_push(lua_State *L); /* the kv table */
+
+/* json.c */
+void rf_json_push(lua_State *L, json_t *v);            /* tree -> Lua */
+void rf_json_encode(lua_State *L, int idx, rf_buf *b); /* raises */
+void rf_json_markarray(lua_State *L, int idx);
+void rf_json_pushlib(lua_State *L); /* the json table */
+
+#endif
