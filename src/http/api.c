@@ -84,9 +84,10 @@ static void on_forwarded(void *ud, int status, const rf_fwd_resp *resp) {
   if (status == 0) {
     rf_fwd_relay(req, resp);
   } else if (http == 504 && write) {
-    rf_http_json_error(req, 504, "outcome_unknown",
-                       "the leader did not answer in time; the write may "
-                       "still commit");
+    char msg[160];
+    snprintf(msg, sizeof(msg), "forwarding to the leader: %s; the write may "
+             "still commit", rf_fwd_strerror(status));
+    rf_http_json_error(req, 504, "outcome_unknown", msg);
   } else if (http == 502) {
     rf_http_json_error(req, 502, "bad_gateway", rf_fwd_strerror(status));
   } else {
@@ -435,13 +436,19 @@ static int start_http(rf_api *a, uv_loop_t *loop) {
 int rf_api_start(rf_node *node, uv_loop_t *loop, rf_api **out) {
   const rf_config *cfg = rf_node_config(node);
   rf_fwd_opts fo;
+  char via[32];
   rf_api *a = calloc(1, sizeof(*a));
   int rc;
   *out = NULL;
   if (a == NULL) return UV_ENOMEM;
   a->node = node;
   rf_fwd_opts_init(&fo);
+  snprintf(via, sizeof(via), "node-%llu", (unsigned long long)rf_node_id(node));
+  fo.via = via;
   fo.timeout_ms = cfg->forward_timeout_ms;
+  /* drop pooled connections before the leader's idle timeout can close one
+  ** under a write, which would turn it into an avoidable 504 */
+  fo.idle_timeout_ms = cfg->idle_timeout_ms / 2 > 0 ? cfg->idle_timeout_ms / 2 : 1;
   if ((rc = rf_waits_init(loop, node, a, cfg->commit_timeout_ms, &a->waits)) < 0)
     goto fail;
   if ((rc = rf_fwd_init(loop, &a->fwd, &fo)) < 0) goto fail;
