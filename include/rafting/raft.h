@@ -94,6 +94,12 @@ typedef enum {
 **   HEARTBEAT:        commit (min of leader commit and follower match);
 **                     context = read-index round (0 if none).
 **   HEARTBEAT_RESP:   context echoed; index = the follower's last index.
+**   SNAPSHOT:         index/log_term = the snapshot's last index and term.
+**                     From a leader's core it asks the runtime to stream a
+**                     snapshot covering at least index to `to`; the
+**                     receiving runtime steps it into its core only once
+**                     the whole snapshot is stored.  The answer is an
+**                     APPEND_RESP.
 */
 typedef struct raft_msg {
   raft_msg_type type;
@@ -135,6 +141,12 @@ typedef struct raft_read_state {
 typedef struct raft_ready {
   int hs_changed;               /* persist hs when set */
   raft_hard_state hs;
+  /* When snap_index > 0 the log was replaced by the snapshot stepped in at
+  ** (snap_index, snap_term): persist that first (the storage drops its log),
+  ** and install the snapshot into the state machine before applying
+  ** committed, which then continues after snap_index. */
+  uint64_t snap_index;
+  uint64_t snap_term;
   const raft_entry *entries;    /* to persist, contiguous, ascending */
   size_t n_entries;
   const raft_msg *msgs;         /* to send after persisting */
@@ -145,7 +157,11 @@ typedef struct raft_ready {
   size_t n_reads;
 } raft_ready;
 
-typedef enum { RAFT_PR_PROBE = 0, RAFT_PR_REPLICATE } raft_progress_state;
+typedef enum {
+  RAFT_PR_PROBE = 0,
+  RAFT_PR_REPLICATE,
+  RAFT_PR_SNAPSHOT
+} raft_progress_state;
 
 typedef struct raft_peer_status {
   uint64_t id;
@@ -182,6 +198,29 @@ typedef struct raft raft;
 */
 raft *raft_new(const raft_config *c, const raft_hard_state *hs,
                const raft_entry *log, size_t n, int *err);
+
+/* What a restarted node restores from: after compaction the log starts at
+** snap_index + 1, and the state machine was rebuilt from a snapshot up to
+** applied (snap_index <= applied <= the last log index, or == snap_index
+** when the log is empty). */
+typedef struct raft_restore {
+  raft_hard_state hs;
+  uint64_t snap_index; /* 0: the log starts at 1 */
+  uint64_t snap_term;
+  uint64_t applied;
+  const raft_entry *log; /* indexes snap_index + 1, snap_index + 2, ... */
+  size_t n;
+} raft_restore;
+
+raft *raft_new_restore(const raft_config *c, const raft_restore *rs, int *err);
+
+/* The state machine is safely snapshotted up to index (<= applied and
+** durable): drop the log up to there.  RAFT_EINVAL if out of range. */
+int raft_compact(raft *r, uint64_t index);
+
+/* The runtime finished (ok = 1) or gave up (ok = 0) streaming the snapshot
+** that a SNAPSHOT message asked it to send to node `to`. */
+void raft_report_snapshot(raft *r, uint64_t to, int ok);
 void raft_free(raft *r);
 
 void raft_tick(raft *r);

@@ -85,6 +85,24 @@ void rlog_truncate(rlog *l, uint64_t i) {
   while (rlog_last(l) >= i && l->n > 0) rlog_blob_unref(l->e[--l->n].blob);
 }
 
+void rlog_compact(rlog *l, uint64_t i) {
+  size_t drop;
+  assert(i > l->snap_index && i <= rlog_last(l));
+  drop = (size_t)(i - l->snap_index);
+  l->snap_term = rlog_term(l, i);
+  for (size_t k = 0; k < drop; k++) rlog_blob_unref(l->e[k].blob);
+  memmove(l->e, l->e + drop, (l->n - drop) * sizeof(*l->e));
+  l->n -= drop;
+  l->snap_index = i;
+}
+
+void rlog_reset(rlog *l, uint64_t i, uint64_t term) {
+  for (size_t k = 0; k < l->n; k++) rlog_blob_unref(l->e[k].blob);
+  l->n = 0;
+  l->snap_index = i;
+  l->snap_term = term;
+}
+
 void rlog_view(const rlog *l, uint64_t i, raft_entry *out) {
   const rent *e = at(l, i);
   assert(e != NULL);

@@ -51,6 +51,10 @@ uint64_t rlog_conflict_by_term(const rlog *l, uint64_t i, uint64_t term);
 int rlog_append(rlog *l, uint64_t term, int type, rblob *blob);
 /* Remove entries with index >= i. */
 void rlog_truncate(rlog *l, uint64_t i);
+/* Drop entries <= i (i in the log): it becomes the snapshot point. */
+void rlog_compact(rlog *l, uint64_t i);
+/* Drop everything: the log now starts after a snapshot at (i, term). */
+void rlog_reset(rlog *l, uint64_t i, uint64_t term);
 
 /* A raft_entry view of index i, taking a blob reference. */
 void rlog_ref(const rlog *l, uint64_t i, raft_entry *out);

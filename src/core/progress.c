@@ -32,6 +32,7 @@ void rpr_reset(rprogress *p, uint64_t next) {
   p->vote = -1;
   p->state = RAFT_PR_PROBE;
   p->probe_sent = 0;
+  p->pending_snapshot = 0;
   inflight_clear(p);
 }
 
@@ -50,7 +51,15 @@ void rpr_become_replicate(rprogress *p) {
   inflight_clear(p);
 }
 
+void rpr_become_snapshot(rprogress *p, uint64_t index) {
+  p->state = RAFT_PR_SNAPSHOT;
+  p->pending_snapshot = index;
+  p->probe_sent = 0;
+  inflight_clear(p);
+}
+
 int rpr_paused(const rprogress *p) {
+  if (p->state == RAFT_PR_SNAPSHOT) return 1; /* until the transfer ends */
   if (p->state == RAFT_PR_PROBE) return p->probe_sent;
   return p->ring_count >= p->ring_cap;
 }

@@ -15,7 +15,8 @@ typedef struct rprogress {
   uint64_t id;
   uint64_t match;
   uint64_t next;
-  int state;          /* RAFT_PR_PROBE or RAFT_PR_REPLICATE */
+  int state;          /* RAFT_PR_PROBE, _REPLICATE or _SNAPSHOT */
+  uint64_t pending_snapshot; /* snapshot state: the index asked for */
   int probe_sent;     /* probe: paused until a response or heartbeat reply */
   int active;         /* heard from since the last check-quorum round */
   int vote;           /* -1 none yet, 0 denied, 1 granted */
@@ -28,6 +29,7 @@ void rpr_free(rprogress *p);
 void rpr_reset(rprogress *p, uint64_t next);
 void rpr_become_probe(rprogress *p);
 void rpr_become_replicate(rprogress *p);
+void rpr_become_snapshot(rprogress *p, uint64_t index);
 int rpr_paused(const rprogress *p);
 void rpr_inflight_add(rprogress *p, uint64_t last);
 void rpr_inflight_free_to(rprogress *p, uint64_t index);

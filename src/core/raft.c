@@ -56,6 +56,11 @@ struct raft {
   uint64_t stable;      /* last index acknowledged durable */
   uint64_t handed;      /* last index handed to a ready for persisting */
   uint64_t applied;     /* last index handed to a ready for applying */
+  int bcast;            /* leader: 1 send new entries, 2 also empty appends
+                        ** (commit news), at the next ready: one message per
+                        ** follower however many proposals or acks came in */
+  uint64_t install_index; /* a snapshot stepped in, for the next ready */
+  uint64_t install_term;
   raft_hard_state saved;/* hard state last handed to a ready */
   rmsgbuf outbox;
   rreadbuf reads_ready; /* confirmed reads waiting for a ready */
@@ -351,6 +356,20 @@ static size_t entries_for(raft *r, uint64_t from, raft_entry **out) {
   return n;
 }
 
+/* §7: what the peer needs next was compacted away: ask the runtime to
+** stream it a snapshot, and wait until that transfer is over. */
+static int send_snapshot(raft *r, rprogress *p) {
+  raft_msg m;
+  memset(&m, 0, sizeof(m));
+  m.type = RAFT_MSG_SNAPSHOT;
+  m.to = p->id;
+  m.index = r->log.snap_index;
+  m.log_term = r->log.snap_term;
+  rpr_become_snapshot(p, m.index);
+  send(r, &m);
+  return 1;
+}
+
 /* §5.3: send the peer what follows its next index (a probe sends one
 ** message and waits; replication pipelines up to max_inflight). */
 static int send_append(raft *r, rprogress *p, int send_empty) {
@@ -358,7 +377,7 @@ static int send_append(raft *r, rprogress *p, int send_empty) {
   raft_entry *ents;
   size_t n;
   if (rpr_paused(p)) return 0;
-  if (p->next <= r->log.snap_index) return 0; /* needs a snapshot: later */
+  if (p->next <= r->log.snap_index) return send_snapshot(r, p);
   n = entries_for(r, p->next, &ents);
   if (n == 0 && !send_empty) {
     free(ents);
@@ -439,13 +458,14 @@ static void reads_flush_early(raft *r) {
 
 static void on_commit_advanced(raft *r) {
   if (committed_in_term(r) && r->reads_early.n) reads_flush_early(r);
-  bcast_append(r, 1); /* tell followers the new commit index */
+  r->bcast = 2; /* tell followers the new commit index */
 }
 
 static void leader_append_resp(raft *r, rprogress *p, const raft_msg *m) {
   if (m->reject) {
     uint64_t next;
     if (m->index == 0) return; /* index 0 always matches: a broken peer */
+    if (p->state == RAFT_PR_SNAPSHOT) return; /* answers an older append */
     if (p->state == RAFT_PR_REPLICATE) {
       if (m->index <= p->match) return; /* stale */
       rpr_become_probe(p);
@@ -467,7 +487,7 @@ static void leader_append_resp(raft *r, rprogress *p, const raft_msg *m) {
   if (m->index > p->match) {
     p->match = m->index;
     if (p->next < p->match + 1) p->next = p->match + 1;
-    if (p->state == RAFT_PR_PROBE) rpr_become_replicate(p);
+    if (p->state != RAFT_PR_REPLICATE) rpr_become_replicate(p);
     rpr_inflight_free_to(p, m->index);
     if (maybe_commit(r)) on_commit_advanced(r);
   } else {
@@ -479,7 +499,7 @@ static void leader_append_resp(raft *r, rprogress *p, const raft_msg *m) {
 
 static void leader_heartbeat_resp(raft *r, rprogress *p, const raft_msg *m) {
   size_t pos = (size_t)(p - r->prs);
-  if (m->index < p->match) {
+  if (m->index < p->match && p->state != RAFT_PR_SNAPSHOT) {
     /* the follower lost entries it had acknowledged: only a node on memory
     ** storage that restarted can; replicate to it from what it has */
     p->match = m->index;
@@ -563,6 +583,29 @@ static int handle_append(raft *r, const raft_msg *m) {
   return RAFT_OK;
 }
 
+/* §7: the runtime stored a leader's snapshot; adopt it unless the log
+** already holds what it covers. */
+static void handle_snapshot(raft *r, const raft_msg *m) {
+  raft_msg a;
+  memset(&a, 0, sizeof(a));
+  a.type = RAFT_MSG_APPEND_RESP;
+  if (m->index <= r->commit) {
+    a.index = r->commit;
+  } else if (rlog_has(&r->log, m->index, m->log_term)) {
+    commit_to(r, m->index); /* the snapshot adds nothing to this log */
+    a.index = r->commit;
+  } else {
+    rlog_reset(&r->log, m->index, m->log_term);
+    r->commit = r->applied = m->index;
+    r->stable = r->handed = m->index;
+    if (r->rd_out && r->rd_last > m->index) r->rd_last = m->index;
+    r->install_index = m->index;
+    r->install_term = m->log_term;
+    a.index = m->index;
+  }
+  reply(r, m, &a);
+}
+
 static void handle_heartbeat(raft *r, const raft_msg *m) {
   raft_msg a;
   commit_to(r, m->commit < last_index(r) ? m->commit : last_index(r));
@@ -584,6 +627,11 @@ static int step_follower(raft *r, const raft_msg *m) {
     r->elapsed = 0;
     handle_heartbeat(r, m);
     break;
+  case RAFT_MSG_SNAPSHOT:
+    r->leader = m->from;
+    r->elapsed = 0;
+    handle_snapshot(r, m);
+    break;
   case RAFT_MSG_TIMEOUT_NOW:
     campaign(r, 1);
     break;
@@ -596,7 +644,8 @@ static int step_candidate(raft *r, const raft_msg *m) {
   raft_msg_type want = r->role == RAFT_PRECANDIDATE ? RAFT_MSG_PREVOTE_RESP
                                                     : RAFT_MSG_VOTE_RESP;
   int lost;
-  if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT) {
+  if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+      m->type == RAFT_MSG_SNAPSHOT) {
     become_follower(r, m->term, m->from); /* a leader of this term exists */
     return step_follower(r, m);
   }
@@ -739,7 +788,7 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
   if (rc != RAFT_OK) return rc;
   if (index) *index = last_index(r);
   if (term) *term = r->term;
-  bcast_append(r, 0);
+  if (r->bcast < 1) r->bcast = 1;
   return RAFT_OK;
 }
 
@@ -776,7 +825,8 @@ int raft_has_ready(const raft *r) {
   raft_hard_state hs;
   if (r->rd_out) return 0;
   hs_now(r, &hs);
-  return r->outbox.n > 0 || !hs_equal(&hs, &r->saved) ||
+  return r->outbox.n > 0 || !hs_equal(&hs, &r->saved) || r->install_index ||
+         (r->bcast && r->role == RAFT_LEADER && r->n_prs > 1) ||
          last_index(r) > r->handed || r->commit > r->applied ||
          r->reads_ready.n > 0;
 }
@@ -795,9 +845,14 @@ int raft_ready_get(raft *r, raft_ready *rd) {
   uint64_t hi;
   memset(rd, 0, sizeof(*rd));
   if (r->rd_out) return RAFT_EBUSY;
+  if (r->bcast && r->role == RAFT_LEADER) bcast_append(r, r->bcast == 2);
+  r->bcast = 0;
   hs_now(r, &r->rd_hs);
   rd->hs_changed = !hs_equal(&r->rd_hs, &r->saved);
   rd->hs = r->rd_hs;
+  rd->snap_index = r->install_index;
+  rd->snap_term = r->install_term;
+  r->install_index = r->install_term = 0;
   r->rd_ents = views(r, r->handed + 1, last_index(r), &r->rd_n_ents);
   r->rd_last = r->handed + r->rd_n_ents;
   r->handed = r->rd_last;
@@ -877,27 +932,39 @@ static int check_config(const raft_config *c) {
   return self;
 }
 
-static int restore(raft *r, const raft_hard_state *hs, const raft_entry *log,
-                   size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    if (log[i].index != i + 1) return RAFT_EINVAL;
-    if (i > 0 && log[i].term < log[i - 1].term) return RAFT_EINVAL;
-    if (append_entry(r, log[i].term, log[i].type, log[i].data, log[i].len))
-      return RAFT_ENOMEM;
+static int restore(raft *r, const raft_restore *rs) {
+  uint64_t last = rs->snap_index + rs->n;
+  rlog_reset(&r->log, rs->snap_index, rs->snap_term);
+  for (size_t i = 0; i < rs->n; i++) {
+    const raft_entry *e = &rs->log[i];
+    if (e->index != rs->snap_index + 1 + i) return RAFT_EINVAL;
+    if (e->term < (i ? rs->log[i - 1].term : rs->snap_term)) return RAFT_EINVAL;
+    if (append_entry(r, e->term, e->type, e->data, e->len)) return RAFT_ENOMEM;
   }
-  if (hs != NULL) {
-    r->term = hs->term;
-    r->vote = hs->vote;
-    r->commit = hs->commit < n ? hs->commit : n;
-    r->saved = *hs;
-    if (n > 0 && log[n - 1].term > hs->term) return RAFT_EINVAL;
-  }
-  r->stable = r->handed = n;
+  if (rs->applied < rs->snap_index || rs->applied > last) return RAFT_EINVAL;
+  if (last > rs->snap_index && rlog_term(&r->log, last) > rs->hs.term)
+    return RAFT_EINVAL;
+  r->term = rs->hs.term;
+  r->vote = rs->hs.vote;
+  r->commit = rs->hs.commit < last ? rs->hs.commit : last;
+  if (r->commit < rs->applied) r->commit = rs->applied;
+  r->applied = rs->applied;
+  r->saved = rs->hs;
+  r->stable = r->handed = last;
   return RAFT_OK;
 }
 
 raft *raft_new(const raft_config *c, const raft_hard_state *hs,
                const raft_entry *log, size_t n, int *err) {
+  raft_restore rs;
+  memset(&rs, 0, sizeof(rs));
+  if (hs != NULL) rs.hs = *hs;
+  rs.log = log;
+  rs.n = n;
+  return raft_new_restore(c, &rs, err);
+}
+
+raft *raft_new_restore(const raft_config *c, const raft_restore *rs, int *err) {
   raft *r;
   int rc = RAFT_ENOMEM;
   if (!check_config(c)) {
@@ -918,7 +985,7 @@ raft *raft_new(const raft_config *c, const raft_hard_state *hs,
     r->n_prs++;
     if (c->voters[i] == c->id) r->self = (int)i;
   }
-  if ((rc = restore(r, hs, log, n)) != RAFT_OK) goto fail;
+  if ((rc = restore(r, rs)) != RAFT_OK) goto fail;
   become_follower(r, r->term, RAFT_NONE);
   return r;
 fail:
@@ -1003,4 +1070,30 @@ const char *raft_msg_type_name(raft_msg_type t) {
       "append_resp", "heartbeat", "heartbeat_resp", "snapshot",
       "snapshot_resp", "timeout_now"};
   return (unsigned)t <= RAFT_MSG_TYPE_MAX ? names[t] : "?";
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+int raft_compact(raft *r, uint64_t index) {
+  if (index <= r->log.snap_index || index > r->applied ||
+      index > r->stable || index > last_index(r))
+    return RAFT_EINVAL;
+  rlog_compact(&r->log, index);
+  return RAFT_OK;
+}
+
+void raft_report_snapshot(raft *r, uint64_t to, int ok) {
+  rprogress *p = pr_of(r, to);
+  if (r->role != RAFT_LEADER || p == NULL || p->state != RAFT_PR_SNAPSHOT)
+    return;
+  /* either way, resume probing once the follower answers a heartbeat: on
+  ** success from right after the snapshot, else from what is known */
+  if (ok) {
+    uint64_t next = p->pending_snapshot + 1;
+    rpr_become_probe(p);
+    p->next = next;
+  } else {
+    rpr_become_probe(p);
+  }
+  p->probe_sent = 1;
 }

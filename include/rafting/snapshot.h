@@ -1,0 +1,145 @@
+/*
+** snapshot.h -- snapshots of the state machine: their format, and the
+** place they are kept (a data directory, or memory for memory nodes).
+**
+** A snapshot is the whole ordered store at an applied log index, written
+** in key order so that equal stores give equal bytes:
+**
+**   header: magic "RFSNAP01", u64 index, u64 term, u64 nkeys
+**   nkeys x (uvarint klen, key, uvarint vlen, value)
+**   trailer: u64 XXH3-64 of everything before it
+**
+** (integers little-endian; keys strictly ascending in rf_store_keycmp
+** order; uvarints are minimal LEB128).  rf_snap_serialize() runs on the
+** loop thread (a copy of the store into one buffer: the only pause
+** snapshots cause); saving, reading, receiving and their checks run on
+** libuv's thread pool.  docs/storage.md has the file and directory layout.
+**
+** Memory: serialize/restore use the caller's buffers.  rf_snapstore_save()
+** takes ownership of the buffer it is given, even when it returns an error
+** (free()d by the snapstore).  Callbacks follow libuv's rules: never called
+** when the function returned an error, never called from inside the
+** function, run on the loop; they run in submission order (one queue).
+** Statuses are 0, RF_SNAP_E* or negative errno values (libuv's UV_E*).
+*/
+#ifndef RAFTING_SNAPSHOT_H
+#define RAFTING_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "rafting/buf.h"
+#include "rafting/store.h"
+
+#define RF_SNAP_ECORRUPT (-40001) /* bad magic, checksum, length or order */
+#define RF_SNAP_ENONE (-40002)    /* no snapshot with that index */
+#define RF_SNAP_EBUSY (-40003)    /* another receive/save is in progress */
+#define RF_SNAP_ESTALE (-40004)   /* older than the latest snapshot kept */
+
+#define RF_SNAP_HDR 32     /* header bytes */
+#define RF_SNAP_MIN 40     /* the smallest snapshot: header + trailer */
+
+typedef struct rf_snap_meta {
+  uint64_t index; /* last log index the snapshot covers */
+  uint64_t term;  /* term of that entry */
+  uint64_t size;  /* bytes of the serialized snapshot */
+  uint64_t nkeys;
+} rf_snap_meta;
+
+/* Serialize st as of (index, term) into out (appended; tombstones are
+** skipped).  0 or UV_ENOMEM (out->oom set, out->n unchanged). */
+int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
+                      rf_buf *out, rf_snap_meta *meta);
+/* Check and parse a serialized snapshot into an empty store `into` (NULL:
+** check only).  0, or RF_SNAP_ECORRUPT with "snapshot at offset N: reason"
+** in err; UV_ENOMEM (into left empty); UV_EINVAL if into is not empty
+** (untouched).  meta may be NULL. */
+int rf_snap_restore(const void *buf, size_t len, rf_store *into,
+                    rf_snap_meta *meta, char *err, size_t errlen);
+
+typedef struct rf_snapstore rf_snapstore;
+typedef void (*rf_snap_done)(void *ud, int status);
+typedef void (*rf_snap_read_done)(void *ud, int status, const void *data,
+                                  size_t len);
+
+/*
+** dir NULL: keep snapshots in memory (the latest only).  Otherwise files
+** DIR/snap/<index:016x>-<term:016x>.snap; a leftover *.tmp is removed; the
+** latest complete snapshot and the one before it are kept ("latest" is the
+** highest index: what a restart would find).  NULL and a message in err
+** when dir cannot be used.  No lock of its own: DIR/LOCK (the WAL's)
+** covers it.
+*/
+rf_snapstore *rf_snapstore_open(uv_loop_t *loop, const char *dir, char *err,
+                                size_t errlen);
+/* Waits for in-flight work (its callback gets its real status); callbacks
+** of pending operations run with UV_ECANCELED before done; then s is
+** freed.  An unfinished receive is dropped.  Calls after close: UV_EINVAL. */
+void rf_snapstore_close(rf_snapstore *s, void (*done)(void *ud), void *ud);
+
+/* Meta of the latest complete snapshot: 0, or RF_SNAP_ENONE. */
+int rf_snapstore_latest(const rf_snapstore *s, rf_snap_meta *m);
+
+/* Load the latest snapshot whole (at start-up, before other operations;
+** synchronous).  0 with the bytes appended to out (fully checked, as by
+** rf_snap_restore(.., NULL, ..)), RF_SNAP_ENONE, RF_SNAP_ECORRUPT naming
+** file and offset, or -errno / UV_ENOMEM with a message.  The previous
+** snapshot is never used instead of a corrupt latest: the log before the
+** latest may already be compacted away. */
+int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
+                      char *err, size_t errlen);
+
+/* Make buf[0..len) (from rf_snap_serialize, meta m) the latest snapshot:
+** written to a temp file, synced, renamed, directory synced, older ones
+** beyond the last two removed; done(status) once durable.  Returns
+** RF_SNAP_EBUSY while another save is queued or running (one serialized
+** copy in memory at a time; see rf_snapstore_saving), UV_EINVAL when m does
+** not match buf's header.  done gets RF_SNAP_ESTALE if, by the time it
+** runs, a snapshot with a higher index is kept (nothing is written). */
+int rf_snapstore_save(rf_snapstore *s, char *buf, size_t len,
+                      const rf_snap_meta *m, rf_snap_done done, void *ud);
+
+/* Read up to len bytes at offset of the snapshot at index (for sending it
+** in chunks); data is valid during the callback only.  0 bytes at the end.
+** RF_SNAP_ENONE (returned, or in done if a save removed it meanwhile) when
+** no kept snapshot has that index; UV_EINVAL for offset > size. */
+int rf_snapstore_read(rf_snapstore *s, uint64_t index, uint64_t offset,
+                      size_t len, rf_snap_read_done done, void *ud);
+
+/*
+** Receiving a snapshot in chunks: begin a transfer of (index, term, size)
+** (dropping any unfinished one), append chunks in order from offset 0, and
+** finish: the bytes are checked (rf_snap_restore's checks, and the header
+** must say m's index and term), synced and become the latest snapshot;
+** done(status) then.  A chunk at the wrong offset, past m->size, or with no
+** transfer begun is refused with UV_EINVAL (the sender restarts from 0);
+** so is finish before m->size bytes arrived.  Chunks are copied; their done
+** runs once written (not yet synced).  begin/abort cancel the unfinished
+** transfer's queued chunks (UV_ECANCELED); a failed chunk ends its
+** transfer.  A corrupt transfer fails finish with RF_SNAP_ECORRUPT and
+** leaves the latest snapshot as it was.  begin: UV_EINVAL when m->size <
+** RF_SNAP_MIN, RF_SNAP_ESTALE when m->index is below the latest's.
+*/
+int rf_snapstore_recv_begin(rf_snapstore *s, const rf_snap_meta *m);
+int rf_snapstore_recv_chunk(rf_snapstore *s, uint64_t offset, const void *data,
+                            size_t len, rf_snap_done done, void *ud);
+int rf_snapstore_recv_finish(rf_snapstore *s, rf_snap_done done, void *ud);
+void rf_snapstore_recv_abort(rf_snapstore *s);
+/* Bytes received so far of the transfer in progress (0 if none). */
+uint64_t rf_snapstore_recv_offset(const rf_snapstore *s);
+
+/* 1 while a save is queued or running (rf_snapstore_save would refuse). */
+int rf_snapstore_saving(const rf_snapstore *s);
+/* What went wrong in the last operation whose callback got status < 0
+** (file, offset, errno text), set before that callback runs; "" if none. */
+const char *rf_snapstore_errmsg(const rf_snapstore *s);
+/* Fault injection for tests: hook(ud, what) runs on the worker before each
+** "write", "sync", "rename", "syncdir" and "unlink"; < 0 fails that step. */
+void rf_snapstore_set_io_hook(rf_snapstore *s,
+                              int (*hook)(void *ud, const char *what),
+                              void *ud);
+
+const char *rf_snap_strerror(int err);
+
+#endif
