@@ -14,6 +14,6 @@ return {
     pre_vote = true,
     check_quorum = true,
   },
-  storage = "memory",
+  storage = "data/local3/node%d", -- a WAL + snapshots per node ("memory": none)
   commands = "commands/examples.lua", -- extra commands and queries (docs/commands.md)
 }

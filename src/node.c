@@ -18,6 +18,7 @@
 #include "rafting/wal.h"
 #include "http/api.h"
 #include "node_internal.h"
+#include "snaps.h"
 
 struct rf_node {
   uv_loop_t *loop;
@@ -28,6 +29,8 @@ struct rf_node {
   rf_transport *transport;
   rf_api *api;
   rf_sm *sm;            /* the replicated state machine */
+  rf_snaps *snaps;      /* snapshots: taking, streaming, installing */
+  char data_dir[4096];  /* "" for memory storage */
   uv_timer_t tick;
   raft_ready rd;        /* the ready being saved */
   int saving;           /* rd is in flight */
@@ -72,7 +75,12 @@ static void report_changes(rf_node *n) {
 
 static void send_all(rf_node *n, const raft_ready *rd) {
   for (size_t i = 0; i < rd->n_msgs; i++) {
-    int rc = rf_transport_send(n->transport, &rd->msgs[i]);
+    int rc;
+    if (rd->msgs[i].type == RAFT_MSG_SNAPSHOT) {
+      rf_snaps_send(n->snaps, &rd->msgs[i]); /* streamed in chunks */
+      continue;
+    }
+    rc = rf_transport_send(n->transport, &rd->msgs[i]);
     if (rc < 0 && rf_log_enabled(RF_DEBUG))
       rf_log(RF_DEBUG, "drop %s to %llu: %s",
              raft_msg_type_name(rd->msgs[i].type),
@@ -91,6 +99,7 @@ static void apply(rf_node *n, const raft_entry *e) {
   n->applied = e->index;
   rf_api_applied(n->api, e, rc, res.p ? res.p : "", res.n);
   rf_buf_free(&res);
+  rf_snaps_applied(n->snaps, e);
 }
 
 /* A save failed: nothing of the batch may leave (its promises are not
@@ -124,6 +133,19 @@ static void on_saved(void *ud, int status) {
   if (!n->in_flush) flush(n);
 }
 
+/* The core adopted a snapshot: load it into the state machine, and make
+** the storage forget the log it replaces (queued before this ready's save). */
+static int adopt_snapshot(rf_node *n) {
+  int rc = rf_snaps_install(n->snaps, n->rd.snap_index, n->rd.snap_term);
+  if (rc < 0) {
+    storage_failed(n, UV_EIO);
+    return rc;
+  }
+  n->applied = n->rd.snap_index;
+  rf_node_compact_storage(n, n->rd.snap_index, n->rd.snap_term);
+  return 0;
+}
+
 static void flush(rf_node *n) {
   n->in_flush = 1;
   while (!n->saving && !n->closing && !n->storage_error &&
@@ -131,6 +153,7 @@ static void flush(rf_node *n) {
     const raft_hard_state *hs;
     int rc;
     raft_ready_get(n->core, &n->rd);
+    if (n->rd.snap_index && adopt_snapshot(n) < 0) break;
     hs = n->rd.hs_changed ? &n->rd.hs : NULL;
     n->saving = 1;
     rc = n->storage->ops->save(n->storage, hs, n->rd.entries,
@@ -146,6 +169,7 @@ static void flush(rf_node *n) {
 static void on_tick(uv_timer_t *t) {
   rf_node *n = t->data;
   raft_tick(n->core);
+  rf_snaps_tick(n->snaps);
   flush(n);
 }
 
@@ -153,6 +177,11 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
   rf_node *n = ud;
   int rc;
   if (n->storage_error) return;
+  if (m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_SNAPSHOT_RESP) {
+    rf_snaps_recv(n->snaps, m); /* chunks travel between runtimes */
+    flush(n);
+    return;
+  }
   rc = raft_step(n->core, m);
   if (rc < 0)
     rf_log(RF_WARN, "rejected %s from %llu: %s", raft_msg_type_name(m->type),
@@ -161,7 +190,8 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
 }
 
 static void on_peer_state(void *ud, uint64_t peer, int connected) {
-  (void)ud; /* the transport already logged it with the reason */
+  rf_node *n = ud; /* the transport already logged it with the reason */
+  if (!connected) rf_snaps_peer_down(n->snaps, peer);
   rf_log(RF_DEBUG, "peer %llu %s", (unsigned long long)peer,
          connected ? "up" : "down");
 }
@@ -180,6 +210,29 @@ uint64_t rf_node_id(rf_node *n) { return n->id; }
 uint64_t rf_node_applied(rf_node *n) { return n->applied; }
 rf_sm *rf_node_sm(rf_node *n) { return n->sm; }
 int rf_node_failed(rf_node *n) { return n->storage_error != 0; }
+
+int rf_node_send(rf_node *n, const raft_msg *m) {
+  return rf_transport_send(n->transport, m);
+}
+
+void rf_node_step(rf_node *n, const raft_msg *m) {
+  int rc = raft_step(n->core, m);
+  if (rc < 0)
+    rf_log(RF_WARN, "core refused %s: %s", raft_msg_type_name(m->type),
+           raft_strerror(rc));
+  flush(n);
+}
+
+static void on_compacted(void *ud, int status) {
+  rf_node *n = ud;
+  if (status < 0 && status != UV_ECANCELED) storage_failed(n, status);
+}
+
+void rf_node_compact_storage(rf_node *n, uint64_t index, uint64_t term) {
+  if (!rf_storage_is_wal(n->storage)) return;
+  if (rf_wal_compact(n->storage, index, term, on_compacted, n) < 0)
+    rf_log(RF_WARN, "wal: cannot compact to %llu", (unsigned long long)index);
+}
 
 static const char *role_json(raft_role r) { return raft_role_name(r); }
 
@@ -206,6 +259,7 @@ void rf_node_status_json(rf_node *n, rf_buf *b) {
                 (unsigned long long)st.last_term,
                 (unsigned long long)st.first_index);
   rf_buf_json_str(b, n->storage->ops->name, strlen(n->storage->ops->name));
+  rf_snaps_status_json(n->snaps, b);
   if (n->storage_error) {
     rf_buf_str(b, ",\"storage_error\":");
     rf_buf_json_str(b, uv_strerror(n->storage_error),
@@ -227,12 +281,50 @@ void rf_node_status_json(rf_node *n, rf_buf *b) {
   rf_buf_str(b, "]}");
 }
 
+/* What the node restores: the latest snapshot into the state machine, then
+** the log after the WAL's own snapshot point.  A crash can leave a snapshot
+** that the WAL never learned about (a follower that was installing one):
+** then the snapshot wins and the WAL is reset to it. */
+static int load_state(rf_node *n, raft_restore *rs) {
+  rf_snap_meta m = {0, 0, 0, 0};
+  rf_wal_info wi;
+  char err[512];
+  uint64_t last;
+  int rc;
+  memset(rs, 0, sizeof(*rs));
+  rc = rf_snaps_restore(n->snaps, &m, err, sizeof(err));
+  if (rc < 0 && rc != RF_SNAP_ENONE) {
+    rf_log(RF_ERROR, "snapshot: %s", err);
+    return RF_NODE_ESTORAGE;
+  }
+  if ((rc = n->storage->ops->load(n->storage, &rs->hs, &rs->log, &rs->n)) < 0)
+    return rc;
+  rf_wal_info_get(n->storage, &wi);
+  rs->snap_index = wi.snap_index;
+  rs->snap_term = wi.snap_term;
+  rs->applied = m.index > wi.snap_index ? m.index : wi.snap_index;
+  last = rs->snap_index + rs->n;
+  if (m.index < wi.snap_index) {
+    rf_log(RF_ERROR, "storage: the log starts after %llu but the latest "
+           "snapshot is %llu: entries are missing", (unsigned long long)
+           wi.snap_index, (unsigned long long)m.index);
+    return RF_NODE_ESTORAGE;
+  }
+  if (m.index > last ||
+      (m.index > rs->snap_index && rs->log[m.index - rs->snap_index - 1].term != m.term)) {
+    rs->snap_index = m.index;
+    rs->snap_term = m.term;
+    rs->log = NULL;
+    rs->n = 0;
+    rf_node_compact_storage(n, m.index, m.term);
+  }
+  return 0;
+}
+
 static int start_core(rf_node *n) {
   uint64_t voters[RAFT_MAX_NODES];
   raft_config rc;
-  raft_hard_state hs;
-  const raft_entry *ents;
-  size_t nents;
+  raft_restore rs;
   int err = 0;
   if (n->cfg->n_nodes > RAFT_MAX_NODES) return RAFT_EINVAL;
   for (size_t i = 0; i < n->cfg->n_nodes; i++) voters[i] = n->cfg->nodes[i].id;
@@ -247,9 +339,9 @@ static int start_core(rf_node *n) {
   rc.max_msg_bytes = n->cfg->max_msg_bytes;
   rc.max_inflight = n->cfg->max_inflight;
   rc.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
-  err = n->storage->ops->load(n->storage, &hs, &ents, &nents);
-  if (err < 0) return err;
-  n->core = raft_new(&rc, &hs, ents, nents, &err);
+  if ((err = load_state(n, &rs)) < 0) return err;
+  n->applied = rs.applied;
+  n->core = raft_new_restore(&rc, &rs, &err);
   return n->core ? 0 : err;
 }
 
@@ -283,6 +375,7 @@ static int open_storage(rf_node *n) {
     }
   }
   dir[k] = '\0';
+  snprintf(n->data_dir, sizeof(n->data_dir), "%s", dir);
   rf_wal_opts_default(&o);
   o.log = on_wal_log;
   n->storage = rf_storage_wal(n->loop, dir, &o, err, sizeof(err));
@@ -341,6 +434,7 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
                   rf_node **out) {
   rf_node *n;
   int rc;
+  char errbuf[512];
   const rf_node_conf *self = rf_config_node(cfg, id);
   *out = NULL;
   if (self == NULL) return RAFT_EINVAL;
@@ -354,6 +448,12 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
     return rc;
   }
   if ((rc = start_sm(n)) < 0) goto fail;
+  if ((rc = rf_snaps_open(n, loop, n->data_dir[0] ? n->data_dir : NULL,
+                          &n->snaps, errbuf, sizeof(errbuf))) < 0) {
+    rf_log(RF_ERROR, "snapshot: %s", errbuf);
+    rc = RF_NODE_ESTORAGE;
+    goto fail;
+  }
   if ((rc = start_core(n)) < 0) {
     rf_log(RF_ERROR, "cannot start the Raft core: %s", raft_strerror(rc));
     goto fail;
@@ -381,6 +481,7 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
   return 0;
 fail:
   raft_free(n->core);
+  if (n->snaps) rf_snaps_close(n->snaps, NULL, NULL);
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   free(n);
@@ -406,8 +507,9 @@ void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   n->closing = 1;
   n->stop_done = done;
   n->stop_ud = ud;
-  n->pending = 3;
+  n->pending = 4;
   uv_close((uv_handle_t *)&n->tick, on_tick_closed);
+  rf_snaps_close(n->snaps, on_part_closed, n);
   if (rf_transport_close(n->transport, on_part_closed, n) < 0) release(n);
   rf_api_stop(n->api, on_part_closed, n);
 }

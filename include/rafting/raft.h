@@ -115,6 +115,15 @@ typedef struct raft_msg {
   uint64_t context;
   size_t n_entries;
   const raft_entry *entries;
+  /* SNAPSHOT(_RESP) between runtimes, streaming the snapshot's bytes (the
+  ** core neither reads nor sets these): a chunk of size total bytes at
+  ** offset, done on the last; a SNAPSHOT_RESP's offset is the next byte
+  ** expected. */
+  uint64_t offset;
+  uint64_t size;
+  const uint8_t *data;
+  size_t data_len;
+  int done;
 } raft_msg;
 
 typedef struct raft_config {

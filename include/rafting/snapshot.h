@@ -81,8 +81,8 @@ void rf_snapstore_close(rf_snapstore *s, void (*done)(void *ud), void *ud);
 /* Meta of the latest complete snapshot: 0, or RF_SNAP_ENONE. */
 int rf_snapstore_latest(const rf_snapstore *s, rf_snap_meta *m);
 
-/* Load the latest snapshot whole (at start-up, before other operations;
-** synchronous).  0 with the bytes appended to out (fully checked, as by
+/* Load the latest snapshot whole (synchronous: meant for start-up and for
+** installing a received snapshot; safe while other operations are queued).  0 with the bytes appended to out (fully checked, as by
 ** rf_snap_restore(.., NULL, ..)), RF_SNAP_ENONE, RF_SNAP_ECORRUPT naming
 ** file and offset, or -errno / UV_ENOMEM with a message.  The previous
 ** snapshot is never used instead of a corrupt latest: the log before the

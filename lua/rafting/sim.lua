@@ -27,10 +27,6 @@ local M = {}
 local Rng = {}
 Rng.__index = Rng
 
-local function rotl(x, k)
-  return (x << k) | (x >> (64 - k))
-end
-
 local function splitmix(s)
   s = s + 0x9E3779B97F4A7C15
   local z = s
@@ -50,14 +46,15 @@ end
 
 function Rng:next()
   local s0, s1, s2, s3 = self[1], self[2], self[3], self[4]
-  local r = rotl(s1 * 5, 7) * 9
+  local r = s1 * 5
+  r = ((r << 7) | (r >> 57)) * 9
   local t = s1 << 17
   s2 = s2 ~ s0
   s3 = s3 ~ s1
   s1 = s1 ~ s2
   s0 = s0 ~ s3
   s2 = s2 ~ t
-  s3 = rotl(s3, 45)
+  s3 = (s3 << 45) | (s3 >> 19)
   self[1], self[2], self[3], self[4] = s0, s1, s2, s3
   return r
 end
@@ -172,7 +169,7 @@ function M.new(opts)
   self.link_last = {}   -- [from*65536+to] = due tick of the link's last msg
   self.filters = {}
   self.group = {}       -- [id] = partition group (nil: the main one)
-  self.cut = {}         -- ["a>b"] = true: link a->b is cut
+  self.cut = {}         -- [a*65536+b] = true: link a->b is cut
   self.counts = {}      -- [type] = messages sent
   self.counts_to = {}   -- [to][type] = messages sent to 'to'
   self.nodes = {}
@@ -193,6 +190,7 @@ function M.new(opts)
   self.chash = { [0] = 0 } -- hash of the committed prefix by index
   self.cterm = {}       -- upper bound on the term that committed index
   self.ncommit = 0      -- highest index known committed anywhere
+  self.cversion = 0     -- bumped whenever ck/cterm change
   self.applied = {}     -- [index] = entry, as first applied anywhere
   self.akey = {}        -- [index] = key id of that entry
   self.applied_max = 0
@@ -308,8 +306,8 @@ function Sim:core(id) return self.nodes[id].core end
 ---------------------------------------------------------------------------
 
 function Sim:connected(from, to)
-  return (self.group[from] or 0) == (self.group[to] or 0)
-     and not self.cut[from .. ">" .. to]
+  local g = self.group
+  return (g[from] or 0) == (g[to] or 0) and not self.cut[from * 65536 + to]
 end
 
 -- partition({1,2},{3,4,5}): each list is a group; unlisted nodes form one
@@ -319,7 +317,9 @@ function Sim:partition(...)
   for gi, set in ipairs({ ... }) do
     for _, id in ipairs(set) do self.group[id] = gi end
   end
-  self:trace("partition %s", self:describe_partition())
+  if self.tracing then
+    self:trace("partition %s", self:describe_partition())
+  end
 end
 
 function Sim:isolate(id)
@@ -346,8 +346,8 @@ end
 
 -- cut(a, b): drop messages both ways between a and b (cut(a, b, true): a->b)
 function Sim:cut_link(a, b, oneway)
-  self.cut[a .. ">" .. b] = true
-  if not oneway then self.cut[b .. ">" .. a] = true end
+  self.cut[a * 65536 + b] = true
+  if not oneway then self.cut[b * 65536 + a] = true end
 end
 
 -- A filter is fn(msg) -> "drop" | "hold" | nil, consulted at send time.
@@ -464,10 +464,12 @@ function Sim:deliver(m)
     if h == m then table.remove(self.held, i) break end
   end
   self.events = self.events + 1
-  self:trace("deliver %s %d->%d term=%d index=%d log_term=%d commit=%d%s%s",
-             m.type, m.from, m.to, m.term, m.index, m.log_term, m.commit,
-             m.reject and " reject" or "",
-             m.entries and (" +" .. #m.entries) or "")
+  if self.tracing then
+    self:trace("deliver %s %d->%d term=%d index=%d log_term=%d commit=%d%s%s",
+               m.type, m.from, m.to, m.term, m.index, m.log_term, m.commit,
+               m.reject and " reject" or "",
+               m.entries and (" +" .. #m.entries) or "")
+  end
   local ok, err = n.core:step(m)
   if not ok then
     self.step_errors[err] = (self.step_errors[err] or 0) + 1
@@ -763,6 +765,7 @@ function Sim:_learn_commit(n, commit, term)
     self.cterm[i] = term
   end
   if commit > self.ncommit then self.ncommit = commit end
+  self.cversion = self.cversion + 1
   -- tighten the bound below: cterm is non-decreasing in the index
   local i = math.min(commit, self.ncommit)
   while i >= 1 and self.cterm[i] > term do
@@ -847,8 +850,9 @@ function Sim:check(n)
     self:_learn_commit(n, commit, term)
   end
   -- leader completeness: a leader holds everything committed before its term
-  if role == "leader" then
+  if role == "leader" and (n.lc_term ~= term or n.lc_seen ~= self.cversion) then
     if n.lc_term ~= term then n.lc_term, n.lc_upto = term, 0 end
+    n.lc_seen = self.cversion
     local upto = self:_committed_before(term)
     if upto > n.lc_upto then
       local ok, i = self:_leader_holds(n, upto)
@@ -895,7 +899,7 @@ function Sim:step()
   self:_drain(self.time)  -- sent between steps with no delay
   self.time = self.time + 1
   self.ctime = self.time
-  if self.async > 0 then self:complete_io(false) end
+  self:complete_io(false)
   self:_drain(self.time)
   for _, id in ipairs(self.ids) do
     local n = self.nodes[id]
@@ -1093,7 +1097,7 @@ function M.fuzz(seed, opts)
     pre_vote = pick:chance(0.75),
     check_quorum = pick:chance(0.75),
     max_inflight = pick:range(1, 8),
-    max_msg_bytes = pick:chance(0.3) and 16 or pick:range(1, 4) * 64,
+    max_msg_bytes = pick:pick({ 16, 128, 512, 4096 }),
     async = pick:chance(0.5) and 0.3 or 0,
     net = { min_delay = 1, max_delay = pick:range(1, 4), drop = 0, dup = 0,
             reorder = pick:chance(0.7) },
@@ -1150,8 +1154,8 @@ function M.fuzz(seed, opts)
   -- so a chain of slow ones starves followers into elections)
   s:heal()
   s.net.drop, s.net.dup, s.net.reorder = 0, 0, false
-  s:complete_io(true)
   s.async = 0
+  s:complete_io(true)
   for _, id in ipairs(s.ids) do
     if not s.nodes[id].alive then s:restart(id) end
   end
@@ -1163,12 +1167,34 @@ function M.fuzz(seed, opts)
     s:fail("liveness", "no leader agreed on for %d ticks within %d ticks "
            .. "after the faults stopped", 2 * et, elect_bound)
   end
-  -- the stable period: every proposal commits within a bound (the leader
-  -- applies it), and every node catches up on all of them within another
-  -- a round trip: two delays and a tick at each end; the 20 proposals go
-  -- out max_inflight APPENDs at a time, at worst one entry each
+  -- A round trip: two delays and a tick at each end.  Entries go out
+  -- max_inflight APPENDs per round trip, at worst one entry each.
   local rtt = 2 * s.net.max_delay + 2
-  local commit_bound = 6 * et + rtt * (20 // s.cfg.max_inflight + 3)
+  local function trips(entries)
+    return rtt * (entries // s.cfg.max_inflight + 3)
+  end
+  local function all_applied(index, bound, what)
+    local ok = s:run_until(function()
+      for _, id in ipairs(s.ids) do
+        if s.nodes[id].applied_index < index then return false end
+      end
+      return true
+    end, bound)
+    if not ok then
+      s:fail("liveness", "not every node applied index %d %s within %d ticks",
+             index, what, bound)
+    end
+  end
+  -- every node catches up with the leader's log within a bound set by how
+  -- far behind the furthest one is
+  local backlog, lead_last = 0, s.nodes[l].core:status().last_index
+  for _, id in ipairs(s.ids) do
+    backlog = math.max(backlog, lead_last - s.nodes[id].applied_index)
+  end
+  all_applied(lead_last, 10 * et + trips(backlog), "(catching up)")
+  -- the stable period: every proposal commits (the leader applies it)
+  -- within a bound, and every node applies all of them within another
+  local commit_bound = 6 * et + trips(20)
   local pending = {}
   for k = 1, 20 do
     local data = string.format("%d:final:%d", seed, k)
@@ -1189,18 +1215,7 @@ function M.fuzz(seed, opts)
              commit_bound)
     end
   end
-  local last = pending[#pending].index
-  local catchup_bound = 10 * et + rtt * (last // s.cfg.max_inflight + 3)
-  local ok = s:run_until(function()
-    for _, id in ipairs(s.ids) do
-      if s.nodes[id].applied_index < last then return false end
-    end
-    return true
-  end, catchup_bound)
-  if not ok then
-    s:fail("liveness", "not every node applied index %d within %d ticks",
-           last, catchup_bound)
-  end
+  all_applied(pending[#pending].index, commit_bound, "(the proposals)")
   s:check_logs()
   local terms = 0
   for t in pairs(s.leaders) do if t > terms then terms = t end end

@@ -123,9 +123,18 @@ static int route_to_leader(rf_api *a, rf_http_req *req) {
     rf_http_json_error(req, 307, "redirect", "ask the leader");
     return 1;
   }
-  if (rf_fwd_send(a->fwd, lc->http_host, lc->http_port, req, on_forwarded,
-                  req) < 0)
-    retry_later(req, 503, "no_leader", "cannot reach the leader");
+  {
+    /* A HEAD goes to the leader as a GET: the relayed answer then has the
+    ** real Content-Length (rf_http_respond drops the body of a HEAD), where
+    ** a relayed HEAD answer would say Content-Length: 0 (RFC 9110 8.6). */
+    const char *method = req->method;
+    int rc;
+    if (strcmp(method, "HEAD") == 0) req->method = "GET";
+    rc = rf_fwd_send(a->fwd, lc->http_host, lc->http_port, req, on_forwarded,
+                     req);
+    req->method = method;
+    if (rc < 0) retry_later(req, 503, "no_leader", "cannot reach the leader");
+  }
   return 1;
 }
 

@@ -64,6 +64,8 @@ static const limit_def limit_defs[] = {
     LIM(idle_timeout_ms, 1, 30000),    LIM(request_timeout_ms, 1, 10000),
     LIM(forward_timeout_ms, 1, 5000),  LIM(commit_timeout_ms, 1, 5000),
     LIM(sm_instructions, 0, 1000000),  LIM(sm_memory_bytes, 0, 64 << 20),
+    LIM(snapshot_entries, 0, 10000),   LIM(snapshot_log_bytes, 0, 64 << 20),
+    LIM(snapshot_trailing, 0, 1000),   LIM(snapshot_chunk_bytes, 0, 256 << 10),
     {NULL, 0, 0, 0}};
 
 /* ---- errors ------------------------------------------------------------ */

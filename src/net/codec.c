@@ -145,6 +145,11 @@ static void put_body(Env *env, body *b, const raft_msg *m,
     rafting__install_snapshot__init(&b->snap);
     b->snap.snapshot_index = m->index;
     b->snap.snapshot_term = m->log_term;
+    b->snap.offset = m->offset;
+    b->snap.size = m->size;
+    b->snap.done = m->done != 0;
+    b->snap.data.data = (uint8_t *)m->data;
+    b->snap.data.len = m->data_len;
     env->body_case = RAFTING__ENVELOPE__BODY_SNAPSHOT;
     env->snapshot = &b->snap;
     break;
@@ -152,6 +157,7 @@ static void put_body(Env *env, body *b, const raft_msg *m,
     rafting__install_snapshot_response__init(&b->sresp);
     b->sresp.reject = m->reject != 0;
     b->sresp.index = m->index;
+    b->sresp.offset = m->offset;
     env->body_case = RAFTING__ENVELOPE__BODY_SNAPSHOT_RESP;
     env->snapshot_resp = &b->sresp;
     break;
@@ -264,11 +270,17 @@ static int get_body(rf_decoded *d, const Env *env) {
     m->type = RAFT_MSG_SNAPSHOT;
     m->index = env->snapshot->snapshot_index;
     m->log_term = env->snapshot->snapshot_term;
+    m->offset = env->snapshot->offset;
+    m->size = env->snapshot->size;
+    m->done = env->snapshot->done;
+    m->data = env->snapshot->data.data;
+    m->data_len = env->snapshot->data.len;
     return 0;
   case RAFTING__ENVELOPE__BODY_SNAPSHOT_RESP:
     m->type = RAFT_MSG_SNAPSHOT_RESP;
     m->reject = env->snapshot_resp->reject != 0;
     m->index = env->snapshot_resp->index;
+    m->offset = env->snapshot_resp->offset;
     return 0;
   case RAFTING__ENVELOPE__BODY_TIMEOUT_NOW:
     m->type = RAFT_MSG_TIMEOUT_NOW;

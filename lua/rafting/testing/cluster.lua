@@ -97,6 +97,15 @@ local function read_file(path)
   return s
 end
 
+local function cwd()
+  local ok, lfs = pcall(require, "lfs")
+  if ok and lfs.currentdir then return lfs.currentdir() end
+  local p = assert(io.popen("pwd", "r"))
+  local d = p:read("l")
+  p:close()
+  return assert(d, "cluster: cannot tell the working directory")
+end
+
 local function write_file(path, s)
   local f = assert(io.open(path, "wb"))
   assert(f:write(s))
@@ -205,7 +214,9 @@ local function http_request(host, port, method, path, body, headers, timeout_ms)
   local data = ""
   if method ~= "HEAD" and code ~= 204 and code ~= 304 then
     local len = tonumber(hdrs["content-length"])
-    if len then
+    if len == 0 then
+      data = ""  -- receive(0) fails once the server has closed
+    elseif len then
       data, err = sock:receive(len)
     elseif (hdrs["transfer-encoding"] or ""):lower():find("chunked") then
       data, err = receive_chunked(sock)
@@ -289,6 +300,11 @@ function M.start(opts)
   -- A storage directory given relative lands in the cluster's temp dir.
   if cfg.storage ~= "memory" and not cfg.storage:find("^/") then
     cfg.storage = c.dir .. "/" .. cfg.storage
+  end
+  -- A commands script given relative is the caller's file, taken from the
+  -- working directory (the config itself lives in the temp dir).
+  if type(cfg.commands) == "string" and not cfg.commands:find("^/") then
+    cfg.commands = cwd() .. "/" .. cfg.commands
   end
   for i = 1, n do
     local node = { id = i, peer = "127.0.0.1:" .. ports[2 * i - 1],

@@ -1,0 +1,399 @@
+/*
+** snaps.c -- the node's snapshots (see snaps.h).
+**
+** Taking one: the store is serialized on the loop at the index just applied
+** (the only pause), written and synced off the loop, then the core and the
+** WAL drop the log behind it, less snapshot_trailing entries.
+**
+** Sending one: per follower, read a chunk, send it, wait for the ack that
+** names the next offset; the final ack tells the core it went through.
+** Receiving one: chunks from the current leader only, into the snapstore;
+** once complete the core is stepped with the SNAPSHOT message and, when it
+** adopts it, the next ready installs it (rf_snaps_install).
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "node_internal.h"
+#include "rafting/log.h"
+#include "rafting/transport.h"
+#include "rafting/wal.h"
+#include "snaps.h"
+
+#define STALL_MS 10000 /* a transfer with no progress for this long ends */
+
+typedef struct sender {
+  uint64_t to;          /* 0: idle */
+  rf_snap_meta meta;
+  uint64_t offset;      /* next byte to send */
+  uint64_t deadline;
+  int reading;          /* a chunk read is in flight */
+  struct rf_snaps *owner;
+} sender;
+
+typedef struct receiver {
+  uint64_t from, term;  /* the leader streaming to us (0: none) */
+  rf_snap_meta meta;
+  uint64_t deadline;
+} receiver;
+
+struct rf_snaps {
+  rf_node *node;
+  uv_loop_t *loop;
+  rf_snapstore *store;
+  int saving;           /* a snapshot is being written */
+  uint64_t since_entries, since_bytes;
+  sender tx[RAFT_MAX_NODES];
+  receiver rx;
+  void (*done)(void *);
+  void *done_ud;
+};
+
+static uint64_t now(rf_snaps *s) { return uv_now(s->loop); }
+
+/* ------------------------------------------------------------ taking */
+
+/* Drop the log up to `snapshot index - trailing`, in the core and the WAL. */
+static void compact(rf_snaps *s, uint64_t index) {
+  const rf_config *cfg = rf_node_config(s->node);
+  raft *core = rf_node_core(s->node);
+  raft_entry e;
+  uint64_t upto;
+  if (index <= cfg->snapshot_trailing) return;
+  upto = index - cfg->snapshot_trailing;
+  if (raft_log_entry(core, upto, &e) != RAFT_OK) return; /* already gone */
+  if (raft_compact(core, upto) != RAFT_OK) return;
+  rf_node_compact_storage(s->node, upto, e.term);
+}
+
+static void on_saved(void *ud, int status) {
+  rf_snaps *s = ud;
+  rf_snap_meta m;
+  s->saving = 0;
+  if (status == UV_ECANCELED) return;
+  if (status < 0) {
+    rf_log(RF_ERROR, "snapshot: save failed: %s", rf_snap_strerror(status));
+    return;
+  }
+  if (rf_snapstore_latest(s->store, &m) != 0) return;
+  rf_log(RF_INFO, "snapshot at index %llu (%llu keys, %llu bytes)",
+         (unsigned long long)m.index, (unsigned long long)m.nkeys,
+         (unsigned long long)m.size);
+  compact(s, m.index);
+}
+
+static void take(rf_snaps *s, const raft_entry *e) {
+  rf_store *st = rf_sm_store(rf_node_sm(s->node));
+  rf_snap_meta m;
+  rf_buf b;
+  char *p;
+  size_t len;
+  rf_buf_init(&b);
+  if (rf_snap_serialize(st, e->index, e->term, &b, &m) < 0 || b.oom) {
+    rf_buf_free(&b);
+    rf_log(RF_ERROR, "snapshot: out of memory");
+    return;
+  }
+  p = rf_buf_take(&b, &len);
+  s->since_entries = s->since_bytes = 0;
+  if (rf_snapstore_save(s->store, p, len, &m, on_saved, s) == 0)
+    s->saving = 1;
+}
+
+void rf_snaps_applied(rf_snaps *s, const raft_entry *e) {
+  const rf_config *cfg = rf_node_config(s->node);
+  s->since_entries++;
+  s->since_bytes += e->len;
+  if (s->saving || s->rx.from) return; /* one at a time */
+  if ((cfg->snapshot_entries && s->since_entries >= cfg->snapshot_entries) ||
+      (cfg->snapshot_log_bytes && s->since_bytes >= cfg->snapshot_log_bytes))
+    take(s, e);
+}
+
+/* ------------------------------------------------------------ sending */
+
+static sender *sender_of(rf_snaps *s, uint64_t to) {
+  for (size_t i = 0; i < RAFT_MAX_NODES; i++)
+    if (s->tx[i].to == to) return &s->tx[i];
+  return NULL;
+}
+
+static void sender_end(rf_snaps *s, sender *t, int ok, const char *why) {
+  raft *core = rf_node_core(s->node);
+  uint64_t to = t->to;
+  if (!ok)
+    rf_log(RF_WARN, "snapshot %llu to node %llu abandoned: %s",
+           (unsigned long long)t->meta.index, (unsigned long long)to, why);
+  else
+    rf_log(RF_INFO, "snapshot %llu sent to node %llu (%llu bytes)",
+           (unsigned long long)t->meta.index, (unsigned long long)to,
+           (unsigned long long)t->meta.size);
+  t->to = 0;
+  raft_report_snapshot(core, to, ok);
+  rf_node_kick(s->node);
+}
+
+static void on_chunk_read(void *ud, int status, const void *data, size_t len) {
+  sender *t = ud;
+  rf_snaps *s = t->owner;
+  raft *core = rf_node_core(s->node);
+  raft_msg m;
+  t->reading = 0;
+  if (t->to == 0 || status == UV_ECANCELED) return;
+  if (status < 0) {
+    sender_end(s, t, 0, rf_snap_strerror(status));
+    return;
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = RAFT_MSG_SNAPSHOT;
+  m.from = rf_node_id(s->node);
+  m.to = t->to;
+  m.term = raft_term(core);
+  m.index = t->meta.index;
+  m.log_term = t->meta.term;
+  m.offset = t->offset;
+  m.size = t->meta.size;
+  m.data = data;
+  m.data_len = len;
+  m.done = t->offset + len >= t->meta.size;
+  if (rf_node_send(s->node, &m) < 0) sender_end(s, t, 0, "peer unreachable");
+}
+
+static void send_chunk(rf_snaps *s, sender *t) {
+  const rf_config *cfg = rf_node_config(s->node);
+  size_t chunk = cfg->snapshot_chunk_bytes;
+  if (chunk + 4096 > cfg->max_frame_bytes) chunk = cfg->max_frame_bytes - 4096;
+  t->deadline = now(s) + STALL_MS;
+  t->reading = 1;
+  if (rf_snapstore_read(s->store, t->meta.index, t->offset, chunk,
+                        on_chunk_read, t) < 0) {
+    t->reading = 0;
+    sender_end(s, t, 0, "cannot read the snapshot");
+  }
+}
+
+void rf_snaps_send(rf_snaps *s, const raft_msg *m) {
+  sender *t;
+  if (sender_of(s, m->to) != NULL) return; /* already streaming to it */
+  if ((t = sender_of(s, 0)) == NULL) return;
+  if (rf_snapstore_latest(s->store, &t->meta) != 0 || t->meta.index < m->index) {
+    raft_report_snapshot(rf_node_core(s->node), m->to, 0);
+    return;
+  }
+  t->to = m->to;
+  t->offset = 0;
+  t->owner = s;
+  rf_log(RF_INFO, "sending snapshot %llu (%llu bytes) to node %llu",
+         (unsigned long long)t->meta.index, (unsigned long long)t->meta.size,
+         (unsigned long long)m->to);
+  send_chunk(s, t);
+}
+
+static void on_ack(rf_snaps *s, const raft_msg *m) {
+  sender *t = sender_of(s, m->from);
+  if (t == NULL || m->index != t->meta.index || t->reading) return;
+  if (m->reject) {
+    sender_end(s, t, 0, "the follower refused it");
+  } else if (m->offset >= t->meta.size) {
+    sender_end(s, t, 1, NULL);
+  } else if (m->offset > t->offset || m->offset == 0) {
+    t->offset = m->offset; /* 0: the follower restarted the transfer */
+    send_chunk(s, t);
+  }
+}
+
+/* ------------------------------------------------------------ receiving */
+
+static void ack(rf_snaps *s, uint64_t to, uint64_t index, uint64_t offset,
+                int reject) {
+  raft_msg a;
+  memset(&a, 0, sizeof(a));
+  a.type = RAFT_MSG_SNAPSHOT_RESP;
+  a.from = rf_node_id(s->node);
+  a.to = to;
+  a.term = raft_term(rf_node_core(s->node));
+  a.index = index;
+  a.offset = offset;
+  a.reject = reject;
+  rf_node_send(s->node, &a);
+}
+
+static void on_finished(void *ud, int status) {
+  rf_snaps *s = ud;
+  receiver r = s->rx;
+  raft_msg m;
+  memset(&s->rx, 0, sizeof(s->rx));
+  if (status == UV_ECANCELED) return;
+  if (status < 0) {
+    rf_log(RF_WARN, "snapshot %llu from node %llu rejected: %s",
+           (unsigned long long)r.meta.index, (unsigned long long)r.from,
+           rf_snap_strerror(status));
+    ack(s, r.from, r.meta.index, 0, 1);
+    return;
+  }
+  /* stored: now the core may adopt it (it answers with an APPEND_RESP) */
+  memset(&m, 0, sizeof(m));
+  m.type = RAFT_MSG_SNAPSHOT;
+  m.from = r.from;
+  m.to = rf_node_id(s->node);
+  m.term = r.term;
+  m.index = r.meta.index;
+  m.log_term = r.meta.term;
+  ack(s, r.from, r.meta.index, r.meta.size, 0);
+  rf_node_step(s->node, &m);
+}
+
+static void on_chunk_written(void *ud, int status) {
+  rf_snaps *s = ud;
+  uint64_t off = rf_snapstore_recv_offset(s->store);
+  if (status == UV_ECANCELED || s->rx.from == 0) return;
+  if (status < 0) {
+    ack(s, s->rx.from, s->rx.meta.index, 0, 1);
+    rf_snapstore_recv_abort(s->store);
+    memset(&s->rx, 0, sizeof(s->rx));
+    return;
+  }
+  if (off >= s->rx.meta.size) {
+    if (rf_snapstore_recv_finish(s->store, on_finished, s) < 0) {
+      ack(s, s->rx.from, s->rx.meta.index, 0, 1);
+      memset(&s->rx, 0, sizeof(s->rx));
+    }
+    return;
+  }
+  ack(s, s->rx.from, s->rx.meta.index, off, 0);
+}
+
+static void on_chunk(rf_snaps *s, const raft_msg *m) {
+  raft *core = rf_node_core(s->node);
+  if (m->from != raft_leader(core) || m->term != raft_term(core)) {
+    ack(s, m->from, m->index, 0, 1); /* only the current leader's */
+    return;
+  }
+  if (m->offset == 0) {
+    rf_snap_meta meta = {m->index, m->log_term, m->size, 0};
+    if (rf_snapstore_recv_begin(s->store, &meta) < 0) {
+      ack(s, m->from, m->index, 0, 1);
+      return;
+    }
+    s->rx.from = m->from;
+    s->rx.term = m->term;
+    s->rx.meta = meta;
+  } else if (s->rx.from != m->from || s->rx.meta.index != m->index) {
+    ack(s, m->from, m->index, 0, 0); /* we lost the start: begin again */
+    return;
+  }
+  s->rx.deadline = now(s) + STALL_MS;
+  if (rf_snapstore_recv_chunk(s->store, m->offset, m->data, m->data_len,
+                              on_chunk_written, s) < 0)
+    ack(s, m->from, m->index, rf_snapstore_recv_offset(s->store), 0);
+}
+
+void rf_snaps_recv(rf_snaps *s, const raft_msg *m) {
+  if (m->type == RAFT_MSG_SNAPSHOT) on_chunk(s, m);
+  else on_ack(s, m);
+}
+
+int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
+  rf_store *st = rf_sm_store(rf_node_sm(s->node));
+  rf_snap_meta m;
+  char err[256];
+  rf_buf b;
+  int rc;
+  rf_buf_init(&b);
+  rc = rf_snapstore_load(s->store, &b, &m, err, sizeof(err));
+  if (rc == 0 && (m.index != index || m.term != term)) {
+    snprintf(err, sizeof(err), "latest snapshot is %llu, not %llu",
+             (unsigned long long)m.index, (unsigned long long)index);
+    rc = RF_SNAP_ENONE;
+  }
+  if (rc == 0) {
+    rf_store_clear(st);
+    rc = rf_snap_restore(b.p, b.n, st, &m, err, sizeof(err));
+  }
+  rf_buf_free(&b);
+  if (rc < 0) {
+    rf_log(RF_ERROR, "snapshot: cannot install %llu: %s",
+           (unsigned long long)index, err);
+    return rc;
+  }
+  s->since_entries = s->since_bytes = 0;
+  rf_log(RF_INFO, "installed snapshot %llu (%llu keys)",
+         (unsigned long long)index, (unsigned long long)m.nkeys);
+  return 0;
+}
+
+/* ------------------------------------------------------------ upkeep */
+
+void rf_snaps_tick(rf_snaps *s) {
+  int leader = raft_role_of(rf_node_core(s->node)) == RAFT_LEADER;
+  uint64_t t = now(s);
+  for (size_t i = 0; i < RAFT_MAX_NODES; i++) {
+    sender *x = &s->tx[i];
+    if (x->to == 0 || x->reading) continue;
+    if (!leader) sender_end(s, x, 0, "no longer the leader");
+    else if (t > x->deadline) sender_end(s, x, 0, "no progress");
+  }
+  if (s->rx.from && t > s->rx.deadline) {
+    rf_snapstore_recv_abort(s->store);
+    memset(&s->rx, 0, sizeof(s->rx));
+  }
+}
+
+void rf_snaps_peer_down(rf_snaps *s, uint64_t peer) {
+  sender *t = sender_of(s, peer);
+  if (t != NULL && !t->reading) sender_end(s, t, 0, "connection lost");
+}
+
+void rf_snaps_status_json(rf_snaps *s, rf_buf *b) {
+  rf_snap_meta m;
+  if (rf_snapstore_latest(s->store, &m) != 0) {
+    rf_buf_str(b, ",\"snapshot\":null");
+    return;
+  }
+  rf_buf_printf(b, ",\"snapshot\":{\"index\":%llu,\"term\":%llu,\"size\":%llu,"
+                "\"keys\":%llu}", (unsigned long long)m.index,
+                (unsigned long long)m.term, (unsigned long long)m.size,
+                (unsigned long long)m.nkeys);
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+int rf_snaps_open(rf_node *n, uv_loop_t *loop, const char *dir,
+                  rf_snaps **out, char *err, size_t errlen) {
+  rf_snaps *s = calloc(1, sizeof(*s));
+  *out = NULL;
+  if (s == NULL) return UV_ENOMEM;
+  s->node = n;
+  s->loop = loop;
+  s->store = rf_snapstore_open(loop, dir, err, errlen);
+  if (s->store == NULL) {
+    free(s);
+    return RF_SNAP_ECORRUPT;
+  }
+  *out = s;
+  return 0;
+}
+
+int rf_snaps_restore(rf_snaps *s, rf_snap_meta *m, char *err, size_t errlen) {
+  rf_buf b;
+  int rc;
+  rf_buf_init(&b);
+  rc = rf_snapstore_load(s->store, &b, m, err, errlen);
+  if (rc == 0)
+    rc = rf_snap_restore(b.p, b.n, rf_sm_store(rf_node_sm(s->node)), m, err,
+                         errlen);
+  rf_buf_free(&b);
+  return rc;
+}
+
+static void on_store_closed(void *ud) {
+  rf_snaps *s = ud;
+  if (s->done) s->done(s->done_ud);
+  free(s);
+}
+
+void rf_snaps_close(rf_snaps *s, void (*done)(void *ud), void *ud) {
+  s->done = done;
+  s->done_ud = ud;
+  rf_snapstore_close(s->store, on_store_closed, s);
+}

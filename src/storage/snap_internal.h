@@ -1,0 +1,25 @@
+/*
+** snap_internal.h -- what snapstore.c needs from the snapshot codec
+** (snapshot.c) beyond the public API: the parse with its offset and reason
+** kept apart, so that each caller words its own message.
+*/
+#ifndef RAFTING_SNAP_INTERNAL_H
+#define RAFTING_SNAP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rafting/snapshot.h"
+
+#define SNAP_MAGIC "RFSNAP01"
+
+/* rf_snap_restore() without the message: on RF_SNAP_ECORRUPT, *off is the
+** byte offset and reason says what is wrong there. */
+int snap_parse(const uint8_t *p, size_t len, rf_store *into,
+               rf_snap_meta *meta, size_t *off, char *reason,
+               size_t reasonlen);
+/* The header's fields when p[0..len) starts with a snapshot header (at
+** least RF_SNAP_HDR bytes, right magic): 0, else -1.  size is left 0. */
+int snap_peek(const uint8_t *p, size_t len, rf_snap_meta *meta);
+
+#endif

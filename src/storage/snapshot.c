@@ -1,0 +1,254 @@
+/*
+** snapshot.c -- the snapshot format: an ordered store written out in key
+** order, and checked and parsed back (see rafting/snapshot.h and the
+** snapshot section of docs/storage.md).
+**
+** Layout, integers little-endian:
+**
+**      0  "RFSNAP01"
+**      8  u64 index       last log index covered
+**     16  u64 term        its term
+**     24  u64 nkeys
+**     32  nkeys x (uvarint klen, key, uvarint vlen, value), keys ascending
+**    n-8  u64 XXH3-64 of bytes 0..n-8
+**
+** Parsing checks the structure first (so a damaged length or a truncation
+** is reported where it is), then the checksum (which catches the rest).
+** Checksums are XXH3-64 from libxxhash, as in the WAL.
+**
+** Memory: pure functions over the caller's buffers; serialize grows the
+** caller's rf_buf, restore copies keys and values into the caller's store.
+*/
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+#include <xxhash.h>
+
+#include "snap_internal.h"
+
+#define VARINT_MAX 10 /* bytes of the longest uvarint (a u64) */
+
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+static size_t put_uvarint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+/* Bytes taken by the uvarint at p, 0 if it runs past avail, -1 if it is
+** malformed (longer than a u64, or not minimal: equal values must have
+** equal bytes). */
+static int get_uvarint(const uint8_t *p, size_t avail, uint64_t *v) {
+  uint64_t x = 0;
+  for (size_t i = 0; i < VARINT_MAX; i++) {
+    if (i == avail) return 0;
+    if (i == VARINT_MAX - 1 && p[i] > 1) return -1;
+    x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    if (!(p[i] & 0x80)) {
+      if (p[i] == 0 && i > 0) return -1;
+      *v = x;
+      return (int)i + 1;
+    }
+  }
+  return -1;
+}
+
+/* ------------------------------------------------------------ serialize */
+
+/* Room for more bytes after out->n (and rf_buf's NUL).  Exact, no
+** doubling: a snapshot is one big append. */
+static int reserve(rf_buf *out, size_t more) {
+  char *p;
+  if (out->oom || more > SIZE_MAX - out->n - 1) goto oom;
+  if (out->n + more + 1 <= out->cap) return 0;
+  if ((p = realloc(out->p, out->n + more + 1)) == NULL) goto oom;
+  out->p = p;
+  out->cap = out->n + more + 1;
+  return 0;
+oom:
+  out->oom = 1;
+  return UV_ENOMEM;
+}
+
+/* Give back what the worst-case reservation did not use. */
+static void trim(rf_buf *out) {
+  char *p;
+  if (out->cap - out->n - 1 < 4096) return;
+  if ((p = realloc(out->p, out->n + 1)) == NULL) return; /* keep it big */
+  out->p = p;
+  out->cap = out->n + 1;
+}
+
+int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
+                      rf_buf *out, rf_snap_meta *meta) {
+  uint64_t count = rf_store_count(st), bytes = rf_store_bytes(st), nkeys = 0;
+  rf_store_iter it;
+  rf_store_kv kv;
+  uint8_t *p, *q;
+  /* worst case: every length a 10-byte uvarint */
+  if (count > (SIZE_MAX - RF_SNAP_MIN) / (2 * VARINT_MAX) ||
+      bytes > SIZE_MAX - RF_SNAP_MIN - count * 2 * VARINT_MAX ||
+      reserve(out, (size_t)(RF_SNAP_MIN + bytes + count * 2 * VARINT_MAX)))
+    return UV_ENOMEM;
+  p = q = (uint8_t *)out->p + out->n;
+  memcpy(q, SNAP_MAGIC, 8);
+  put64(q + 8, index);
+  put64(q + 16, term);
+  q += RF_SNAP_HDR;
+  rf_store_seek(st, &it, NULL, 0);
+  while (rf_store_next(&it, &kv)) {
+    if (kv.dead) continue;
+    q += put_uvarint(q, kv.klen);
+    memcpy(q, kv.key, kv.klen);
+    q += kv.klen;
+    q += put_uvarint(q, kv.vlen);
+    memcpy(q, kv.val, kv.vlen);
+    q += kv.vlen;
+    nkeys++;
+  }
+  put64(p + 24, nkeys);
+  put64(q, XXH3_64bits(p, (size_t)(q - p)));
+  q += 8;
+  out->n += (size_t)(q - p);
+  out->p[out->n] = '\0';
+  if (meta) *meta = (rf_snap_meta){index, term, (uint64_t)(q - p), nkeys};
+  trim(out);
+  return 0;
+}
+
+/* ------------------------------------------------------------ parse */
+
+static int bad(size_t *off, size_t at, char *reason, size_t rlen,
+               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int bad(size_t *off, size_t at, char *reason, size_t rlen,
+               const char *fmt, ...) {
+  va_list ap;
+  *off = at;
+  va_start(ap, fmt);
+  vsnprintf(reason, rlen, fmt, ap);
+  va_end(ap);
+  return RF_SNAP_ECORRUPT;
+}
+
+int snap_peek(const uint8_t *p, size_t len, rf_snap_meta *meta) {
+  if (len < RF_SNAP_HDR || memcmp(p, SNAP_MAGIC, 8) != 0) return -1;
+  *meta = (rf_snap_meta){get64(p + 8), get64(p + 16), 0, get64(p + 24)};
+  return 0;
+}
+
+/* One length field at *pos (what names it in messages): the length, or
+** RF_SNAP_ECORRUPT when it is malformed or what it covers runs past end. */
+static int get_len(const uint8_t *p, size_t *pos, size_t end, uint64_t rec,
+                   const char *what, uint64_t *v, size_t *off, char *reason,
+                   size_t rlen) {
+  int k = get_uvarint(p + *pos, end - *pos, v);
+  if (k < 0)
+    return bad(off, *pos, reason, rlen, "record %llu: malformed %s length",
+               (unsigned long long)rec, what);
+  if (k == 0 || *v > end - *pos - (size_t)k)
+    return bad(off, *pos, reason, rlen,
+               "record %llu: %s runs past the end (truncated?)",
+               (unsigned long long)rec, what);
+  *pos += (size_t)k;
+  return 0;
+}
+
+static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
+                         rf_store *into, size_t *off, char *reason,
+                         size_t rlen) {
+  size_t pos = RF_SNAP_HDR, prev = 0, prevlen = 0;
+  uint64_t klen, vlen;
+  int rc;
+  for (uint64_t i = 0; i < nkeys; i++) {
+    size_t at = pos;
+    if ((rc = get_len(p, &pos, end, i, "key", &klen, off, reason, rlen)))
+      return rc;
+    if (i > 0 && rf_store_keycmp(p + prev, prevlen, p + pos, klen) >= 0)
+      return bad(off, at, reason, rlen,
+                 "record %llu: key not above the one before",
+                 (unsigned long long)i);
+    prev = pos;
+    prevlen = (size_t)klen;
+    pos += (size_t)klen;
+    if ((rc = get_len(p, &pos, end, i, "value", &vlen, off, reason, rlen)))
+      return rc;
+    if (into && rf_store_put(into, p + prev, prevlen, p + pos, vlen) < 0)
+      return UV_ENOMEM;
+    pos += (size_t)vlen;
+  }
+  if (pos != end)
+    return bad(off, pos, reason, rlen,
+               "%zu unexpected bytes after the last of %llu records",
+               end - pos, (unsigned long long)nkeys);
+  return 0;
+}
+
+int snap_parse(const uint8_t *p, size_t len, rf_store *into,
+               rf_snap_meta *meta, size_t *off, char *reason, size_t rlen) {
+  rf_snap_meta m;
+  uint64_t sum;
+  int rc;
+  if (into && rf_store_count(into) > 0) return UV_EINVAL;
+  if (len < RF_SNAP_MIN)
+    return bad(off, len, reason, rlen,
+               "truncated: %zu bytes, a snapshot has at least %d", len,
+               RF_SNAP_MIN);
+  if (snap_peek(p, len, &m) < 0)
+    return bad(off, 0, reason, rlen, "bad magic (not a snapshot)");
+  /* every record takes at least 2 bytes: no absurd loop on a bad count */
+  if (m.nkeys > (len - RF_SNAP_MIN) / 2)
+    return bad(off, 24, reason, rlen, "%llu keys cannot fit in %zu bytes",
+               (unsigned long long)m.nkeys, len);
+  rc = parse_records(p, len - 8, m.nkeys, into, off, reason, rlen);
+  if (rc == 0 && (sum = XXH3_64bits(p, len - 8)) != get64(p + len - 8))
+    rc = bad(off, len - 8, reason, rlen,
+             "checksum mismatch (trailer %016llx, content %016llx)",
+             (unsigned long long)get64(p + len - 8), (unsigned long long)sum);
+  if (rc != 0) {
+    if (into) rf_store_clear(into);
+    return rc;
+  }
+  m.size = len;
+  if (meta) *meta = m;
+  return 0;
+}
+
+int rf_snap_restore(const void *buf, size_t len, rf_store *into,
+                    rf_snap_meta *meta, char *err, size_t errlen) {
+  char reason[200];
+  size_t off = 0;
+  int rc = snap_parse(buf, len, into, meta, &off, reason, sizeof(reason));
+  if (err == NULL || errlen == 0) return rc;
+  if (rc == RF_SNAP_ECORRUPT)
+    snprintf(err, errlen, "snapshot at offset %zu: %s", off, reason);
+  else if (rc < 0)
+    snprintf(err, errlen, "snapshot: %s", rf_snap_strerror(rc));
+  return rc;
+}
+
+const char *rf_snap_strerror(int err) {
+  switch (err) {
+  case RF_SNAP_ECORRUPT: return "snapshot corrupt";
+  case RF_SNAP_ENONE: return "no such snapshot";
+  case RF_SNAP_EBUSY: return "a snapshot save is already in progress";
+  case RF_SNAP_ESTALE: return "older than the latest snapshot";
+  default: return uv_strerror(err);
+  }
+}
