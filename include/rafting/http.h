@@ -105,6 +105,10 @@ const char *rf_http_header(const rf_http_req *req, const char *name,
 const char *rf_http_query_get(const rf_http_req *req, const char *name,
                               size_t *len);
 
+/* The i-th query parameter (decoded), in order: 1, or 0 past the end. */
+int rf_http_query_at(const rf_http_req *req, size_t i, const char **k,
+                     size_t *klen, const char **v, size_t *vlen);
+
 /* Add a response header (e.g. Retry-After, Location, Allow) before
 ** answering.  Content-Length, Content-Type, Connection and Transfer-Encoding
 ** belong to the server: UV_EINVAL, as is a bad name or a value with CR/LF. */

@@ -764,7 +764,20 @@ function Sim:_learn_commit(n, commit, term)
     self.chash[i] = mix(self.chash[i - 1], k)
     self.cterm[i] = term
   end
-  if commit > self.ncommit then self.ncommit = commit end
+  if commit > self.ncommit then
+    -- committed means durable on a majority: count the persisted logs (of
+    -- crashed nodes too) that hold this very prefix
+    local h, have = self.chash[commit], 0
+    for _, id in ipairs(self.ids) do
+      if self.nodes[id].hashes[commit] == h then have = have + 1 end
+    end
+    if have < #self.ids // 2 + 1 then
+      self:fail("committed entries are durable on a majority", "node %d "
+                .. "knows index %d committed, but only %d of %d nodes "
+                .. "persisted it", n.id, commit, have, #self.ids)
+    end
+    self.ncommit = commit
+  end
   self.cversion = self.cversion + 1
   -- tighten the bound below: cterm is non-decreasing in the index
   local i = math.min(commit, self.ncommit)

@@ -287,15 +287,39 @@ static void serve_range(rf_api *a, rf_http_req *req) {
   respond_buf(req, 200, "application/json", &b);
 }
 
+/* Query arguments: ?args=<JSON>, or else every other parameter as a
+** string field: ?account=bob -> {"account":"bob"}. */
+static void query_args(const rf_http_req *req, rf_buf *out) {
+  const char *k, *v;
+  size_t klen, vlen, n = 0;
+  const char *args = rf_http_query_get(req, "args", &vlen);
+  if (args != NULL) {
+    rf_buf_add(out, args, vlen);
+    return;
+  }
+  rf_buf_str(out, "{");
+  for (size_t i = 0; rf_http_query_at(req, i, &k, &klen, &v, &vlen); i++) {
+    if ((klen == 5 && memcmp(k, "stale", 5) == 0) ||
+        (klen == 8 && memcmp(k, "redirect", 8) == 0))
+      continue;
+    if (n++) rf_buf_str(out, ",");
+    rf_buf_json_str(out, k, klen);
+    rf_buf_str(out, ":");
+    rf_buf_json_str(out, v, vlen);
+  }
+  rf_buf_str(out, "}");
+}
+
 static void serve_query(rf_api *a, rf_http_req *req) {
   char name[256];
-  size_t alen = 0;
-  const char *args = rf_http_query_get(req, "args", &alen);
-  rf_buf b;
+  rf_buf args, b;
   int rc;
   if (!name_after(req, 7, name, sizeof(name))) return;
+  rf_buf_init(&args);
   rf_buf_init(&b);
-  rc = rf_sm_query(rf_node_sm(a->node), name, args, alen, &b);
+  query_args(req, &args);
+  rc = rf_sm_query(rf_node_sm(a->node), name, args.p, args.n, &b);
+  rf_buf_free(&args);
   if (rc == RF_SM_OK) {
     respond_buf(req, 200, "application/json", &b);
     return;

@@ -816,6 +816,17 @@ const char *rf_http_query_get(const rf_http_req *req, const char *name,
   return NULL;
 }
 
+int rf_http_query_at(const rf_http_req *req, size_t i, const char **k,
+                     size_t *klen, const char **v, size_t *vlen) {
+  const req_s *r = (const req_s *)req;
+  if (i >= r->nq) return 0;
+  *k = r->q[i].k;
+  *klen = r->q[i].klen;
+  *v = r->q[i].v;
+  *vlen = r->q[i].vlen;
+  return 1;
+}
+
 /* ---- answers ----------------------------------------------------------- */
 
 static const char *reason(int status) {
