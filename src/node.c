@@ -378,6 +378,9 @@ static int open_storage(rf_node *n) {
   snprintf(n->data_dir, sizeof(n->data_dir), "%s", dir);
   rf_wal_opts_default(&o);
   o.log = on_wal_log;
+  o.sync = n->cfg->wal_sync_none ? RF_WAL_SYNC_NONE : RF_WAL_SYNC_ALWAYS;
+  o.segment_bytes = n->cfg->wal_segment_bytes;
+  o.max_batch_bytes = n->cfg->wal_batch_bytes;
   n->storage = rf_storage_wal(n->loop, dir, &o, err, sizeof(err));
   if (n->storage != NULL) return 0;
   rf_log(RF_ERROR, "storage: %s", err);

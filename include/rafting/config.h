@@ -37,6 +37,11 @@ typedef struct rf_config {
   char *storage;
   char *commands;        /* Lua file of extra commands, or NULL */
 
+  /* wal = { ... }: the write-ahead log of a data directory */
+  int wal_sync_none;        /* sync = "none": no fdatasync (benchmarks) */
+  size_t wal_segment_bytes; /* default 64 MiB */
+  size_t wal_batch_bytes;   /* bytes per write+sync round, default 8 MiB */
+
   /* limits */
   size_t max_frame_bytes;    /* peer frame, default 4 MiB */
   size_t max_msg_bytes;      /* entry bytes per AppendEntries, default 2 MiB */

@@ -216,6 +216,10 @@ static void test_unknown_and_types(void) {
       "timing.pre_vote: expected a boolean, got number");
   bad("return { cluster = 'x', nodes = {" NODE1 "}, storage = true }",
       ": storage: expected a string, got boolean");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, wal = { sync = 'x' } }",
+      "wal.sync: must be \"always\" or \"none\", got \"x\"");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, wal = { fsync = 1 } }",
+      "wal.fsync: unknown key");
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ max_body_bytes = 1.5 } }",
       "limits.max_body_bytes: expected an integer, got 1.5");

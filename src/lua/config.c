@@ -41,7 +41,10 @@ typedef struct ctx {
 } ctx;
 
 static const char *const top_keys[] = {"cluster", "nodes", "timing",
-                                       "storage", "commands", "limits", NULL};
+                                       "storage", "wal", "commands",
+                                       "limits", NULL};
+static const char *const wal_keys[] = {"sync", "segment_bytes", "batch_bytes",
+                                       NULL};
 static const char *const node_keys[] = {"id", "peer", "http", NULL};
 static const char *const timing_keys[] = {"tick_ms", "election_ticks",
                                           "heartbeat_ticks", "pre_vote",
@@ -402,6 +405,29 @@ static void load_timing(lua_State *L, const ctx *x, int top) {
   lua_pop(L, 1);
 }
 
+/* wal = { sync = "always" | "none", segment_bytes =, batch_bytes = } */
+static void load_wal(lua_State *L, const ctx *x, int top) {
+  rf_config *c = x->out;
+  const char *sync;
+  int t = opt_table(L, x, top, "wal");
+  if (t == 0) return;
+  check_keys(L, x, t, "wal", wal_keys);
+  if ((sync = get_str(L, x, t, "wal.sync", "sync", 0)) != NULL) {
+    if (strcmp(sync, "always") == 0) c->wal_sync_none = 0;
+    else if (strcmp(sync, "none") == 0) c->wal_sync_none = 1;
+    else fail(L, x, "wal.sync", "must be \"always\" or \"none\", got \"%s\"",
+              sync);
+  }
+  lua_pop(L, 1); /* get_str leaves the value (or nil) pushed */
+  c->wal_segment_bytes = (size_t)opt_int(L, x, t, "wal", "segment_bytes",
+                                         (lua_Integer)c->wal_segment_bytes,
+                                         4096, (lua_Integer)1 << 40);
+  c->wal_batch_bytes = (size_t)opt_int(L, x, t, "wal", "batch_bytes",
+                                       (lua_Integer)c->wal_batch_bytes,
+                                       4096, (lua_Integer)1 << 40);
+  lua_pop(L, 1);
+}
+
 static void check_timing(lua_State *L, const ctx *x) {
   const rf_config *c = x->out;
   if (c->election_ticks <= c->heartbeat_ticks)
@@ -508,6 +534,7 @@ static int validate(lua_State *L) {
   load_timing(L, x, top);
   check_timing(L, x);
   load_storage(L, x, top);
+  load_wal(L, x, top);
   load_commands(L, x, top);
   load_limits(L, x, top);
   check_limits(L, x);
@@ -561,6 +588,8 @@ static void set_defaults(rf_config *c) {
   c->heartbeat_ticks = 5;
   c->pre_vote = 1;
   c->check_quorum = 1;
+  c->wal_segment_bytes = 64u << 20;
+  c->wal_batch_bytes = 8u << 20;
 }
 
 /* Run the chunk, then validate its table; -1 with the message at top. */
