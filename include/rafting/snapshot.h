@@ -81,12 +81,13 @@ void rf_snapstore_close(rf_snapstore *s, void (*done)(void *ud), void *ud);
 /* Meta of the latest complete snapshot: 0, or RF_SNAP_ENONE. */
 int rf_snapstore_latest(const rf_snapstore *s, rf_snap_meta *m);
 
-/* Load the latest snapshot whole (synchronous: meant for start-up and for
-** installing a received snapshot; safe while other operations are queued).  0 with the bytes appended to out (fully checked, as by
-** rf_snap_restore(.., NULL, ..)), RF_SNAP_ENONE, RF_SNAP_ECORRUPT naming
-** file and offset, or -errno / UV_ENOMEM with a message.  The previous
-** snapshot is never used instead of a corrupt latest: the log before the
-** latest may already be compacted away. */
+/* Load the latest snapshot whole (synchronous, on the loop: meant for
+** start-up and for installing a received snapshot; safe while other
+** operations are queued).  0 with the bytes appended to out (fully checked,
+** as by rf_snap_restore(.., NULL, ..)), RF_SNAP_ENONE, RF_SNAP_ECORRUPT
+** naming file and offset, or -errno / UV_ENOMEM with a message.  The
+** previous snapshot is never used instead of a corrupt latest: the log
+** before the latest may already be compacted away. */
 int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
                       char *err, size_t errlen);
 
@@ -126,7 +127,8 @@ int rf_snapstore_recv_chunk(rf_snapstore *s, uint64_t offset, const void *data,
                             size_t len, rf_snap_done done, void *ud);
 int rf_snapstore_recv_finish(rf_snapstore *s, rf_snap_done done, void *ud);
 void rf_snapstore_recv_abort(rf_snapstore *s);
-/* Bytes received so far of the transfer in progress (0 if none). */
+/* Bytes accepted so far of the transfer in progress, queued chunks
+** included: the offset the next chunk must have (0 if none). */
 uint64_t rf_snapstore_recv_offset(const rf_snapstore *s);
 
 /* 1 while a save is queued or running (rf_snapstore_save would refuse). */

@@ -180,6 +180,7 @@ function M.new(opts)
   self.trace_keep = math.tointeger(tonumber(tr or "")) or 200
   self.trace_buf, self.trace_n = {}, 0
   self.step_errors = {}
+  self.reads_served = 0
   self.strict_step = opts.strict_step ~= false
   -- the checker's memory of the whole run
   self.leaders = {}     -- [term] = the id that led it
@@ -197,7 +198,8 @@ function M.new(opts)
   for _, id in ipairs(ids) do
     local r = opts.restore and opts.restore[id]
     local n = { id = id, alive = false, incarnation = 0, hs = nil,
-                log = {}, hashes = { [0] = 0 }, reads = {} }
+                log = {}, hashes = { [0] = 0 }, reads = {},
+                read_floor = {} }
     if r then
       if r.hard_state then
         n.hs = { term = r.hard_state.term or 0, vote = r.hard_state.vote or 0,
@@ -277,7 +279,7 @@ function Sim:_start(n)
   n.role, n.term, n.commit = role, term, commit
   n.applied_index = applied  -- the state machine restarts from the core's view
   n.lc_term, n.lc_upto = nil, 0
-  n.reads = {}
+  n.reads, n.read_floor = {}, {}
   self:trace("start %d (incarnation %d, term %d, commit %d, log %d)", n.id,
              n.incarnation, term, commit, #n.log)
   self:check(n)
@@ -698,7 +700,7 @@ function Sim:handle(n, rd)
   self:persist(n, rd)
   for _, m in ipairs(rd.msgs) do self:send(m) end
   for _, e in ipairs(rd.committed) do self:apply(n, e) end
-  for _, r in ipairs(rd.reads) do n.reads[#n.reads + 1] = r end
+  for _, r in ipairs(rd.reads) do self:_read_done(n, r) end
   n.core:advance()
 end
 
@@ -1073,6 +1075,40 @@ function Sim:propose(data, id)
   return index, term
 end
 
+-- Start a linearizable read at node id (default: the leader); true or nil,
+-- err.  The answer shows up in sim.nodes[id].reads as {index=, ctx=, at=}.
+function Sim:read(id, ctx)
+  id = id or self:leader()
+  if not id then return nil, "noleader" end
+  local n = self.nodes[id]
+  if not n.alive then return nil, "dead" end
+  local ok, err = n.core:read_index(ctx)
+  self.events = self.events + 1
+  if ok then
+    -- every write committed anywhere before the read began must be covered
+    n.read_floor[ctx] = self.ncommit
+  end
+  self:check(n)
+  self:process(n)
+  return ok, err
+end
+
+function Sim:_read_done(n, r)
+  local floor = n.read_floor[r.ctx]
+  if floor == nil then
+    self:fail("reads answer what was asked", "node %d answered read %d it "
+              .. "was never asked (or twice)", n.id, r.ctx)
+  end
+  if r.index < floor then
+    self:fail("linearizable reads", "node %d served read %d at index %d, "
+              .. "but index %d was committed before the read began", n.id,
+              r.ctx, r.index, floor)
+  end
+  n.read_floor[r.ctx] = nil
+  n.reads[#n.reads + 1] = { index = r.index, ctx = r.ctx, at = self.time }
+  self.reads_served = self.reads_served + 1
+end
+
 -- propose every item of list at node id (default: the leader) before any of
 -- its ready batches is processed, as a runtime batching clients would;
 -- returns the list of {index=, term=} (nil, err at the first refusal)
@@ -1117,7 +1153,7 @@ function M.fuzz(seed, opts)
   }
   local rng = s.rng
   local steps = opts.steps or 3000
-  local proposed, accepted = 0, 0
+  local proposed, accepted, reads = 0, 0, 0
   local crashed = {}
   local function nemesis()
     local r = rng:float()
@@ -1151,6 +1187,11 @@ function M.fuzz(seed, opts)
   local fault_rate = 1 / (pick:range(2, 8) * et)
   for _ = 1, steps do
     if rng:chance(fault_rate) then nemesis() end
+    if rng:chance(0.05) then
+      reads = reads + 1
+      local id = rng:chance(0.8) and s:leader() or rng:pick(s.ids)
+      if id and s.nodes[id].alive then s:read(id, reads) end
+    end
     if rng:chance(0.2) then
       proposed = proposed + 1
       local id = rng:chance(0.8) and s:leader() or rng:pick(s.ids)
@@ -1229,12 +1270,24 @@ function M.fuzz(seed, opts)
     end
   end
   all_applied(pending[#pending].index, commit_bound, "(the proposals)")
+  -- and a linearizable read is served, covering all of them
+  local ctx = reads + 1
+  local asked = s:read(l, ctx)
+  if not asked then s:fail("liveness", "the leader refused a read") end
+  local served = s:run_until(function()
+    local rs = s.nodes[l].reads
+    return #rs > 0 and rs[#rs].ctx == ctx
+  end, commit_bound)
+  if not served then
+    s:fail("liveness", "a read on the leader was not served within %d ticks",
+           commit_bound)
+  end
   s:check_logs()
   local terms = 0
   for t in pairs(s.leaders) do if t > terms then terms = t end end
   return { size = size, steps = steps, proposed = proposed,
            accepted = accepted, committed = s.ncommit, events = s.events,
-           terms = terms }
+           terms = terms, reads = s.reads_served }
 end
 
 return M

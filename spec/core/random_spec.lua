@@ -34,7 +34,8 @@ describe("randomized runs", function()
   it(("keep every safety invariant and stay live: %d seeds x %d steps on 3, "
       .. "5 and 7 nodes with faults"):format(SEEDS, STEPS), function()
     local t0 = os.clock()
-    local totals = { events = 0, committed = 0, proposed = 0, terms = 0 }
+    local totals = { events = 0, committed = 0, proposed = 0, terms = 0,
+                     reads = 0 }
     local sizes = {}
     for seed = BASE, BASE + SEEDS - 1 do
       local ok, res = pcall(sim.fuzz, seed, { steps = STEPS, replay = replay })
@@ -52,8 +53,9 @@ describe("randomized runs", function()
     end
     io.stderr:write(("\nrandomized: %d seeds (from %d) x %d steps, "
       .. "3/5/7 nodes: %d/%d/%d runs, %d events, %d proposals, %d entries "
-      .. "committed, %d terms, %.1f s\n"):format(SEEDS, BASE, STEPS,
-      sizes[3] or 0, sizes[5] or 0, sizes[7] or 0, totals.events,
-      totals.proposed, totals.committed, totals.terms, os.clock() - t0))
+      .. "committed, %d reads served, %d terms, %.1f s\n"):format(SEEDS,
+      BASE, STEPS, sizes[3] or 0, sizes[5] or 0, sizes[7] or 0,
+      totals.events, totals.proposed, totals.committed, totals.reads,
+      totals.terms, os.clock() - t0))
   end)
 end)

@@ -482,7 +482,9 @@ static int l_close(lua_State *L) {
 
 /* ------------------------------------------------------------ bench */
 
-static double ms_since(uint64_t t0) { return (double)(uv_hrtime() - t0) / 1e6; }
+static double ms_since(uint64_t t0) {
+  return (double)(uv_hrtime() - t0) / 1e6;
+}
 
 static uint64_t mix(uint64_t *x) { /* splitmix64 */
   uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);

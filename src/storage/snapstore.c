@@ -92,8 +92,7 @@ struct rf_snapstore {
   int rx_have;
   uint64_t rx_wgen;
   int rx_fd;
-  char *rx_buf;
-  size_t rx_cap;
+  char *rx_buf;            /* memory: rx_m.size bytes */
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -116,9 +115,9 @@ static void snap_name(char *out, uint64_t index, uint64_t term) {
 static int parse_hex16(const char *s, uint64_t *v) {
   *v = 0;
   for (int i = 0; i < 16; i++) {
-    int c = (unsigned char)s[i];
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                                                  : -1;
+    int c = (unsigned char)s[i], d = -1;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
     if (d < 0) return -1;
     *v = (*v << 4) | (uint64_t)d;
   }
@@ -184,7 +183,7 @@ static int sync_dir(rf_snapstore *s) {
   return fsync(s->dirfd) < 0 ? -errno : 0;
 }
 
-/* ------------------------------------------------------------ the directory */
+/* ------------------------------------------------------------ directory */
 
 typedef struct snap_id { uint64_t index, term; } snap_id;
 
@@ -340,11 +339,11 @@ static void w_drop(rf_snapstore *s) {
   if (s->path) unlinkat(s->dirfd, RECV_TMP, 0);
   free(s->rx_buf);
   s->rx_buf = NULL;
-  s->rx_cap = 0;
   s->rx_have = 0;
 }
 
-/* Start generation o->gen's file or buffer if this is its first chunk. */
+/* Start generation o->gen's file or buffer if this is its first chunk.
+** The buffer is sized once, to what the sender announced (o->m.size). */
 static int rx_start(rf_snapstore *s, snap_op *o) {
   if (s->rx_have && s->rx_wgen == o->gen) return 0;
   w_drop(s);
@@ -352,20 +351,12 @@ static int rx_start(rf_snapstore *s, snap_op *o) {
     s->rx_fd = openat(s->dirfd, RECV_TMP,
                       O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (s->rx_fd < 0) return -errno;
+  } else if (o->m.size > SIZE_MAX ||
+             (s->rx_buf = malloc((size_t)o->m.size)) == NULL) {
+    return UV_ENOMEM;
   }
   s->rx_have = 1;
   s->rx_wgen = o->gen;
-  return 0;
-}
-
-static int rx_grow(rf_snapstore *s, size_t need) {
-  size_t cap = s->rx_cap ? s->rx_cap : 65536;
-  char *p;
-  if (need <= s->rx_cap) return 0;
-  while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  if ((p = realloc(s->rx_buf, cap)) == NULL) return UV_ENOMEM;
-  s->rx_buf = p;
-  s->rx_cap = cap;
   return 0;
 }
 
@@ -373,7 +364,7 @@ static void w_chunk(rf_snapstore *s, snap_op *o) {
   int rc = rx_start(s, o);
   if (rc == 0 && s->path && (rc = hook(s, "write")) == 0)
     rc = write_all(s->rx_fd, o->buf, o->len, o->off);
-  if (rc == 0 && s->path == NULL && (rc = rx_grow(s, o->off + o->len)) == 0)
+  if (rc == 0 && s->path == NULL)
     memcpy(s->rx_buf + o->off, o->buf, o->len);
   if (rc < 0) {
     fmt(o->err, sizeof(o->err), "cannot write received snapshot %s%s%s: %s",
@@ -445,7 +436,6 @@ static void w_finish(rf_snapstore *s, snap_op *o) {
                             "(memory)")) == 0) {
     o->buf = s->rx_buf; /* becomes mem on the loop */
     s->rx_buf = NULL;
-    s->rx_cap = 0;
     s->rx_have = 0;
   }
   if (rc < 0) {
@@ -481,8 +471,6 @@ static void free_op(snap_op *o) {
   if (o->kind != OP_CHUNK) free(o->buf);
   free(o);
 }
-
-static void enqueue(rf_snapstore *s, snap_op *o);
 
 /* Mark the queued chunks and finish of transfer gen canceled. */
 static void cancel_rx(rf_snapstore *s, uint64_t gen) {
@@ -530,8 +518,22 @@ static void adopt(rf_snapstore *s, snap_op *o) {
   s->nkept = o->nkept;
 }
 
+/* Memory: a read is served from mem, if it still holds that snapshot. */
+static const char *mem_read(rf_snapstore *s, snap_op *o) {
+  if (s->nkept == 0 || s->kept[0].index != o->m.index) {
+    o->status = RF_SNAP_ENONE;
+    fmt(o->err, sizeof(o->err), "snapshot %" PRIu64 " is gone", o->m.index);
+    return NULL;
+  }
+  if (s->kept[0].size - o->off < o->len)
+    o->len = (size_t)(s->kept[0].size - o->off);
+  return s->mem + o->off;
+}
+
 static void complete(rf_snapstore *s, snap_op *o) {
   const char *data = o->buf;
+  if (o->kind == OP_READ && s->path == NULL && o->status == 0)
+    data = mem_read(s, o);
   if (o->status < 0) snprintf(s->err, sizeof(s->err), "%s", o->err[0] ?
                               o->err : rf_snap_strerror(o->status));
   switch (o->kind) {
@@ -548,15 +550,6 @@ static void complete(rf_snapstore *s, snap_op *o) {
     }
     break;
   case OP_READ:
-    if (s->path == NULL && o->status == 0) {
-      if (s->nkept == 0 || s->kept[0].index != o->m.index) {
-        o->status = RF_SNAP_ENONE;
-      } else {
-        data = s->mem + o->off;
-        o->len = s->kept[0].size - o->off < o->len
-                     ? (size_t)(s->kept[0].size - o->off) : o->len;
-      }
-    }
     if (o->rdone) o->rdone(o->ud, o->status, o->status ? NULL : data,
                            o->status ? 0 : o->len);
     return;
@@ -568,6 +561,7 @@ static void end(rf_snapstore *s) {
   void (*done)(void *) = s->close_done;
   void *ud = s->close_ud;
   snap_op *o;
+  s->busy = 1; /* a close() from a callback below must not start again */
   while ((o = s->head) != NULL) {
     s->head = o->next;
     o->status = UV_ECANCELED;
@@ -733,6 +727,7 @@ rf_snapstore *rf_snapstore_open(uv_loop_t *loop, const char *dir, char *err,
 }
 
 void rf_snapstore_close(rf_snapstore *s, void (*done)(void *ud), void *ud) {
+  if (s->closing) return; /* once */
   s->closing = 1;
   s->close_done = done;
   s->close_ud = ud;
@@ -909,6 +904,7 @@ int rf_snapstore_recv_chunk(rf_snapstore *s, uint64_t offset, const void *data,
   memcpy(o->buf, data, len);
   o->len = len;
   o->off = offset;
+  o->m = s->rx_m;
   o->gen = s->rx_gen;
   o->done = done;
   o->ud = ud;

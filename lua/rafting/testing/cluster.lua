@@ -757,6 +757,41 @@ function M.kill_all()
   return count
 end
 
+-- -- helper processes ------------------------------------------------------
+
+-- cluster.spawn{ argv = {...}, stdout =, stderr =, env =, cwd = } -> pid:
+-- a process that is not a node (a load generator, a second rafting on a
+-- node's data directory), recorded like a node: in the pid file, killed by
+-- kill_all() and by the kernel if the runner dies.  Reap it with
+-- cluster.wait_pid().
+function M.spawn(opts)
+  local pid, err = proc.spawn(opts)
+  if not pid then return nil, err end
+  reg.pids[pid] = { id = "helper", dir = "-" }
+  local f = io.open(M.pidfile, "a")
+  if f then
+    f:write(pid, " ", proc.starttime(pid) or 0, " helper ", tostring(opts.argv[1]), "\n")
+    f:close()
+  end
+  return pid
+end
+
+-- cluster.wait_pid(pid, timeout_ms) -> how, code, name: wait (deadline)
+-- for a process from cluster.spawn to exit; past the deadline SIGKILL it,
+-- and return nil, "killed after N ms" (the caller decides if that fails).
+function M.wait_pid(pid, timeout_ms)
+  timeout_ms = timeout_ms or M.STOP_TIMEOUT_MS
+  local how, code, name = reap_until(pid, now() + timeout_ms)
+  if not how then
+    proc.kill(pid, "KILL")
+    reap_until(pid, now() + M.STOP_TIMEOUT_MS)
+    unregister(pid)
+    return nil, ("killed after %d ms"):format(timeout_ms)
+  end
+  unregister(pid)
+  return how, code, name
+end
+
 -- pids started by this process and not yet reaped
 function M.live_pids()
   local out = {}

@@ -1,0 +1,69 @@
+-- Linearizable reads by ReadIndex (Raft §8, thesis §6.4).
+local sim = require("rafting.sim")
+
+local REPLAY = "busted spec/core/read_index_spec.lua"
+
+local function log_of(n)
+  local log = {}
+  for i = 1, n do log[i] = { term = 1, index = i, data = "w" .. i } end
+  return log
+end
+
+describe("ReadIndex (§8)", function()
+  it("a new leader serves no read until it has committed an entry of its "
+     .. "term, and then at an index covering every earlier commit", function()
+    -- entries 1..5 are committed (node 2 knows); node 1 restarted knowing
+    -- nothing of it and is elected
+    local s = sim.new{ n = 3, seed = 1, replay = REPLAY, restore = {
+      { log = log_of(5), hard_state = { term = 1 } },
+      { log = log_of(5), hard_state = { term = 1, commit = 5 } },
+      { log = log_of(5), hard_state = { term = 1, commit = 5 } },
+    } }
+    s:filter(sim.hold_type("append", 1))
+    assert.is_true(s:elect(1))
+    assert.equal(0, s:state(1).commit)
+    assert.is_true(s:read(1, 7))
+    s:flush()
+    assert.same({}, s.nodes[1].reads)
+    s.filters = {}
+    s:release()
+    s:flush()
+    local reads = s.nodes[1].reads
+    assert.equal(1, #reads)
+    assert.equal(7, reads[1].ctx)
+    assert.is_true(reads[1].index >= 6)
+  end)
+
+  it("a read on a follower is refused with the leader as a hint", function()
+    local s = sim.new{ n = 3, seed = 2, replay = REPLAY }
+    local l = assert(s:wait_leader())
+    local f = l % 3 + 1
+    local ok, err, hint = s.nodes[f].core:read_index(1)
+    assert.is_nil(ok)
+    assert.equal("notleader", err)
+    assert.equal(l, hint)
+  end)
+
+  it("a leader cut off from the majority serves no read", function()
+    for _, cq in ipairs({ true, false }) do
+      local s = sim.new{ n = 5, seed = 3, check_quorum = cq, replay = REPLAY }
+      local l = assert(s:wait_leader())
+      s:isolate(l)
+      assert.is_true(s:read(l, 1))
+      s:run(5 * s.cfg.election_ticks)
+      assert.same({}, s.nodes[l].reads)
+    end
+  end)
+
+  it("reads issued together are all served, each costing at most one "
+     .. "heartbeat round", function()
+    local s = sim.new{ n = 3, seed = 4, replay = REPLAY }
+    local l = assert(s:wait_leader())
+    s:run(20)
+    s:reset_counts()
+    for ctx = 1, 5 do assert.is_true(s:read(l, ctx)) end
+    s:flush()
+    assert.equal(5, #s.nodes[l].reads)
+    assert.is_true(s:count("heartbeat") <= 5 * 2)
+  end)
+end)
