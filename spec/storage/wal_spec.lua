@@ -288,7 +288,11 @@ describe("rafting.wal", function()
         local acked = 0
         for l in io.lines(acks) do acked = math.max(acked, tonumber(l)) end
         local _, es, warns = reload(dir, { segment_bytes = 8192 })
-        assert.same({}, warns) -- a process crash leaves no torn page
+        -- a process crash leaves no torn page; a segment file it was
+        -- creating (never used) may be left and is removed
+        for _, w in ipairs(warns) do
+          assert.matches("removed unfinished", w, 1, true)
+        end
         assert.is_true(#es >= acked, #es .. " entries, " .. acked .. " acked")
         for i, e in ipairs(es) do
           assert.equal(i, e.index)
