@@ -106,10 +106,11 @@ end
 record("no process started by the specs is alive",
        os.execute("lua5.4 spec/support/no_leftovers.lua " .. pidfile) == true)
 os.remove(pidfile)
-local p = io.popen("pgrep -f 'build(-asan)?/rafting --config' || true")
+local p = io.popen("pgrep -af 'build(-asan)?/rafting --config' || true")
 local left = p:read("a"); p:close()
 record("no rafting process left behind", left == "")
 if left ~= "" then
+  print("left behind:\n" .. left)
   os.execute("pkill -9 -f 'build(-asan)?/rafting --config'")
 end
 

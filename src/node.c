@@ -51,7 +51,9 @@ static void flush(rf_node *n);
 /* ------------------------------------------------------------ ready */
 
 static void report_changes(rf_node *n) {
-  raft_role role = raft_role_of(n->core);
+  raft_role role;
+  if (n->closing) return;
+  role = raft_role_of(n->core);
   uint64_t term = raft_term(n->core), leader = raft_leader(n->core);
   if (role != n->last_role) {
     if (role == RAFT_LEADER)
@@ -108,6 +110,7 @@ static void apply(rf_node *n, const raft_entry *e) {
 ** peers, which elect another leader -- and reports it in /status. */
 static void storage_failed(rf_node *n, int status) {
   n->storage_error = status;
+  n->saving = 0; /* its batch stays unacknowledged in the core for good */
   rf_log(RF_ERROR, "storage: save failed: %s; this node stops taking part "
          "in the cluster (restart it once the disk is fixed)",
          uv_strerror(status));
@@ -115,8 +118,16 @@ static void storage_failed(rf_node *n, int status) {
   rf_api_leader_changed(n->api);
 }
 
+static void release(rf_node *n);
+
 static void on_saved(void *ud, int status) {
   rf_node *n = ud;
+  if (n->closing) { /* stopping: the API may be gone; just let go */
+    raft_advance(n->core);
+    n->saving = 0;
+    release(n);
+    return;
+  }
   if (status < 0) {
     storage_failed(n, status);
     return; /* rd stays outstanding: flush() runs no more */
@@ -510,7 +521,7 @@ void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   n->closing = 1;
   n->stop_done = done;
   n->stop_ud = ud;
-  n->pending = 4;
+  n->pending = 4 + n->saving; /* an in-flight save must call back first */
   uv_close((uv_handle_t *)&n->tick, on_tick_closed);
   rf_snaps_close(n->snaps, on_part_closed, n);
   if (rf_transport_close(n->transport, on_part_closed, n) < 0) release(n);

@@ -259,6 +259,40 @@ static long range_limit(rf_http_req *req) {
   return v;
 }
 
+/* ?encoding=base64 makes range reads binary-safe: JSON strings cannot
+** carry bytes that are not UTF-8 without ambiguity. */
+static void json_bytes(rf_buf *b, const void *data, size_t len, int b64) {
+  static const char tab[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const unsigned char *s = data;
+  if (!b64) {
+    rf_buf_json_str(b, data, len);
+    return;
+  }
+  rf_buf_add(b, "\"", 1);
+  for (size_t i = 0; i < len; i += 3) {
+    unsigned v = (unsigned)s[i] << 16;
+    char out[4];
+    if (i + 1 < len) v |= (unsigned)s[i + 1] << 8;
+    if (i + 2 < len) v |= s[i + 2];
+    out[0] = tab[v >> 18 & 63];
+    out[1] = tab[v >> 12 & 63];
+    out[2] = i + 1 < len ? tab[v >> 6 & 63] : '=';
+    out[3] = i + 2 < len ? tab[v & 63] : '=';
+    rf_buf_add(b, out, 4);
+  }
+  rf_buf_add(b, "\"", 1);
+}
+
+static int want_base64(rf_http_req *req, int *b64) {
+  size_t n;
+  const char *e = rf_http_query_get(req, "encoding", &n);
+  *b64 = e != NULL && n == 6 && memcmp(e, "base64", 6) == 0;
+  if (e == NULL || *b64 || (n == 4 && memcmp(e, "utf8", 4) == 0)) return 1;
+  rf_http_json_error(req, 400, "bad_request", "encoding must be utf8 or base64");
+  return 0;
+}
+
 static void serve_range(rf_api *a, rf_http_req *req) {
   rf_store *st = rf_sm_store(rf_node_sm(a->node));
   rf_store_iter it;
@@ -267,6 +301,8 @@ static void serve_range(rf_api *a, rf_http_req *req) {
   size_t plen = 0;
   const char *prefix = rf_http_query_get(req, "prefix", &plen);
   long limit = range_limit(req), n = 0;
+  int b64;
+  if (!want_base64(req, &b64)) return;
   if (limit < 0) {
     rf_http_json_error(req, 400, "bad_request", "limit must be 1..10000");
     return;
@@ -278,9 +314,9 @@ static void serve_range(rf_api *a, rf_http_req *req) {
     if (kv.klen < plen || memcmp(kv.key, prefix, plen) != 0) break;
     if (n == limit) { n++; break; }
     rf_buf_str(&b, n++ ? ",{\"key\":" : "{\"key\":");
-    rf_buf_json_str(&b, kv.key, kv.klen);
+    json_bytes(&b, kv.key, kv.klen, b64);
     rf_buf_str(&b, ",\"value\":");
-    rf_buf_json_str(&b, kv.val, kv.vlen);
+    json_bytes(&b, kv.val, kv.vlen, b64);
     rf_buf_str(&b, "}");
   }
   rf_buf_printf(&b, "],\"more\":%s}", n > limit ? "true" : "false");
