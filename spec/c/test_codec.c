@@ -10,26 +10,9 @@
 #include "raft.pb-c.h"
 #include "rafting/codec.h"
 
-static int failures;
+#include "check.h"
 
-#define CHECK(c)                                                        \
-  do {                                                                  \
-    if (!(c)) {                                                         \
-      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);      \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
-
-#define CHECK_RC(got, want)                                             \
-  do {                                                                  \
-    int g_ = (got), w_ = (want);                                        \
-    if (g_ != w_) {                                                     \
-      fprintf(stderr, "FAIL %s:%d: %s = %d (%s), want %d (%s)\n",       \
-              __FILE__, __LINE__, #got, g_, rf_codec_strerror(g_), w_,  \
-              rf_codec_strerror(w_));                                   \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
+#define CHECK_RC(got, want) CHECK_STATUS(got, want, rf_codec_strerror)
 
 static int msg_equal(const raft_msg *a, const raft_msg *b) {
   if (a->type != b->type || a->from != b->from || a->to != b->to ||
@@ -255,10 +238,5 @@ int main(void) {
   test_big_append();
   test_encode_rejects();
   test_decode_rejects();
-  if (failures) {
-    fprintf(stderr, "test_codec: %d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_codec: ok\n");
-  return 0;
+  return check_summary("test_codec");
 }

@@ -11,16 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-
-#define CHECK(c)                                                       \
-  do {                                                                 \
-    if (!(c)) {                                                        \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-              #c);                                                     \
-      failures++;                                                      \
-    }                                                                  \
-  } while (0)
+#include "check.h"
 
 #define NODE1 "{ id = 1, peer = '127.0.0.1:7001', http = '127.0.0.1:8001' }"
 #define NODE2 "{ id = 2, peer = '127.0.0.1:7002', http = '127.0.0.1:8002' }"
@@ -370,7 +361,5 @@ int main(void) {
   test_ids_and_addresses();
   test_storage();
   test_lua_errors();
-  if (failures) fprintf(stderr, "test_config: %d failure(s)\n", failures);
-  else printf("test_config: ok\n");
-  return failures != 0;
+  return check_summary("test_config");
 }

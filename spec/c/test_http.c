@@ -16,33 +16,15 @@
 
 #include <llhttp.h>
 
-static int failures;
-
-#define CHECK(c)                                                       \
-  do {                                                                 \
-    if (!(c)) {                                                        \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, \
-              #c);                                                     \
-      failures++;                                                      \
-    }                                                                  \
-  } while (0)
+#include "check.h"
 
 static uv_loop_t loop_s, *loop = &loop_s;
-static uv_timer_t tick;
+static uv_timer_t tick; /* for WAIT */
 static rf_http_server *srv;
 static int port;
 
-static void on_tick(uv_timer_t *t) { (void)t; }
-
 /* Run the loop until cond holds or ms pass. */
-#define WAIT(cond, ms)                                     \
-  do {                                                     \
-    uint64_t end_ = uv_now(loop) + (ms);                   \
-    uv_timer_start(&tick, on_tick, 5, 5);                  \
-    while (!(cond) && uv_now(loop) < end_)                 \
-      uv_run(loop, UV_RUN_ONCE);                           \
-    uv_timer_stop(&tick);                                  \
-  } while (0)
+#define WAIT(cond, ms) CHECK_WAIT(loop, &tick, cond, ms)
 
 /* ---- the application ---------------------------------------------------- */
 
@@ -704,7 +686,5 @@ int main(void) {
   uv_close((uv_handle_t *)&tick, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(loop) == 0);
-  if (failures) fprintf(stderr, "test_http: %d failure(s)\n", failures);
-  else printf("test_http: ok\n");
-  return failures != 0;
+  return check_summary("test_http");
 }

@@ -19,15 +19,7 @@
 
 #include "rafting/snapshot.h"
 
-static int failures;
-
-#define CHECK(c)                                                        \
-  do {                                                                  \
-    if (!(c)) {                                                         \
-      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);      \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
+#include "check.h"
 
 static char root[64];
 
@@ -288,13 +280,7 @@ static void test_restart(const char *dir) {
 }
 
 int main(void) {
-  const char *tmp = getenv("TMPDIR");
-  char cmd[128];
-  snprintf(root, sizeof(root), "%s/rafting-snapc-XXXXXX", tmp ? tmp : "/tmp");
-  if (mkdtemp(root) == NULL) {
-    perror("mkdtemp");
-    return 2;
-  }
+  if (check_tmpdir(root, sizeof(root), "rafting-snapc") != 0) return 2;
   test_transfer("a", "b");
   test_transfer(NULL, NULL);
   test_transfer("c", NULL);
@@ -304,9 +290,6 @@ int main(void) {
   test_close_pending(NULL);
   test_restart("f");
   test_restart(NULL);
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-  if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
-  else printf("test_snapshot: all checks passed\n");
-  return failures ? 1 : 0;
+  check_rmtree(root);
+  return check_summary("test_snapshot");
 }

@@ -29,33 +29,18 @@
 #include "rafting/codec.h"
 #include "rafting/transport.h"
 
+#include "check.h"
+
 #define CLUSTER "test-cluster"
 #define MAX_FRAME (256u << 10)
 #define QUEUE (512u << 10)
 #define PHASE_MS 5000
 #define MAX_KEEP 64
 
-static int failures;
 static int verbose;
 
-#define CHECK(c)                                                        \
-  do {                                                                  \
-    if (!(c)) {                                                         \
-      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);      \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
-
-#define CHECK_RC(got, want)                                             \
-  do {                                                                  \
-    int g_ = (got), w_ = (want);                                        \
-    if (g_ != w_) {                                                     \
-      fprintf(stderr, "FAIL %s:%d: %s = %d (%s), want %d (%s)\n",       \
-              __FILE__, __LINE__, #got, g_, rf_transport_strerror(g_),  \
-              w_, rf_transport_strerror(w_));                           \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
+#define CHECK_RC(got, want) \
+  CHECK_STATUS(got, want, rf_transport_strerror)
 
 /* ---- nodes ---------------------------------------------------------- */
 
@@ -655,10 +640,5 @@ int main(void) {
   forget(&nodes[2]);
   forget(&nodes[3]);
   for (int i = RAW_CLUSTER; i < N_RAW; i++) free(raws[i].bytes);
-  if (failures) {
-    fprintf(stderr, "test_transport: %d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_transport: ok\n");
-  return 0;
+  return check_summary("test_transport");
 }

@@ -16,15 +16,7 @@
 
 #include "rafting/wal.h"
 
-static int failures;
-
-#define CHECK(c)                                                        \
-  do {                                                                  \
-    if (!(c)) {                                                         \
-      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c);      \
-      failures++;                                                       \
-    }                                                                   \
-  } while (0)
+#include "check.h"
 
 static char root[64];
 
@@ -224,17 +216,11 @@ static void test_empty_and_compact(void) {
 }
 
 int main(void) {
-  char cmd[128];
-  const char *tmp = getenv("TMPDIR");
-  snprintf(root, sizeof(root), "%s/test_wal-XXXXXX", tmp ? tmp : "/tmp");
-  if (mkdtemp(root) == NULL) { perror("mkdtemp"); return 1; }
+  if (check_tmpdir(root, sizeof(root), "test_wal") != 0) return 1;
   test_pipelined();
   test_close_in_done();
   test_close_busy();
   test_empty_and_compact();
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
-  if (failures) fprintf(stderr, "%d check(s) failed\n", failures);
-  else printf("test_wal: all checks passed\n");
-  return failures ? 1 : 0;
+  check_rmtree(root);
+  return check_summary("test_wal");
 }

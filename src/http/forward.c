@@ -15,6 +15,7 @@
 ** any byte while idle, means the connection cannot be trusted; it closes.
 */
 #include "rafting/forward.h"
+#include "rafting/buf.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -26,11 +27,6 @@
 
 #define RBUF_SIZE 65536
 #define MAX_HEADER_BYTES (64u << 10)
-
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-} sbuf;
 
 enum { H_NONE, H_FIELD, H_VALUE }; /* header parsing state */
 enum { K_CTYPE, K_RETRY, K_LOCATION, K_ALLOW, K_N };
@@ -53,8 +49,8 @@ typedef struct job {
   int err;    /* why parsing failed, when we know better than llhttp */
   int hstate;
   size_t hbytes;
-  sbuf out;   /* the request, as sent */
-  sbuf field, value, body;
+  rf_buf out; /* the request, as sent */
+  rf_buf field, value, body;
   char *kv[K_N];
 } job;
 
@@ -99,31 +95,7 @@ struct rf_fwd {
 
 static void conn_close(conn *c);
 
-/* ---- small buffers and strings ----------------------------------------- */
-
-static int sbuf_reserve(sbuf *b, size_t n) {
-  if (b->len + n < b->cap) return 0;
-  size_t cap = b->cap ? b->cap * 2 : 256;
-  while (cap <= b->len + n) cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (p == NULL) return UV_ENOMEM;
-  b->p = p;
-  b->cap = cap;
-  return 0;
-}
-
-/* Append n bytes and keep the buffer NUL-terminated. */
-static int sbuf_add(sbuf *b, const void *d, size_t n) {
-  if (sbuf_reserve(b, n)) return UV_ENOMEM;
-  if (n) memcpy(b->p + b->len, d, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
-}
-
-static int sbuf_str(sbuf *b, const char *s) {
-  return sbuf_add(b, s, strlen(s));
-}
+/* ---- small strings ----------------------------------------------------- */
 
 static char *dupmem(const char *s, size_t n) {
   char *d = malloc(n + 1);
@@ -222,10 +194,10 @@ static void idle_remove(conn *c) {
 /* ---- jobs -------------------------------------------------------------- */
 
 static void job_free(job *j) {
-  free(j->out.p);
-  free(j->field.p);
-  free(j->value.p);
-  free(j->body.p);
+  rf_buf_free(&j->out);
+  rf_buf_free(&j->field);
+  rf_buf_free(&j->value);
+  rf_buf_free(&j->body);
   for (int i = 0; i < K_N; i++) free(j->kv[i]);
   free(j);
 }
@@ -237,31 +209,32 @@ static int job_build(job *j, const rf_http_req *req) {
   int slash;
   const char *tg = origin_form(req->target, req->target_len, &tlen, &slash);
   const char *m = req->method, *ct = req->content_type;
-  sbuf *o = &j->out;
+  rf_buf *o = &j->out;
   if (m == NULL || !is_token(m) || tg == NULL || (ct && !is_value(ct)) ||
       (req->body_len && req->body == NULL))
     return UV_EINVAL;
   snprintf(num, sizeof num, "%zu", req->body_len);
   /* all at once: the appends below cannot fail */
-  if (sbuf_reserve(o, 128 + strlen(m) + tlen + strlen(j->t->hosthdr) +
-                          strlen(j->f->via) + (ct ? strlen(ct) : 0) +
-                          req->body_len))
+  if (rf_buf_reserve(o, 128 + strlen(m) + tlen + strlen(j->t->hosthdr) +
+                            strlen(j->f->via) + (ct ? strlen(ct) : 0) +
+                            req->body_len) != 0)
     return UV_ENOMEM;
-  sbuf_str(o, m);
-  sbuf_str(o, slash ? " /" : " ");
-  sbuf_add(o, tg, tlen);
-  sbuf_str(o, " HTTP/1.1\r\nHost: ");
-  sbuf_str(o, j->t->hosthdr);
-  sbuf_str(o, "\r\n" RF_FWD_HEADER ": ");
-  sbuf_str(o, j->f->via);
-  sbuf_str(o, "\r\nContent-Length: ");
-  sbuf_str(o, num);
+  rf_buf_str(o, m);
+  rf_buf_str(o, slash ? " /" : " ");
+  rf_buf_add(o, tg, tlen);
+  rf_buf_str(o, " HTTP/1.1\r\nHost: ");
+  rf_buf_str(o, j->t->hosthdr);
+  rf_buf_str(o, "\r\n" RF_FWD_HEADER ": ");
+  rf_buf_str(o, j->f->via);
+  rf_buf_str(o, "\r\nContent-Length: ");
+  rf_buf_str(o, num);
   if (ct) {
-    sbuf_str(o, "\r\nContent-Type: ");
-    sbuf_str(o, ct);
+    rf_buf_str(o, "\r\nContent-Type: ");
+    rf_buf_str(o, ct);
   }
-  sbuf_str(o, "\r\n\r\n");
-  return sbuf_add(o, req->body, req->body_len);
+  rf_buf_str(o, "\r\n\r\n");
+  rf_buf_add(o, req->body, req->body_len);
+  return o->oom ? UV_ENOMEM : 0;
 }
 
 static job *job_new(rf_fwd *f, target *t, const rf_http_req *req,
@@ -292,7 +265,7 @@ static void job_finish(job *j, int status) {
     r.location = j->kv[K_LOCATION];
     r.allow = j->kv[K_ALLOW];
     r.body = j->body.p ? j->body.p : "";
-    r.body_len = j->body.len;
+    r.body_len = j->body.n;
   }
   j->cb(j->ud, status, status == 0 ? &r : NULL);
   job_free(j);
@@ -307,22 +280,23 @@ static int jfail(job *j, int err) {
   return -1;
 }
 
-static int hdr_add(job *j, sbuf *b, const char *at, size_t n) {
+static int hdr_add(job *j, rf_buf *b, const char *at, size_t n) {
   if ((j->hbytes += n) > MAX_HEADER_BYTES) return jfail(j, RF_FWD_ETOOBIG);
-  return sbuf_add(b, at, n) ? jfail(j, UV_ENOMEM) : 0;
+  rf_buf_add(b, at, n);
+  return b->oom ? jfail(j, UV_ENOMEM) : 0;
 }
 
 /* A header is complete: keep its value if it is one we relay (the first of
 ** its name; trailers are not relayed). */
 static int hdr_keep(job *j) {
-  sbuf *v = &j->value;
+  rf_buf *v = &j->value;
   j->hstate = H_NONE;
   if (j->in_body || j->field.p == NULL) return 0;
-  while (v->len && (v->p[v->len - 1] == ' ' || v->p[v->len - 1] == '\t'))
-    v->len--;
+  while (v->n && (v->p[v->n - 1] == ' ' || v->p[v->n - 1] == '\t'))
+    v->n--;
   for (int i = 0; i < K_N; i++)
     if (j->kv[i] == NULL && strcasecmp(j->field.p, kept[i]) == 0)
-      if ((j->kv[i] = dupmem(v->p ? v->p : "", v->len)) == NULL)
+      if ((j->kv[i] = dupmem(v->p ? v->p : "", v->n)) == NULL)
         return jfail(j, UV_ENOMEM);
   return 0;
 }
@@ -330,7 +304,8 @@ static int hdr_keep(job *j) {
 static int on_message_begin(llhttp_t *p) {
   job *j = job_of(p);
   for (int i = 0; i < K_N; i++) free(j->kv[i]), j->kv[i] = NULL;
-  j->body.len = j->hbytes = 0;
+  rf_buf_reset(&j->body);
+  j->hbytes = 0;
   j->hstate = H_NONE;
   j->in_body = 0;
   return 0;
@@ -339,7 +314,7 @@ static int on_message_begin(llhttp_t *p) {
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   job *j = job_of(p);
   if (j->hstate == H_VALUE && hdr_keep(j)) return -1;
-  if (j->hstate != H_FIELD) j->field.len = 0;
+  if (j->hstate != H_FIELD) rf_buf_reset(&j->field);
   j->hstate = H_FIELD;
   return hdr_add(j, &j->field, at, n);
 }
@@ -347,7 +322,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
 static int on_header_field_complete(llhttp_t *p) {
   job *j = job_of(p);
   j->hstate = H_VALUE; /* llhttp may call no on_header_value: "" */
-  j->value.len = 0;
+  rf_buf_reset(&j->value);
   return 0;
 }
 
@@ -366,16 +341,17 @@ static int on_headers_complete(llhttp_t *p) {
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max && !j->head)
     return jfail(j, RF_FWD_ETOOBIG);
   if ((p->flags & F_CONTENT_LENGTH) && !j->head &&
-      sbuf_reserve(&j->body, (size_t)p->content_length))
+      rf_buf_reserve(&j->body, (size_t)p->content_length) != 0)
     return jfail(j, UV_ENOMEM);
   return j->head ? 1 : 0; /* 1: no body, whatever the headers say */
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   job *j = job_of(p);
-  if (j->body.len + n > j->f->o.max_response_bytes)
+  if (j->body.n + n > j->f->o.max_response_bytes)
     return jfail(j, RF_FWD_ETOOBIG);
-  return sbuf_add(&j->body, at, n) ? jfail(j, UV_ENOMEM) : 0;
+  rf_buf_add(&j->body, at, n);
+  return j->body.oom ? jfail(j, UV_ENOMEM) : 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
@@ -492,7 +468,7 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
 static void on_written(uv_write_t *w, int status);
 
 static int conn_write(conn *c) {
-  uv_buf_t b = uv_buf_init(c->j->out.p, (unsigned)c->j->out.len);
+  uv_buf_t b = uv_buf_init(c->j->out.p, (unsigned)c->j->out.n);
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
   if (rc == 0) c->writing = 1;
   return rc;

@@ -17,6 +17,7 @@
 ** max_pipeline requests queued, reading stops until one is written.
 */
 #include "rafting/http.h"
+#include "rafting/buf.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -30,11 +31,6 @@
 #define RBUF_SIZE 16384
 #define LINGER_MS 2000 /* after the last answer: drain input, then close */
 #define BACKLOG 511
-
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-} sbuf;
 
 enum { R_APP = 1, R_ANSWERED, R_WRITING };
 enum { T_NONE, T_IDLE, T_REQUEST, T_LINGER };
@@ -53,7 +49,7 @@ typedef struct req_s {
   struct req_s *next;
   int state;
   int close_after; /* close the connection once this answer is written */
-  sbuf url, hdr, body, extra, out;
+  rf_buf url, hdr, body, extra, out;
   char *dec; /* decoded path, then decoded query pairs */
   qpair *q;
   size_t nq;
@@ -99,34 +95,10 @@ static void conn_fail(conn *c, int status, const char *code, const char *msg);
 static void conn_parse(conn *c);
 static void flush(conn *c);
 
-/* ---- small buffers ----------------------------------------------------- */
-
-static int sbuf_reserve(sbuf *b, size_t n) {
-  if (b->len + n < b->cap) return 0;
-  size_t cap = b->cap ? b->cap * 2 : 64;
-  while (cap <= b->len + n) cap *= 2;
-  char *p = realloc(b->p, cap);
-  if (p == NULL) return UV_ENOMEM;
-  b->p = p;
-  b->cap = cap;
-  return 0;
-}
-
-/* Append n bytes and keep the buffer NUL-terminated. */
-static int sbuf_add(sbuf *b, const void *d, size_t n) {
-  if (sbuf_reserve(b, n)) return UV_ENOMEM;
-  memcpy(b->p + b->len, d, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-  return 0;
-}
-
-static int sbuf_str(sbuf *b, const char *s) { return sbuf_add(b, s, strlen(s)); }
-
 /* ---- requests ---------------------------------------------------------- */
 
 static req_s *req_new(conn *c) {
-  req_s *r = calloc(1, sizeof *r);
+  req_s *r = calloc(1, sizeof *r); /* zeroed: its rf_bufs are empty */
   if (r == NULL) return NULL;
   r->c = c;
   r->pub.method = r->pub.target = r->pub.path = r->pub.query = "";
@@ -135,11 +107,11 @@ static req_s *req_new(conn *c) {
 }
 
 static void req_free(req_s *r) {
-  free(r->url.p);
-  free(r->hdr.p);
-  free(r->body.p);
-  free(r->extra.p);
-  free(r->out.p);
+  rf_buf_free(&r->url);
+  rf_buf_free(&r->hdr);
+  rf_buf_free(&r->body);
+  rf_buf_free(&r->extra);
+  rf_buf_free(&r->out);
   free(r->dec);
   free(r->q);
   free(r);
@@ -162,8 +134,8 @@ static void unqueue(conn *c, req_s *r) {
 }
 
 /* Header lookup in "name\0value\0..." storage. */
-static const char *hdr_find(const sbuf *h, const char *name, size_t *len) {
-  const char *p = h->p, *end = h->p + h->len;
+static const char *hdr_find(const rf_buf *h, const char *name, size_t *len) {
+  const char *p = h->p, *end = h->p + h->n;
   while (p && p < end) {
     const char *v = p + strlen(p) + 1;
     if (v >= end) break;
@@ -238,9 +210,9 @@ static int parse_query(req_s *r, char *dst) {
 ** a bad path escape, or UV_ENOMEM. */
 static int finalize(req_s *r) {
   rf_http_req *q = &r->pub;
-  const char *t = r->url.p ? r->url.p : "", *end = t + r->url.len, *p = t;
+  const char *t = r->url.p ? r->url.p : "", *end = t + r->url.n, *p = t;
   q->target = t;
-  q->target_len = r->url.len;
+  q->target_len = r->url.n;
   if (strncasecmp(t, "http://", 7) == 0 || strncasecmp(t, "https://", 8) == 0) {
     p = strstr(t, "//") + 2; /* absolute-form: drop scheme and authority */
     p += strcspn(p, "/?");
@@ -260,7 +232,7 @@ static int finalize(req_s *r) {
   q->content_type = hdr_find(&r->hdr, "content-type", NULL);
   q->host = hdr_find(&r->hdr, "host", NULL);
   q->body = r->body.p ? r->body.p : "";
-  q->body_len = r->body.len;
+  q->body_len = r->body.n;
   return 0;
 }
 
@@ -296,10 +268,11 @@ static int on_message_begin(llhttp_t *p) {
 static int on_url(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
   size_t max = c->srv->o.max_url_bytes;
-  if (c->cur->url.len + n > max)
+  if (c->cur->url.n + n > max)
     return set_err(c, 414, "url_too_long",
                    "request-target longer than %zu bytes", max);
-  return sbuf_add(&c->cur->url, at, n) ? nomem(c) : 0;
+  rf_buf_add(&c->cur->url, at, n);
+  return c->cur->url.oom ? nomem(c) : 0;
 }
 
 static int hdr_add(conn *c, const void *d, size_t n, size_t cost) {
@@ -307,7 +280,8 @@ static int hdr_add(conn *c, const void *d, size_t n, size_t cost) {
   if ((c->hbytes += cost) > max)
     return set_err(c, 431, "headers_too_large",
                    "request headers larger than %zu bytes", max);
-  return sbuf_add(&c->cur->hdr, d, n) ? nomem(c) : 0;
+  rf_buf_add(&c->cur->hdr, d, n);
+  return c->cur->hdr.oom ? nomem(c) : 0;
 }
 
 /* Terminate a value that llhttp left open (an empty value). */
@@ -328,7 +302,7 @@ static int on_header_field_complete(llhttp_t *p) {
   conn *c = p->data;
   if (hdr_add(c, "", 1, 4)) return -1; /* ": " and CRLF count too */
   c->hstate = H_VALUE;
-  c->hval = c->cur->hdr.len;
+  c->hval = c->cur->hdr.n;
   return 0;
 }
 
@@ -338,10 +312,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
 
 static int on_header_value_complete(llhttp_t *p) {
   conn *c = p->data;
-  sbuf *h = &c->cur->hdr;
-  while (h->len > c->hval && (h->p[h->len - 1] == ' ' ||
-                              h->p[h->len - 1] == '\t'))
-    h->len--;
+  rf_buf *h = &c->cur->hdr;
+  while (h->n > c->hval && (h->p[h->n - 1] == ' ' || h->p[h->n - 1] == '\t'))
+    h->n--;
   c->hstate = H_VALUE;
   return hdr_close_value(c);
 }
@@ -373,7 +346,7 @@ static int on_headers_complete(llhttp_t *p) {
     return set_err(c, 413, "body_too_large",
                    "request body larger than %zu bytes", max);
   if ((p->flags & F_CONTENT_LENGTH) &&
-      sbuf_reserve(&c->cur->body, (size_t)p->content_length))
+      rf_buf_reserve(&c->cur->body, (size_t)p->content_length) != 0)
     return nomem(c);
   if ((p->flags & (F_CONTENT_LENGTH | F_CHUNKED)) &&
       (p->content_length > 0 || (p->flags & F_CHUNKED)))
@@ -392,7 +365,7 @@ static int check_crlf(conn *c, const char *p, const char *end) {
 static int on_body(llhttp_t *p, const char *at, size_t n) {
   conn *c = p->data;
   size_t max = c->srv->o.max_body_bytes;
-  if (c->cur->body.len + n > max)
+  if (c->cur->body.n + n > max)
     return set_err(c, 413, "body_too_large",
                    "request body larger than %zu bytes", max);
   if ((p->flags & F_CHUNKED) && p->content_length == 0) { /* chunk done */
@@ -400,7 +373,8 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
     if (check_crlf(c, at + n, c->rbuf + c->rhi))
       return set_err(c, 400, "bad_request", "chunk data not followed by CRLF");
   }
-  return sbuf_add(&c->cur->body, at, n) ? nomem(c) : 0;
+  rf_buf_add(&c->cur->body, at, n);
+  return c->cur->body.oom ? nomem(c) : 0;
 }
 
 static int on_message_complete(llhttp_t *p) {
@@ -587,7 +561,7 @@ static void flush(conn *c) {
   for (req_s *r = c->head; r && !c->closing; r = r->next) {
     if (r->state == R_WRITING) continue;
     if (r->state != R_ANSWERED) break;
-    uv_buf_t b = uv_buf_init(r->out.p, (unsigned)r->out.len);
+    uv_buf_t b = uv_buf_init(r->out.p, (unsigned)r->out.n);
     r->wr.data = r;
     if (uv_write(&r->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
       conn_close(c);
@@ -881,9 +855,12 @@ int rf_http_add_header(rf_http_req *req, const char *name, const char *value) {
   if (!valid_header(name, value)) return UV_EINVAL;
   for (size_t i = 0; i < sizeof own / sizeof *own; i++)
     if (strcasecmp(name, own[i]) == 0) return UV_EINVAL;
-  if (sbuf_str(&r->extra, name) || sbuf_str(&r->extra, ": ") ||
-      sbuf_str(&r->extra, value) || sbuf_str(&r->extra, "\r\n"))
-    return UV_ENOMEM;
+  if (rf_buf_reserve(&r->extra, strlen(name) + strlen(value) + 4) != 0)
+    return UV_ENOMEM; /* the appends below cannot fail */
+  rf_buf_str(&r->extra, name);
+  rf_buf_str(&r->extra, ": ");
+  rf_buf_str(&r->extra, value);
+  rf_buf_str(&r->extra, "\r\n");
   return 0;
 }
 
@@ -893,28 +870,28 @@ static int build(req_s *r, int status, const char *ctype, const void *body,
   char line[160];
   int nobody = status < 200 || status == 204 || status == 304;
   int head = strcmp(r->pub.method, "HEAD") == 0;
-  sbuf *o = &r->out;
+  rf_buf *o = &r->out;
   if (ctype && !valid_header("Content-Type", ctype)) ctype = NULL;
-  if (sbuf_reserve(o, sizeof line + (ctype ? strlen(ctype) + 16 : 0) +
-                          r->extra.len + 32 + len))
+  if (rf_buf_reserve(o, sizeof line + (ctype ? strlen(ctype) + 16 : 0) +
+                            r->extra.n + 32 + len) != 0)
     return UV_ENOMEM;
   snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, reason(status));
-  sbuf_str(o, line);
+  rf_buf_str(o, line);
   if (ctype) {
-    sbuf_str(o, "Content-Type: ");
-    sbuf_str(o, ctype);
-    sbuf_str(o, "\r\n");
+    rf_buf_str(o, "Content-Type: ");
+    rf_buf_str(o, ctype);
+    rf_buf_str(o, "\r\n");
   }
   if (!nobody) {
     snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
-    sbuf_str(o, line);
+    rf_buf_str(o, line);
   }
-  if (r->close_after) sbuf_str(o, "Connection: close\r\n");
-  else if (r->pub.http_minor == 0) sbuf_str(o, "Connection: keep-alive\r\n");
-  if (r->extra.len) sbuf_add(o, r->extra.p, r->extra.len);
-  sbuf_str(o, "\r\n");
-  if (!nobody && !head && len) sbuf_add(o, body, len);
-  return 0;
+  if (r->close_after) rf_buf_str(o, "Connection: close\r\n");
+  else if (r->pub.http_minor == 0) rf_buf_str(o, "Connection: keep-alive\r\n");
+  if (r->extra.n) rf_buf_add(o, r->extra.p, r->extra.n);
+  rf_buf_str(o, "\r\n");
+  if (!nobody && !head && len) rf_buf_add(o, body, len);
+  return o->oom ? UV_ENOMEM : 0;
 }
 
 void rf_http_respond(rf_http_req *req, int status, const char *content_type,

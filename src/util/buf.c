@@ -22,26 +22,33 @@ char *rf_buf_take(rf_buf *b, size_t *len) {
   return p;
 }
 
-static int reserve(rf_buf *b, size_t more) {
+void rf_buf_reset(rf_buf *b) {
+  b->n = 0;
+  b->oom = 0;
+  if (b->p) b->p[0] = '\0';
+}
+
+int rf_buf_reserve(rf_buf *b, size_t more) {
   size_t cap;
   char *p;
-  if (b->oom) return 0;
-  if (b->n + more + 1 <= b->cap) return 1;
+  if (b->oom) return -1;
+  if (b->n + more + 1 <= b->cap) return 0;
   cap = b->cap ? b->cap : 256;
   while (cap < b->n + more + 1) cap *= 2;
   p = realloc(b->p, cap);
   if (p == NULL) {
     b->oom = 1;
-    return 0;
+    return -1;
   }
   b->p = p;
+  b->p[b->n] = '\0';
   b->cap = cap;
-  return 1;
+  return 0;
 }
 
 void rf_buf_add(rf_buf *b, const void *data, size_t len) {
-  if (!reserve(b, len)) return;
-  memcpy(b->p + b->n, data, len);
+  if (rf_buf_reserve(b, len) != 0) return;
+  if (len) memcpy(b->p + b->n, data, len); /* data may be NULL then */
   b->n += len;
   b->p[b->n] = '\0'; /* always a C string too */
 }
@@ -54,7 +61,7 @@ void rf_buf_printf(rf_buf *b, const char *fmt, ...) {
   va_start(ap, fmt);
   n = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
-  if (n < 0 || !reserve(b, (size_t)n)) return;
+  if (n < 0 || rf_buf_reserve(b, (size_t)n) != 0) return;
   va_start(ap, fmt);
   vsnprintf(b->p + b->n, (size_t)n + 1, fmt, ap);
   va_end(ap);
