@@ -27,6 +27,7 @@ static void inflight_clear(rprogress *p) {
 
 void rpr_reset(rprogress *p, uint64_t next) {
   p->match = 0;
+  p->sent_commit = 0;
   p->next = next;
   p->active = 0;
   p->vote = -1;

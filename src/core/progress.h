@@ -17,6 +17,7 @@ typedef struct rprogress {
   uint64_t next;
   int state;          /* RAFT_PR_PROBE, _REPLICATE or _SNAPSHOT */
   uint64_t pending_snapshot; /* snapshot state: the index asked for */
+  uint64_t sent_commit; /* the commit index last sent in an APPEND */
   int probe_sent;     /* probe: paused until a response or heartbeat reply */
   int active;         /* heard from since the last check-quorum round */
   int vote;           /* -1 none yet, 0 denied, 1 granted */

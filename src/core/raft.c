@@ -316,6 +316,16 @@ static void bcast_append(raft *r, int send_empty) {
     if ((int)i != r->self) send_append(r, &r->prs[i], send_empty);
 }
 
+/* New entries to everyone, and an empty APPEND only to followers that have
+** not been told the current commit index yet. */
+static void bcast_commit(raft *r) {
+  for (size_t i = 0; i < r->n_prs; i++) {
+    rprogress *p = &r->prs[i];
+    if ((int)i == r->self) continue;
+    send_append(r, p, p->sent_commit < r->commit);
+  }
+}
+
 static void become_leader(raft *r) {
   r->role = RAFT_LEADER;
   r->leader = r->id;
@@ -389,6 +399,7 @@ static int send_append(raft *r, rprogress *p, int send_empty) {
   m.index = p->next - 1;
   m.log_term = rlog_term(&r->log, m.index);
   m.commit = r->commit;
+  p->sent_commit = r->commit;
   m.entries = ents;
   m.n_entries = n;
   if (p->state == RAFT_PR_REPLICATE && n > 0) {
@@ -845,7 +856,8 @@ int raft_ready_get(raft *r, raft_ready *rd) {
   uint64_t hi;
   memset(rd, 0, sizeof(*rd));
   if (r->rd_out) return RAFT_EBUSY;
-  if (r->bcast && r->role == RAFT_LEADER) bcast_append(r, r->bcast == 2);
+  if (r->bcast == 2 && r->role == RAFT_LEADER) bcast_commit(r);
+  else if (r->bcast && r->role == RAFT_LEADER) bcast_append(r, 0);
   r->bcast = 0;
   hs_now(r, &r->rd_hs);
   rd->hs_changed = !hs_equal(&r->rd_hs, &r->saved);
