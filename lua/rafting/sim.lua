@@ -15,6 +15,21 @@
 -- (each delivery, each tick) the touched node is checked against the Raft
 -- invariants; a violation raises an error naming the invariant, the seed
 -- and the command that replays the run.
+--
+-- Snapshots (§7), with compact_every = K: like the runtime, a node that has
+-- applied K entries since its last snapshot takes one -- its state machine
+-- (the applied sequence, as a chained hash of the entries) at the index
+-- just applied, with that entry's term -- and compacts its core log and its
+-- persisted log up to that index less 'trailing' entries.  A SNAPSHOT
+-- message from a core makes the sim stream the sender's latest snapshot to
+-- the peer as one message over the virtual network (delayed, dropped, cut
+-- by partitions like any other); on delivery the receiver stores it, steps
+-- SNAPSHOT {index, log_term} into its core and the sender's core hears
+-- report_snapshot(to, true); a transfer that does not arrive within
+-- snapshot_timeout ticks is reported failed.  A ready with snap_index
+-- replaces the receiver's persisted log and state machine by the snapshot.
+-- A restart restores from the latest stored snapshot plus the log after
+-- the persisted compaction point, with applied = the snapshot's index.
 
 local core = require("rafting.core")
 
@@ -134,6 +149,8 @@ local defaults = {
 --   pre_vote=, check_quorum=, max_inflight=, max_msg_bytes=,
 --   net={min_delay=1, max_delay=1, drop=0, dup=0, reorder=false},
 --   async=0 (probability a ready's write is deferred), io_delay=3 (ticks),
+--   compact_every=nil (snapshot every K applied entries), trailing=0 (log
+--   entries kept behind a snapshot), snapshot_timeout=3*election_ticks,
 --   replay="command", restore={[id]={hard_state=, log=}} }
 function M.new(opts)
   opts = opts or {}
@@ -160,6 +177,16 @@ function M.new(opts)
   }
   self.async = opts.async or 0
   self.io_delay = opts.io_delay or 3
+  self.compact_every = opts.compact_every  -- nil: no snapshots taken
+  self.trailing = opts.trailing or 0
+  self.snapshot_timeout = opts.snapshot_timeout
+    or 3 * self.cfg.election_ticks
+  self.streams = {}     -- snapshot transfers in flight, oldest first
+  self.tx_seq = 0
+  self.snaps_taken = 0      -- snapshots nodes took of their state machine
+  self.snap_transfers = 0   -- snapshot transfers delivered
+  self.snap_failed = 0      -- transfers reported failed (timeouts)
+  self.snap_installs = 0    -- snapshots installed into a state machine
   self.replay = opts.replay
   self.time = 0
   self.ctime = 0        -- the time new sends are stamped with (see flush)
@@ -194,11 +221,16 @@ function M.new(opts)
   self.cversion = 0     -- bumped whenever ck/cterm change
   self.applied = {}     -- [index] = entry, as first applied anywhere
   self.akey = {}        -- [index] = key id of that entry
+  self.ahash = { [0] = 0 } -- [index] = hash of the applied prefix
   for _, id in ipairs(ids) do
     local r = opts.restore and opts.restore[id]
+    -- persisted: hs, the log (by index) after the compaction point
+    -- log_snap (of term log_snap_term) up to last, the prefix hashes of
+    -- that log, and the snapshots stored (snaps by index, snap the latest)
     local n = { id = id, alive = false, incarnation = 0, hs = nil,
-                log = {}, hashes = { [0] = 0 }, reads = {},
-                read_floor = {} }
+                log = {}, hashes = { [0] = 0 }, last = 0, log_snap = 0,
+                log_snap_term = 0, snaps = {}, snap = nil, reads = {},
+                read_floor = {}, tx = {} }
     if r then
       if r.hard_state then
         n.hs = { term = r.hard_state.term or 0, vote = r.hard_state.vote or 0,
@@ -208,13 +240,14 @@ function M.new(opts)
         n.log[i] = { term = e.term, index = i, type = e.type or "normal",
                      data = e.data or "" }
       end
+      n.last = #n.log
     end
     self.nodes[id] = n
   end
   -- restored logs join the log-matching memory before anyone runs
   for _, id in ipairs(ids) do
     local n = self.nodes[id]
-    for i = 1, #n.log do self:_remember(n, i) end
+    for i = 1, n.last do self:_remember(n, i) end
   end
   for _, id in ipairs(ids) do self:_start(self.nodes[id]) end
   return self
@@ -259,9 +292,24 @@ end
 -- nodes: start, crash, restart
 ---------------------------------------------------------------------------
 
+-- What a node restores, as the runtime does: the latest stored snapshot
+-- into the state machine, then the log after the persisted compaction
+-- point.  A crash can leave a stored snapshot the log never learned about
+-- (an install whose write was lost): then the snapshot wins and the log
+-- restarts after it.
 function Sim:_start(n)
-  local log
-  if #n.log > 0 then log = n.log end
+  local snap = n.snap
+  if snap and snap.index > n.log_snap then
+    local e = n.log[snap.index]
+    if snap.index > n.last or e.term ~= snap.term then
+      self:_reset_log(n, snap)
+    end
+  end
+  local log, c = nil, n.log_snap
+  if n.last > c then
+    log = {}
+    for i = c + 1, n.last do log[i - c] = n.log[i] end
+  end
   n.core = core.new{
     id = n.id, voters = self.ids, seed = self.rng:seed(),
     election_ticks = self.cfg.election_ticks,
@@ -270,17 +318,31 @@ function Sim:_start(n)
     max_inflight = self.cfg.max_inflight,
     max_msg_bytes = self.cfg.max_msg_bytes,
     hard_state = n.hs, log = log,
+    snapshot = c > 0 and { index = c, term = n.log_snap_term } or nil,
+    applied = snap and snap.index or 0,
   }
   n.alive = true
   n.incarnation = n.incarnation + 1
   n.pending = nil
+  n.tx = {}
+  n.csnap_index, n.csnap_term = c, n.log_snap_term
   local role, term, _, commit, _, _, applied = n.core:state()
   n.role, n.term, n.commit = role, term, commit
-  n.applied_index = applied  -- the state machine restarts from the core's view
+  -- the state machine restarts from the snapshot (or empty): the core's view
+  n.applied_index = applied
+  n.applied_term = snap and snap.term or 0
+  n.sm_hash = snap and snap.hash or 0
+  n.snap_at = applied
+  if applied ~= (snap and snap.index or 0) then
+    self:fail("a restart applies from the snapshot", "node %d restarted "
+              .. "with applied %d, snapshot %d", n.id, applied,
+              snap and snap.index or 0)
+  end
   n.lc_term, n.lc_upto = nil, 0
   n.reads, n.read_floor = {}, {}
-  self:trace("start %d (incarnation %d, term %d, commit %d, log %d)", n.id,
-             n.incarnation, term, commit, #n.log)
+  self:trace("start %d (incarnation %d, term %d, commit %d, log %d..%d, "
+             .. "applied %d)", n.id, n.incarnation, term, commit, c + 1,
+             n.last, applied)
   self:check(n)
   self:process(n)
 end
@@ -290,6 +352,7 @@ function Sim:crash(id)
   if not n.alive then return end
   n.core:close()
   n.core, n.alive, n.pending = nil, false, nil  -- an unfinished write is lost
+  n.tx = {}                                     -- and its transfers
   self:trace("crash %d", id)
 end
 
@@ -428,7 +491,7 @@ function Sim:send(m)
     return
   end
   self:_enqueue(m, rng:range(net.min_delay, net.max_delay))
-  if rng:chance(net.dup) then
+  if not m.snap and rng:chance(net.dup) then  -- a stream is not duplicated
     self:_enqueue(m, rng:range(net.min_delay, net.max_delay))
   end
 end
@@ -466,11 +529,14 @@ function Sim:deliver(m)
   if not n or not n.alive then return false end
   self.events = self.events + 1
   if self.tracing then
-    self:trace("deliver %s %d->%d term=%d index=%d log_term=%d commit=%d%s%s",
+    self:trace("deliver %s %d->%d term=%d index=%d log_term=%d commit=%d%s%s%s",
                m.type, m.from, m.to, m.term, m.index, m.log_term, m.commit,
                m.reject and " reject" or "",
-               m.entries and (" +" .. #m.entries) or "")
+               m.entries and (" +" .. #m.entries) or "",
+               m.snap and " (stream)" or "")
   end
+  -- a streamed snapshot is stored whole before the core hears of it
+  if m.snap then self:_store_snapshot(n, m.snap) end
   local ok, err = n.core:step(m)
   if not ok then
     self.step_errors[err] = (self.step_errors[err] or 0) + 1
@@ -479,8 +545,10 @@ function Sim:deliver(m)
                 "node %d refused %s from %d: %s", n.id, m.type, m.from, err)
     end
   end
+  if m.snap then self:_adopted(n, m) end
   self:check(n)
   self:process(n)
+  if m.snap then self:_stream_done(m) end
   return true
 end
 
@@ -600,9 +668,12 @@ function Sim:_remember(n, i)
               "node %d holds entry %d of term %d after a prefix that differs "
               .. "from another log's with the same entry", n.id, i, e.term)
   end
-  if i > 1 and n.log[i - 1].term > e.term then
+  local prev = n.log[i - 1]
+  local pt = prev and prev.term or (i - 1 == n.log_snap and n.log_snap_term)
+             or 0
+  if pt > e.term then
     self:fail("log terms never decrease", "node %d: entry %d term %d after "
-              .. "term %d", n.id, i, e.term, n.log[i - 1].term)
+              .. "term %d", n.id, i, e.term, pt)
   end
   -- an entry the node itself persisted as committed must be the committed
   -- one (a stale, uncommitted entry may be written by an async batch and
@@ -616,6 +687,8 @@ function Sim:_remember(n, i)
 end
 
 function Sim:persist(n, rd)
+  -- an adopted snapshot first: the storage drops its log
+  if rd.snap_index then self:_persist_snapshot(n, rd.snap_index, rd.snap_term) end
   local hs = rd.hs
   if hs then
     local old = n.hs
@@ -639,14 +712,15 @@ function Sim:persist(n, rd)
   if #es > 0 then
     local log = n.log
     local first = es[1].index
-    if first < 1 or first > #log + 1 then
+    if first <= n.log_snap or first > n.last + 1 then
       self:fail("ready entries extend the log", "node %d: batch starts at %d, "
-                .. "log ends at %d", n.id, first, #log)
+                .. "log is %d..%d", n.id, first, n.log_snap + 1, n.last)
     end
-    for i = #log, first, -1 do
+    for i = n.last, first, -1 do
       log[i] = nil
       n.hashes[i] = nil
     end
+    n.last = first + #es - 1
     for j, e in ipairs(es) do
       if e.index ~= first + j - 1 then
         self:fail("ready entries are contiguous", "node %d: entry %d has "
@@ -656,9 +730,9 @@ function Sim:persist(n, rd)
       self:_remember(n, e.index)
     end
   end
-  if n.hs and n.hs.commit > #n.log then
+  if n.hs and n.hs.commit > n.last then
     self:fail("persisted commit is in the persisted log", "node %d: commit "
-              .. "%d, log %d", n.id, n.hs.commit, #n.log)
+              .. "%d, log %d", n.id, n.hs.commit, n.last)
   end
 end
 
@@ -669,6 +743,7 @@ function Sim:apply(n, e)
               i, n.applied_index)
   end
   n.applied_index = i
+  n.applied_term = e.term
   local key = entry_key(e)
   local k = self.intern[key]
   if not k then
@@ -676,15 +751,23 @@ function Sim:apply(n, e)
     self.n_interned = k
     self.intern[key] = k
   end
+  -- the node's state machine: a hash chained over what it applied (a
+  -- snapshot restarts the chain from the snapshot's)
+  local h = mix(n.sm_hash, k)
+  n.sm_hash = h
   local ak = self.akey[i]
   if ak == nil then
     self.akey[i] = k
     self.applied[i] = e
+    self.ahash[i] = h
   elseif ak ~= k then
     local o = self.applied[i]
     self:fail("state machine safety", "node %d applied entry %d as term %d "
               .. "%s %q; another node applied term %d %s %q", n.id, i, e.term,
               e.type, e.data, o.term, o.type, o.data)
+  elseif self.ahash[i] ~= h then
+    self:fail("state machine safety", "node %d's state machine at index %d "
+              .. "differs from another node's there", n.id, i)
   end
   local ck = self.ck[i]
   if ck and ck ~= k then
@@ -696,10 +779,17 @@ end
 
 function Sim:handle(n, rd)
   self:persist(n, rd)
-  for _, m in ipairs(rd.msgs) do self:send(m) end
+  for _, m in ipairs(rd.msgs) do
+    if m.type == "snapshot" then self:_stream(n, m) else self:send(m) end
+  end
+  if rd.snap_index then self:_install(n, rd.snap_index) end
   for _, e in ipairs(rd.committed) do self:apply(n, e) end
   for _, r in ipairs(rd.reads) do self:_read_done(n, r) end
   n.core:advance()
+  if self.compact_every and n.applied_index - n.snap_at >= self.compact_every
+  then
+    self:_take_snapshot(n)
+  end
 end
 
 -- drain n's ready batches; with async > 0 a batch's write may be deferred,
@@ -731,6 +821,193 @@ function Sim:complete_io(all)
       self:process(n)
     end
   end
+end
+
+---------------------------------------------------------------------------
+-- snapshots (§7): taking, streaming, installing
+---------------------------------------------------------------------------
+
+-- A snapshot is {index=, term=, hash=}: the state machine after applying
+-- index (of that term), i.e. the hash chained over the applied entries.
+-- Stored snapshots are durable; the latest by index is what a restart
+-- restores and what a transfer streams.
+function Sim:_store_snapshot(n, snap)
+  n.snaps[snap.index] = snap
+  if not n.snap or snap.index > n.snap.index then n.snap = snap end
+end
+
+-- drop persisted entries up to upto (the hash at upto stays: the rest of
+-- the log chains on from it)
+function Sim:_drop_log(n, upto)
+  local log, hashes = n.log, n.hashes
+  for i = n.log_snap, upto - 1 do
+    log[i] = nil
+    hashes[i] = nil
+  end
+  log[upto] = nil
+end
+
+-- the persisted log restarts after a snapshot: nothing before it is kept
+function Sim:_reset_log(n, snap)
+  self:_drop_log(n, n.last)
+  n.hashes[n.last] = nil
+  n.log_snap, n.log_snap_term, n.last = snap.index, snap.term, snap.index
+  n.hashes[snap.index] = snap.hash
+  self:_prune_snaps(n, snap.index)
+end
+
+-- stored snapshots behind index are of no more use (but the latest)
+function Sim:_prune_snaps(n, index)
+  for i, snap in pairs(n.snaps) do
+    if i < index and snap ~= n.snap then n.snaps[i] = nil end
+  end
+end
+
+-- after applying: snapshot the state machine at the index just applied and
+-- compact the core and the persisted log behind it, less 'trailing'
+function Sim:_take_snapshot(n)
+  local a = n.applied_index
+  local first = select(9, n.core:state())
+  -- a snapshot the core adopted already covers this (its install is on its
+  -- way in a later ready)
+  if a < first then return end
+  local snap = { index = a, term = n.applied_term, hash = n.sm_hash }
+  self:_store_snapshot(n, snap)
+  n.snap_at = a
+  self.snaps_taken = self.snaps_taken + 1
+  local upto = a - self.trailing
+  if upto < first then return end
+  local term, p = n.core:term_at(upto), n.log[upto]
+  if not p or p.term ~= term then
+    self:fail("in-memory log matches the persisted log", "node %d compacts "
+              .. "to %d: persisted term %s, in memory %s", n.id, upto,
+              tostring(p and p.term), tostring(term))
+  end
+  local ok, err = n.core:compact(upto)
+  if not ok then
+    self:fail("compaction within applied and stable", "node %d refused "
+              .. "compact(%d) after applying %d: %s", n.id, upto, a, err)
+  end
+  self:_drop_log(n, upto)
+  n.log_snap, n.log_snap_term = upto, term
+  n.csnap_index, n.csnap_term = upto, term
+  self:_prune_snaps(n, upto)
+  self:trace("node %d snapshot at %d (term %d), log compacted to %d", n.id,
+             a, snap.term, upto)
+end
+
+-- a core asked for a snapshot covering m.index to be streamed to m.to
+function Sim:_stream(n, m)
+  local snap = n.snap
+  if not snap or snap.index < m.index then
+    -- nothing stored covers it: the runtime gives up at once
+    self:trace("node %d has no snapshot covering %d for %d", n.id, m.index,
+               m.to)
+    n.core:report_snapshot(m.to, false)
+    return
+  end
+  self.tx_seq = self.tx_seq + 1
+  local tx = { id = self.tx_seq, from = n.id, to = m.to,
+               deadline = self.time + self.snapshot_timeout }
+  n.tx[m.to] = tx  -- a new request to the same peer supersedes the old
+  self.streams[#self.streams + 1] = tx
+  self:trace("node %d streams snapshot %d (term %d) to %d", n.id, snap.index,
+             snap.term, m.to)
+  self:send{ type = "snapshot", from = n.id, to = m.to, term = m.term,
+             index = snap.index, log_term = snap.term, commit = 0,
+             reject = false, hint_index = 0, hint_term = 0, context = 0,
+             snap = snap, tx = tx.id }
+end
+
+-- did the core adopt the snapshot just stepped in?  Its log now starts
+-- after it (the sim tracks the term there, which the core does not show)
+function Sim:_adopted(n, m)
+  local first = select(9, n.core:state())
+  if first - 1 > n.csnap_index then
+    if first - 1 ~= m.index then
+      self:fail("a snapshot replaces the log up to its index", "node %d "
+                .. "stepped snapshot %d, its log now starts at %d", n.id,
+                m.index, first)
+    end
+    n.csnap_index, n.csnap_term = m.index, m.log_term
+  end
+end
+
+-- the term of entry i in n's in-memory log, the compaction point included
+function Sim:_term_at(n, i)
+  if i == n.csnap_index then return n.csnap_term end
+  return n.core:term_at(i)
+end
+
+-- a stream arrived: the sender's runtime learns it went through
+function Sim:_stream_done(m)
+  self.snap_transfers = self.snap_transfers + 1
+  local src = self.nodes[m.from]
+  local tx = src.alive and src.tx[m.to]
+  if tx and tx.id == m.tx then
+    src.tx[m.to] = nil
+    tx.done = true
+    src.core:report_snapshot(m.to, true)
+    self:check(src)
+    self:process(src)
+  end
+end
+
+-- transfers that never arrived are reported failed after the timeout
+function Sim:_stream_timeouts()
+  local keep = {}
+  for _, tx in ipairs(self.streams) do
+    if not tx.done and tx.deadline <= self.time then
+      tx.done = true
+      local src = self.nodes[tx.from]
+      if src.alive and src.tx[tx.to] == tx then
+        src.tx[tx.to] = nil
+        self.snap_failed = self.snap_failed + 1
+        self:trace("node %d: snapshot transfer to %d timed out", tx.from,
+                   tx.to)
+        self.events = self.events + 1
+        src.core:report_snapshot(tx.to, false)
+        self:check(src)
+        self:process(src)
+      end
+    end
+    if not tx.done then keep[#keep + 1] = tx end
+  end
+  self.streams = keep
+end
+
+-- a ready's snap_index: the persisted log is replaced by the snapshot
+function Sim:_persist_snapshot(n, index, term)
+  local snap = n.snaps[index]
+  if not snap or snap.term ~= term then
+    self:fail("a snapshot is adopted only once stored", "node %d adopted "
+              .. "snapshot %d term %d", n.id, index, term)
+  end
+  if index <= n.log_snap then
+    self:fail("an adopted snapshot is ahead of the log's", "node %d adopted "
+              .. "%d, its log starts after %d", n.id, index, n.log_snap)
+  end
+  self:_reset_log(n, snap)
+end
+
+-- ...and the state machine too, before the batch's committed entries
+function Sim:_install(n, index)
+  local snap = n.snaps[index]
+  if index <= n.applied_index then
+    self:fail("a snapshot installs ahead of the state machine", "node %d "
+              .. "installs %d after applying %d", n.id, index,
+              n.applied_index)
+  end
+  if self.ahash[index] ~= snap.hash then
+    self:fail("state machine safety", "node %d installs a snapshot at %d "
+              .. "unlike the entries applied up to there elsewhere", n.id,
+              index)
+  end
+  n.applied_index, n.applied_term, n.sm_hash = index, snap.term, snap.hash
+  n.snap_at = index
+  self.snap_installs = self.snap_installs + 1
+  self:trace("node %d installs snapshot %d (term %d)", n.id, index, snap.term)
+  if self.on_install then self.on_install(n.id, snap) end
 end
 
 ---------------------------------------------------------------------------
@@ -798,12 +1075,15 @@ function Sim:_committed_before(term)
 end
 
 function Sim:_leader_holds(n, upto)
+  -- entries the core compacted are covered by the node's snapshot (checked
+  -- against the applied entries when it was taken or installed): present
+  local base = (select(9, n.core:state()) or 1) - 1
   -- the persisted prefix by hash, the rest (async writes) entry by entry
-  local p = math.min(upto, #n.log)
-  if n.hashes[p] ~= self.chash[p] then
+  local p = math.min(upto, n.last)
+  if p < base or n.hashes[p] ~= self.chash[p] then
     -- the persisted log may be stale behind an in-memory rewrite; compare
     -- the in-memory log entry by entry before crying wolf
-    p = 0
+    p = base
   end
   for i = p + 1, upto do
     local e = n.core:entry(i)
@@ -852,11 +1132,11 @@ function Sim:check(n)
   -- §5.4.2: a leader advances its commit index only to an entry of its own
   -- term (earlier entries commit with it, never by counting replicas)
   if role == "leader" and commit > n.commit
-     and n.core:term_at(commit) ~= term then
+     and self:_term_at(n, commit) ~= term then
     self:fail("commit by counting replicas only in the current term (§5.4.2)",
               "leader %d of term %d advanced commit %d -> %d, an entry of "
               .. "term %s", n.id, term, n.commit, commit,
-              tostring(n.core:term_at(commit)))
+              tostring(self:_term_at(n, commit)))
   end
   n.role, n.term, n.leader, n.commit = role, term, leader, commit
   if commit > 0 and (commit > self.ncommit or self.cterm[commit] > term) then
@@ -885,7 +1165,8 @@ function Sim:check_logs()
     local n = self.nodes[id]
     if n.alive and not n.pending then
       local st = n.core:status()
-      for i = 1, math.min(st.stable_index, #n.log) do
+      local from = math.max(st.first_index, n.log_snap + 1)
+      for i = from, math.min(st.stable_index, n.last) do
         local e = n.core:entry(i)
         local p = n.log[i]
         if not e or e.term ~= p.term or e.data ~= p.data or e.type ~= p.type then
@@ -893,7 +1174,7 @@ function Sim:check_logs()
                     "node %d entry %d", id, i)
         end
       end
-      for i = 1, math.min(st.commit, self.ncommit) do
+      for i = st.first_index, math.min(st.commit, self.ncommit) do
         local e = n.core:entry(i)
         if not e or self.intern[entry_key(e)] ~= self.ck[i] then
           self:fail("log matching", "node %d committed entry %d differs", id, i)
@@ -924,6 +1205,7 @@ function Sim:step()
     end
   end
   self:_drain(self.time)  -- what the ticks sent with no delay
+  if #self.streams > 0 then self:_stream_timeouts() end
   if self.on_step then self.on_step(self) end
 end
 
@@ -949,11 +1231,11 @@ end
 function Sim:state(id)
   local n = self.nodes[id]
   if not n.alive then return nil end
-  local role, term, leader, commit, last, last_term, applied, vote =
+  local role, term, leader, commit, last, last_term, applied, vote, first =
     n.core:state()
   return { role = role, term = term, leader = leader, commit = commit,
            last_index = last, last_term = last_term, applied = applied,
-           vote = vote }
+           vote = vote, first_index = first }
 end
 
 function Sim:status(id)
@@ -992,7 +1274,7 @@ function Sim:_settled()
   local l, term = self:agreed_leader()
   if not l then return nil end
   local n = self.nodes[l]
-  if n.commit == 0 or n.core:term_at(n.commit) ~= term then return nil end
+  if n.commit == 0 or self:_term_at(n, n.commit) ~= term then return nil end
   return l, term
 end
 
@@ -1024,10 +1306,11 @@ end
 -- the persisted log of id as a list of {term,index,type,data}
 function Sim:log(id) return self.nodes[id].log end
 
--- in-memory log of a live node
+-- in-memory log of a live node, by index (from its first index, which is
+-- past 1 once compacted)
 function Sim:mem_log(id)
   local c, out = self.nodes[id].core, {}
-  local i = 1
+  local i = select(9, c:state())
   while true do
     local e = c:entry(i)
     if not e then break end
@@ -1044,7 +1327,8 @@ function M.terms(log)
   return table.concat(t, " ")
 end
 
--- data of the normal entries node id has applied (this incarnation)
+-- data of the normal entries in node id's state machine (applied in this
+-- incarnation, or covered by the snapshot it restored or installed)
 function Sim:applied_data(id)
   local out = {}
   for i = 1, self.nodes[id].applied_index do
@@ -1052,6 +1336,15 @@ function Sim:applied_data(id)
     if e.type == "normal" then out[#out + 1] = e.data end
   end
   return out
+end
+
+-- the latest snapshot node id stored ({index=, term=, hash=} | nil), and
+-- its state machine now: applied index and hash
+function Sim:snapshot(id) return self.nodes[id].snap end
+
+function Sim:sm_state(id)
+  local n = self.nodes[id]
+  return n.applied_index, n.sm_hash
 end
 
 function Sim:is_applied(index, term)
@@ -1129,8 +1422,11 @@ end
 -- the randomized run: faults while clients propose, then liveness
 ---------------------------------------------------------------------------
 
--- M.fuzz(seed, {steps=3000, sizes={3,5,7}, replay=}) runs one seed and
--- raises on any violated invariant or lost liveness.  Returns a summary.
+-- M.fuzz(seed, {steps=3000, sizes={3,5,7}, replay=, compact=}) runs one
+-- seed and raises on any violated invariant or lost liveness.  A third of
+-- the seeds (or all with compact=true, none with false) take snapshots
+-- every 5-50 applied entries and keep 0-10 entries behind them, so lagging
+-- and restarted nodes catch up through InstallSnapshot.  Returns a summary.
 function M.fuzz(seed, opts)
   opts = opts or {}
   -- the run's shape, from a stream of its own (the sim's starts at 'seed')
@@ -1184,6 +1480,13 @@ function M.fuzz(seed, opts)
     end
   end
   local fault_rate = 1 / (pick:range(2, 8) * et)
+  -- drawn after the rest, so runs without compaction keep their shape
+  local compact = pick:below(3) == 0
+  if opts.compact ~= nil then compact = opts.compact end
+  if compact then
+    s.compact_every = pick:range(5, 50)
+    s.trailing = pick:range(0, 10)
+  end
   for _ = 1, steps do
     if rng:chance(fault_rate) then nemesis() end
     if rng:chance(0.05) then
@@ -1286,7 +1589,10 @@ function M.fuzz(seed, opts)
   for t in pairs(s.leaders) do if t > terms then terms = t end end
   return { size = size, steps = steps, proposed = proposed,
            accepted = accepted, committed = s.ncommit, events = s.events,
-           terms = terms, reads = s.reads_served }
+           terms = terms, reads = s.reads_served,
+           compacting = compact and 1 or 0, snapshots = s.snaps_taken,
+           transfers = s.snap_transfers, installs = s.snap_installs,
+           transfers_failed = s.snap_failed }
 end
 
 return M

@@ -9,7 +9,6 @@
 -- crash test.  Counts are printed as "# durability: ..." lines.
 
 local cluster = require "rafting.testing.cluster"
-local proc = require "rafting.proc"
 local D = require "spec.support.durability_helper"
 
 local SEED = D.seed()
@@ -86,12 +85,13 @@ describe("durability (real nodes, WAL storage)", function()
   teardown(function() cluster.kill_all() end)
 
   it("every write acknowledged before kill -9 of all nodes is readable, with its value, after they restart", function()
-    local rounds, acked, found = 0, 0, 0
+    local rounds, crashes, acked, found = 0, 0, 0, 0
     for s = 0, SEEDS - 1 do
       local seed = SEED + s
       D.report("durability: crash-all seed %d (replay: RAFTING_DUR_SEED=%d RAFTING_DUR_SEEDS=1)",
                seed, seed)
-      local r = D.rng(seed)
+      local r = D.rng(seed)           -- the schedule: same seed, same choices
+      local route = D.rng(seed + 1)   -- which node serves each check read
       c = D.start{ nodes = 3 }
       c:leader()
       local all = {}
@@ -106,6 +106,18 @@ describe("durability (real nodes, WAL storage)", function()
         D.kill_all_nodes(c, shuffle(c.ids, r))
         local before = w:poll()
         D.start_all_nodes(c, shuffle(c.ids, r))
+        -- every other round on average, a second crash during recovery:
+        -- before a leader is elected, or a few writes into the new term
+        local second = r(4)
+        if second == 1 then
+          D.kill_all_nodes(c, shuffle(c.ids, r))
+          D.start_all_nodes(c, shuffle(c.ids, r))
+        elseif second == 2 then
+          c:leader(20000)
+          w:wait_acks(w:poll() + r(30), 30000, "acknowledged writes before the second crash")
+          D.kill_all_nodes(c, shuffle(c.ids, r))
+          D.start_all_nodes(c, shuffle(c.ids, r))
+        end
         c:leader(20000)
         -- the writers carry on against the restarted cluster
         w:wait_acks(before + 20 + r(200), 30000, "acknowledged writes after the restart")
@@ -114,14 +126,17 @@ describe("durability (real nodes, WAL storage)", function()
         w = nil
         for _, a in ipairs(acks) do all[#all + 1] = a end
         -- every write acknowledged so far, in this round and before
-        local f, bad = D.check_linearizable(c, all, c.ids, r)
+        local f, bad = D.check_linearizable(c, all, c.ids, route)
         assert(#bad == 0, fail_list(("seed %d round %d: acknowledged writes lost or wrong")
                                     :format(seed, round), bad))
         rounds = rounds + 1
+        crashes = crashes + (second <= 2 and 2 or 1)
         D.report("durability: seed %d round %d: %d writers, killed all after %d acks (%d before "
-                 .. "the kill was seen), %d sent, %d acknowledged (others: %s); %d of %d found",
-                 seed, round, nw, kill_at, before, sent, n, other ~= "" and other or "none",
-                 f, #all)
+                 .. "the kill was seen)%s, %d sent, %d acknowledged (others: %s); %d of %d found",
+                 seed, round, nw, kill_at, before,
+                 second == 1 and ", again before an election" or
+                 second == 2 and ", again in the new term" or "",
+                 sent, n, other ~= "" and other or "none", f, #all)
       end
       -- and, once every node applied it all, the nodes hold the same data
       local top = 0
@@ -133,8 +148,8 @@ describe("durability (real nodes, WAL storage)", function()
       D.shutdown(c)
       c = nil
     end
-    D.report("durability: crash-all total: %d seeds, %d rounds, %d writes acknowledged, %d found",
-             SEEDS, rounds, acked, found)
+    D.report("durability: crash-all total: %d seeds, %d rounds, %d kill -9 of all nodes, "
+             .. "%d writes acknowledged, %d found", SEEDS, rounds, crashes, acked, found)
   end)
 
   it("every write acknowledged while a follower is killed and restarted is on every node", function()

@@ -202,12 +202,13 @@ static Node *tonode (lua_State *L) {
 
 static int l_new (lua_State *L) {
   raft_config c;
-  raft_hard_state hs, *phs = NULL;
+  raft_restore rs;
   raft_entry *log = NULL;
   uint64_t *voters;
   size_t nlog = 0, nv, i;
   int err = 0;
   Node *node;
+  memset(&rs, 0, sizeof(rs));
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   lua_newtable(L);  /* 2: anchor for strings the entries point into */
@@ -238,21 +239,32 @@ static int l_new (lua_State *L) {
   c.voters = voters;
   c.n_voters = nv;
   if (lua_getfield(L, 1, "hard_state") == LUA_TTABLE) {  /* 5 */
-    hs.term = getu64(L, 5, "term", 0);
-    hs.vote = getu64(L, 5, "vote", 0);
-    hs.commit = getu64(L, 5, "commit", 0);
-    phs = &hs;
+    rs.hs.term = getu64(L, 5, "term", 0);
+    rs.hs.vote = getu64(L, 5, "vote", 0);
+    rs.hs.commit = getu64(L, 5, "commit", 0);
   } else if (!lua_isnil(L, 5))
     return luaL_error(L, "field 'hard_state' must be a table or nil");
-  if (lua_getfield(L, 1, "log") == LUA_TTABLE)  /* 6 */
-    log = toentries(L, 6, 2, 1, &nlog);  /* 7 */
-  else if (!lua_isnil(L, 6))
+  /* snapshot = {index=, term=}: the log was compacted up to there, and
+  ** the state machine was rebuilt from a snapshot up to 'applied' */
+  if (lua_getfield(L, 1, "snapshot") == LUA_TTABLE) {  /* 6 */
+    rs.snap_index = getu64(L, 6, "index", 0);
+    rs.snap_term = getu64(L, 6, "term", 0);
+    if (rs.snap_index > (uint64_t)LUA_MAXINTEGER / 2)
+      return luaL_error(L, "field 'snapshot.index' is too large");
+  } else if (!lua_isnil(L, 6))
+    return luaL_error(L, "field 'snapshot' must be a table or nil");
+  rs.applied = getu64(L, 1, "applied", rs.snap_index);
+  if (lua_getfield(L, 1, "log") == LUA_TTABLE)  /* 7 */
+    log = toentries(L, 7, 2, rs.snap_index + 1, &nlog);  /* 8 */
+  else if (!lua_isnil(L, 7))
     return luaL_error(L, "field 'log' must be a list of entries or nil");
+  rs.log = log;
+  rs.n = nlog;
   /* the object exists before the core, so raft_new's result has an owner */
   node = (Node *)lua_newuserdatauv(L, sizeof(*node), 0);
   node->r = NULL;
   luaL_setmetatable(L, NODE_MT);
-  node->r = raft_new(&c, phs, log, nlog, &err);
+  node->r = raft_new_restore(&c, &rs, &err);
   if (node->r == NULL)
     return luaL_error(L, "raft_new: %s", raft_strerror(err ? err
                                                             : RAFT_EINVAL));
@@ -350,6 +362,30 @@ static int l_campaign (lua_State *L) {
   return 1;
 }
 
+/* core:compact(index): the state machine is snapshotted up to index (which
+** must be applied and durable): drop the log up to there.  true | nil, err */
+static int l_compact (lua_State *L) {
+  Node *n = tonode(L);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  int rc = i <= 0 ? RAFT_EINVAL : raft_compact(n->r, (uint64_t)i);
+  if (rc != RAFT_OK) return pusherr(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core:report_snapshot(to, ok): the runtime finished (true) or gave up
+** (false) streaming the snapshot a SNAPSHOT message asked for */
+static int l_report_snapshot (lua_State *L) {
+  Node *n = tonode(L);
+  lua_Integer to = luaL_checkinteger(L, 2);
+  int ok;
+  luaL_checkany(L, 3);
+  ok = lua_toboolean(L, 3);
+  if (to <= 0) return luaL_argerror(L, 2, "not a node id");
+  raft_report_snapshot(n->r, (uint64_t)to, ok);
+  return 0;
+}
+
 static int l_has_ready (lua_State *L) {
   lua_pushboolean(L, raft_has_ready(tonode(L)->r));
   return 1;
@@ -367,7 +403,11 @@ static int l_ready (lua_State *L) {
   memset(&rd, 0, sizeof(rd));
   rc = raft_ready_get(n->r, &rd);
   if (rc != RAFT_OK) return pusherr(L, rc);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 7);
+  if (rd.snap_index > 0) {  /* the log was replaced by an adopted snapshot */
+    setint(L, "snap_index", rd.snap_index);
+    setint(L, "snap_term", rd.snap_term);
+  }
   if (rd.hs_changed) {
     lua_createtable(L, 0, 3);
     setint(L, "term", rd.hs.term);
@@ -424,7 +464,8 @@ static int l_status (lua_State *L) {
     lua_createtable(L, 0, 5);
     setint(L, "match", p->match);
     setint(L, "next", p->next);
-    lua_pushstring(L, p->state == RAFT_PR_REPLICATE ? "replicate" : "probe");
+    lua_pushstring(L, p->state == RAFT_PR_REPLICATE ? "replicate"
+                      : p->state == RAFT_PR_SNAPSHOT ? "snapshot" : "probe");
     lua_setfield(L, -2, "state");
     lua_pushboolean(L, p->active);
     lua_setfield(L, -2, "active");
@@ -436,8 +477,9 @@ static int l_status (lua_State *L) {
 }
 
 /*
-** role, term, leader, commit, last_index, last_term, applied, vote as plain
-** values: the simulator polls this after every step, so no table.
+** role, term, leader, commit, last_index, last_term, applied, vote,
+** first_index as plain values: the simulator polls this after every step,
+** so no table.
 */
 static int l_state (lua_State *L) {
   raft_status st;
@@ -450,7 +492,8 @@ static int l_state (lua_State *L) {
   lua_pushinteger(L, (lua_Integer)st.last_term);
   lua_pushinteger(L, (lua_Integer)st.applied);
   lua_pushinteger(L, (lua_Integer)st.vote);
-  return 8;
+  lua_pushinteger(L, (lua_Integer)st.first_index);
+  return 9;
 }
 
 static int l_entry (lua_State *L) {
@@ -508,6 +551,8 @@ static const luaL_Reg node_methods[] = {
   {"propose", l_propose},
   {"read_index", l_read_index},
   {"campaign", l_campaign},
+  {"compact", l_compact},
+  {"report_snapshot", l_report_snapshot},
   {"has_ready", l_has_ready},
   {"ready", l_ready},
   {"advance", l_advance},
