@@ -2,9 +2,12 @@
 ** node.c -- one Raft node on one libuv loop (see rafting/node.h).
 **
 ** Every input (a tick, a peer message, a client request) steps the core and
-** then calls flush(), which drains ready batches in the order the contract
-** demands: persist, send, apply, advance.  A save that completes later (the
-** WAL) resumes the drain from its callback; only one ready is in flight.
+** schedules flush() for the next loop iteration, so that everything that
+** arrived in one poll goes out in one ready batch (one AppendEntries per
+** follower).  flush() drains ready batches in the order the contract
+** demands: persist, send, apply, advance -- a few per iteration, so a long
+** replay never keeps the loop from serving peers and clients.  A save that
+** completes later (the WAL) schedules the next batch; one is in flight.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@ struct rf_node {
   rf_snaps *snaps;      /* snapshots: taking, streaming, installing */
   char data_dir[4096];  /* "" for memory storage */
   uv_timer_t tick;
+  uv_idle_t flusher;    /* runs flush() on the next loop iteration */
   raft_ready rd;        /* the ready being saved */
   int saving;           /* rd is in flight */
   int in_flush;         /* flush() is on the stack */
@@ -47,6 +51,18 @@ struct rf_node {
 };
 
 static void flush(rf_node *n);
+
+#define READIES_PER_TURN 8
+
+static void on_flusher(uv_idle_t *h) {
+  uv_idle_stop(h);
+  flush(h->data);
+}
+
+/* An active idle handle also makes the next poll return at once. */
+static void schedule(rf_node *n) {
+  if (!n->closing) uv_idle_start(&n->flusher, on_flusher);
+}
 
 /* ------------------------------------------------------------ ready */
 
@@ -141,7 +157,7 @@ static void on_saved(void *ud, int status) {
   raft_advance(n->core);
   n->saving = 0;
   report_changes(n);
-  if (!n->in_flush) flush(n);
+  if (!n->in_flush) schedule(n);
 }
 
 /* The core adopted a snapshot: load it into the state machine, and make
@@ -158,9 +174,14 @@ static int adopt_snapshot(rf_node *n) {
 }
 
 static void flush(rf_node *n) {
+  int turns = 0;
   n->in_flush = 1;
   while (!n->saving && !n->closing && !n->storage_error &&
          raft_has_ready(n->core)) {
+    if (++turns > READIES_PER_TURN) { /* let the loop breathe */
+      schedule(n);
+      break;
+    }
     const raft_hard_state *hs;
     int rc;
     raft_ready_get(n->core, &n->rd);
@@ -181,7 +202,7 @@ static void on_tick(uv_timer_t *t) {
   rf_node *n = t->data;
   raft_tick(n->core);
   rf_snaps_tick(n->snaps);
-  flush(n);
+  schedule(n);
 }
 
 static void on_peer_msg(void *ud, const raft_msg *m) {
@@ -190,14 +211,14 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
   if (n->storage_error) return;
   if (m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_SNAPSHOT_RESP) {
     rf_snaps_recv(n->snaps, m); /* chunks travel between runtimes */
-    flush(n);
+    schedule(n);
     return;
   }
   rc = raft_step(n->core, m);
   if (rc < 0)
     rf_log(RF_WARN, "rejected %s from %llu: %s", raft_msg_type_name(m->type),
            (unsigned long long)m->from, raft_strerror(rc));
-  flush(n);
+  schedule(n);
 }
 
 static void on_peer_state(void *ud, uint64_t peer, int connected) {
@@ -214,7 +235,7 @@ static void on_transport_log(void *ud, int level, const char *msg) {
 
 /* ------------------------------------------------------------ public */
 
-void rf_node_kick(rf_node *n) { flush(n); }
+void rf_node_kick(rf_node *n) { schedule(n); }
 raft *rf_node_core(rf_node *n) { return n->core; }
 const rf_config *rf_node_config(rf_node *n) { return n->cfg; }
 uint64_t rf_node_id(rf_node *n) { return n->id; }
@@ -231,7 +252,7 @@ void rf_node_step(rf_node *n, const raft_msg *m) {
   if (rc < 0)
     rf_log(RF_WARN, "core refused %s: %s", raft_msg_type_name(m->type),
            raft_strerror(rc));
-  flush(n);
+  schedule(n);
 }
 
 static void on_compacted(void *ud, int status) {
@@ -484,6 +505,8 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
     n->transport = NULL;
     goto fail;
   }
+  uv_idle_init(loop, &n->flusher);
+  n->flusher.data = n;
   uv_timer_init(loop, &n->tick);
   n->tick.data = n;
   uv_timer_start(&n->tick, on_tick, (uint64_t)cfg->tick_ms, (uint64_t)cfg->tick_ms);
@@ -521,8 +544,9 @@ void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   n->closing = 1;
   n->stop_done = done;
   n->stop_ud = ud;
-  n->pending = 4 + n->saving; /* an in-flight save must call back first */
+  n->pending = 5 + n->saving; /* an in-flight save must call back first */
   uv_close((uv_handle_t *)&n->tick, on_tick_closed);
+  uv_close((uv_handle_t *)&n->flusher, on_tick_closed);
   rf_snaps_close(n->snaps, on_part_closed, n);
   if (rf_transport_close(n->transport, on_part_closed, n) < 0) release(n);
   rf_api_stop(n->api, on_part_closed, n);

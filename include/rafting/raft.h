@@ -135,6 +135,8 @@ typedef struct raft_config {
   uint64_t seed;            /* election jitter; same seed, same run */
   size_t max_msg_bytes;     /* bound on entry bytes per APPEND (>= 1 entry) */
   int max_inflight;         /* APPENDs in flight per follower when replicating */
+  size_t max_apply;         /* committed entries per ready (0: 4096), so a
+                            ** long replay does not stall the runtime */
   int pre_vote;             /* §9.6 pre-vote, on by default */
   int check_quorum;         /* leader steps down without a live majority */
 } raft_config;

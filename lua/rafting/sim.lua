@@ -343,6 +343,7 @@ function Sim:_start(n)
   self:trace("start %d (incarnation %d, term %d, commit %d, log %d..%d, "
              .. "applied %d)", n.id, n.incarnation, term, commit, c + 1,
              n.last, applied)
+  if self.on_start then self.on_start(n.id) end  -- before any ready
   self:check(n)
   self:process(n)
 end

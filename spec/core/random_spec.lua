@@ -2,11 +2,14 @@
 -- reordering, partitions, slow disks and crash/restarts while clients keep
 -- proposing; every invariant is checked after every event, and once the
 -- faults stop a leader must be elected and every proposal must commit within
--- a bound.
+-- a bound.  About a third of the runs compact their logs (a snapshot every
+-- 5-50 applied entries, 0-10 entries kept behind it), so lagging and
+-- restarted nodes catch up through InstallSnapshot (§7).
 --
---   RAFTING_SEEDS=N   how many seeds (default 300)
---   RAFTING_SEED=S    the first seed (default 1)
---   RAFTING_STEPS=T   virtual ticks of faults per seed (default 3000)
+--   RAFTING_SEEDS=N       how many seeds (default 300)
+--   RAFTING_SEED=S        the first seed (default 1)
+--   RAFTING_STEPS=T       virtual ticks of faults per seed (default 3000)
+--   RAFTING_COMPACT=all   compaction in every run (none: in no run)
 --
 -- The long run:  RAFTING_SEEDS=100000 busted spec/core/random_spec.lua
 -- One seed:      RAFTING_SEED=1234 RAFTING_SEEDS=1 busted spec/core/random_spec.lua
@@ -23,22 +26,32 @@ end
 local SEEDS = env_int("RAFTING_SEEDS", 300)
 local BASE = env_int("RAFTING_SEED", 1)
 local STEPS = env_int("RAFTING_STEPS", 3000)
+local COMPACT_ENV = os.getenv("RAFTING_COMPACT")
+local COMPACT = ({ all = true, none = false })[COMPACT_ENV or ""]
+assert(COMPACT ~= nil or COMPACT_ENV == nil or COMPACT_ENV == "",
+       "RAFTING_COMPACT must be 'all' or 'none'")
 
 local function replay(seed)
   local steps = STEPS ~= 3000 and (" RAFTING_STEPS=" .. STEPS) or ""
+  if COMPACT ~= nil then
+    steps = steps .. " RAFTING_COMPACT=" .. COMPACT_ENV
+  end
   return ("RAFTING_SEED=%d RAFTING_SEEDS=1%s busted "
           .. "spec/core/random_spec.lua"):format(seed, steps)
 end
 
 describe("randomized runs", function()
   it(("keep every safety invariant and stay live: %d seeds x %d steps on 3, "
-      .. "5 and 7 nodes with faults"):format(SEEDS, STEPS), function()
+      .. "5 and 7 nodes with faults, some compacting their logs"):format(
+      SEEDS, STEPS), function()
     local t0 = os.clock()
     local totals = { events = 0, committed = 0, proposed = 0, terms = 0,
-                     reads = 0 }
+                     reads = 0, compacting = 0, snapshots = 0,
+                     transfers = 0, transfers_failed = 0, installs = 0 }
     local sizes = {}
     for seed = BASE, BASE + SEEDS - 1 do
-      local ok, res = pcall(sim.fuzz, seed, { steps = STEPS, replay = replay })
+      local ok, res = pcall(sim.fuzz, seed, { steps = STEPS, replay = replay,
+                                              compact = COMPACT })
       if not ok then
         -- the checker's message already names seed and replay; make sure
         -- anything else (an error in the core binding...) does too
@@ -53,9 +66,13 @@ describe("randomized runs", function()
     end
     io.stderr:write(("\nrandomized: %d seeds (from %d) x %d steps, "
       .. "3/5/7 nodes: %d/%d/%d runs, %d events, %d proposals, %d entries "
-      .. "committed, %d reads served, %d terms, %.1f s\n"):format(SEEDS,
+      .. "committed, %d reads served, %d terms; %d runs compacting: %d "
+      .. "snapshots taken, %d snapshot transfers delivered (%d timed out), "
+      .. "%d installed; "
+      .. "%.1f s\n"):format(SEEDS,
       BASE, STEPS, sizes[3] or 0, sizes[5] or 0, sizes[7] or 0,
       totals.events, totals.proposed, totals.committed, totals.reads,
-      totals.terms, os.clock() - t0))
+      totals.terms, totals.compacting, totals.snapshots, totals.transfers,
+      totals.transfers_failed, totals.installs, os.clock() - t0))
   end)
 end)

@@ -870,6 +870,7 @@ int raft_ready_get(raft *r, raft_ready *rd) {
   r->handed = r->rd_last;
   /* committed entries past stable are in this batch's persist list */
   hi = r->commit;
+  if (hi - r->applied > r->cfg.max_apply) hi = r->applied + r->cfg.max_apply;
   r->rd_committed = views(r, r->applied + 1, hi, &r->rd_n_committed);
   r->applied += r->rd_n_committed;
   r->rd_msgs = r->outbox; /* move */
@@ -924,6 +925,7 @@ void raft_config_default(raft_config *c) {
   c->heartbeat_ticks = 1;
   c->max_msg_bytes = 1 << 20;
   c->max_inflight = 256;
+  c->max_apply = 4096;
   c->pre_vote = 1;
   c->check_quorum = 1;
 }
@@ -988,6 +990,7 @@ raft *raft_new_restore(const raft_config *c, const raft_restore *rs, int *err) {
   r->id = c->id;
   r->cfg = *c;
   r->cfg.voters = NULL; /* not ours to keep */
+  if (r->cfg.max_apply == 0) r->cfg.max_apply = 4096;
   r->rng = c->seed ^ (c->id * 0x2545f4914f6cdd1dULL);
   rlog_init(&r->log);
   r->prs = calloc(c->n_voters, sizeof(*r->prs));
