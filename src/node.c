@@ -125,8 +125,8 @@ static void apply(rf_node *n, const raft_entry *e) {
 ** the node stops taking part in Raft -- it stops ticking and talking to
 ** peers, which elect another leader -- and reports it in /status. */
 static void storage_failed(rf_node *n, int status) {
+  if (n->closing || n->storage_error) return;
   n->storage_error = status;
-  n->saving = 0; /* its batch stays unacknowledged in the core for good */
   rf_log(RF_ERROR, "storage: save failed: %s; this node stops taking part "
          "in the cluster (restart it once the disk is fixed)",
          uv_strerror(status));
@@ -145,6 +145,7 @@ static void on_saved(void *ud, int status) {
     return;
   }
   if (status < 0) {
+    n->saving = 0; /* its batch stays unacknowledged in the core for good */
     storage_failed(n, status);
     return; /* rd stays outstanding: flush() runs no more */
   } else {
@@ -170,6 +171,7 @@ static int adopt_snapshot(rf_node *n) {
   }
   n->applied = n->rd.snap_index;
   rf_node_compact_storage(n, n->rd.snap_index, n->rd.snap_term);
+  rf_api_snapshot_installed(n->api, n->rd.snap_index);
   return 0;
 }
 
@@ -244,11 +246,14 @@ rf_sm *rf_node_sm(rf_node *n) { return n->sm; }
 int rf_node_failed(rf_node *n) { return n->storage_error != 0; }
 
 int rf_node_send(rf_node *n, const raft_msg *m) {
+  if (n->closing) return UV_ECANCELED; /* the transport may be gone */
   return rf_transport_send(n->transport, m);
 }
 
 void rf_node_step(rf_node *n, const raft_msg *m) {
-  int rc = raft_step(n->core, m);
+  int rc;
+  if (n->closing) return;
+  rc = raft_step(n->core, m);
   if (rc < 0)
     rf_log(RF_WARN, "core refused %s: %s", raft_msg_type_name(m->type),
            raft_strerror(rc));

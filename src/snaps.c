@@ -45,6 +45,9 @@ struct rf_snaps {
   uint64_t since_entries, since_bytes;
   sender tx[RAFT_MAX_NODES];
   receiver rx;
+  uint64_t rx_gen;      /* bumped whenever rx is dropped or replaced */
+  int finishing;        /* a received snapshot is being checked and synced */
+  int closing;
   void (*done)(void *);
   void *done_ud;
 };
@@ -70,7 +73,8 @@ static void on_saved(void *ud, int status) {
   rf_snaps *s = ud;
   rf_snap_meta m;
   s->saving = 0;
-  if (status == UV_ECANCELED) return;
+  if (status == UV_ECANCELED || s->closing) return;
+  if (status == RF_SNAP_ESTALE) return; /* a newer one was installed */
   if (status < 0) {
     rf_log(RF_ERROR, "snapshot: save failed: %s", rf_snap_strerror(status));
     return;
@@ -104,7 +108,7 @@ void rf_snaps_applied(rf_snaps *s, const raft_entry *e) {
   const rf_config *cfg = rf_node_config(s->node);
   s->since_entries++;
   s->since_bytes += e->len;
-  if (s->saving || s->rx.from) return; /* one at a time */
+  if (s->saving || s->rx.from || s->finishing) return; /* one at a time */
   if ((cfg->snapshot_entries && s->since_entries >= cfg->snapshot_entries) ||
       (cfg->snapshot_log_bytes && s->since_bytes >= cfg->snapshot_log_bytes))
     take(s, e);
@@ -139,7 +143,7 @@ static void on_chunk_read(void *ud, int status, const void *data, size_t len) {
   raft *core = rf_node_core(s->node);
   raft_msg m;
   t->reading = 0;
-  if (t->to == 0 || status == UV_ECANCELED) return;
+  if (t->to == 0 || status == UV_ECANCELED || s->closing) return;
   if (status < 0) {
     sender_end(s, t, 0, rf_snap_strerror(status));
     return;
@@ -218,12 +222,38 @@ static void ack(rf_snaps *s, uint64_t to, uint64_t index, uint64_t offset,
   rf_node_send(s->node, &a);
 }
 
-static void on_finished(void *ud, int status) {
-  rf_snaps *s = ud;
-  receiver r = s->rx;
-  raft_msg m;
+/* What a chunk write or the final check belongs to: the transfer as it was
+** when the operation started, so a transfer begun meanwhile is not mixed
+** up with it (its generation differs). */
+typedef struct rx_op {
+  rf_snaps *s;
+  receiver r;
+  uint64_t gen;
+} rx_op;
+
+static rx_op *rx_op_new(rf_snaps *s) {
+  rx_op *op = malloc(sizeof(*op));
+  if (op != NULL) {
+    op->s = s;
+    op->r = s->rx;
+    op->gen = s->rx_gen;
+  }
+  return op;
+}
+
+static void rx_drop(rf_snaps *s) {
   memset(&s->rx, 0, sizeof(s->rx));
-  if (status == UV_ECANCELED) return;
+  s->rx_gen++;
+}
+
+static void on_finished(void *ud, int status) {
+  rx_op *op = ud;
+  rf_snaps *s = op->s;
+  receiver r = op->r;
+  raft_msg m;
+  free(op);
+  s->finishing = 0;
+  if (status == UV_ECANCELED || s->closing) return;
   if (status < 0) {
     rf_log(RF_WARN, "snapshot %llu from node %llu rejected: %s",
            (unsigned long long)r.meta.index, (unsigned long long)r.from,
@@ -243,52 +273,72 @@ static void on_finished(void *ud, int status) {
   rf_node_step(s->node, &m);
 }
 
+static void finish(rf_snaps *s) {
+  rx_op *op = rx_op_new(s);
+  uint64_t from = s->rx.from, index = s->rx.meta.index;
+  rx_drop(s); /* the transfer now belongs to the finish operation */
+  if (op != NULL && rf_snapstore_recv_finish(s->store, on_finished, op) == 0) {
+    s->finishing = 1;
+    return;
+  }
+  free(op);
+  ack(s, from, index, 0, 1);
+}
+
 static void on_chunk_written(void *ud, int status) {
-  rf_snaps *s = ud;
-  uint64_t off = rf_snapstore_recv_offset(s->store);
-  if (status == UV_ECANCELED || s->rx.from == 0) return;
+  rx_op *op = ud;
+  rf_snaps *s = op->s;
+  uint64_t gen = op->gen;
+  receiver r = op->r;
+  free(op);
+  if (status == UV_ECANCELED || s->closing || gen != s->rx_gen) return;
   if (status < 0) {
-    ack(s, s->rx.from, s->rx.meta.index, 0, 1);
+    ack(s, r.from, r.meta.index, 0, 1);
     rf_snapstore_recv_abort(s->store);
-    memset(&s->rx, 0, sizeof(s->rx));
+    rx_drop(s);
     return;
   }
-  if (off >= s->rx.meta.size) {
-    if (rf_snapstore_recv_finish(s->store, on_finished, s) < 0) {
-      ack(s, s->rx.from, s->rx.meta.index, 0, 1);
-      memset(&s->rx, 0, sizeof(s->rx));
-    }
-    return;
-  }
-  ack(s, s->rx.from, s->rx.meta.index, off, 0);
+  if (rf_snapstore_recv_offset(s->store) >= r.meta.size) finish(s);
+  else ack(s, r.from, r.meta.index, rf_snapstore_recv_offset(s->store), 0);
+}
+
+static int begin(rf_snaps *s, const raft_msg *m) {
+  rf_snap_meta meta = {m->index, m->log_term, m->size, 0};
+  if (s->finishing || rf_snapstore_recv_begin(s->store, &meta) < 0) return -1;
+  rx_drop(s);
+  s->rx.from = m->from;
+  s->rx.term = m->term;
+  s->rx.meta = meta;
+  return 0;
 }
 
 static void on_chunk(rf_snaps *s, const raft_msg *m) {
   raft *core = rf_node_core(s->node);
+  rx_op *op;
   if (m->from != raft_leader(core) || m->term != raft_term(core)) {
     ack(s, m->from, m->index, 0, 1); /* only the current leader's */
     return;
   }
   if (m->offset == 0) {
-    rf_snap_meta meta = {m->index, m->log_term, m->size, 0};
-    if (rf_snapstore_recv_begin(s->store, &meta) < 0) {
-      ack(s, m->from, m->index, 0, 1);
+    if (begin(s, m) < 0) {
+      ack(s, m->from, m->index, 0, 1); /* busy finishing: the core retries */
       return;
     }
-    s->rx.from = m->from;
-    s->rx.term = m->term;
-    s->rx.meta = meta;
   } else if (s->rx.from != m->from || s->rx.meta.index != m->index) {
     ack(s, m->from, m->index, 0, 0); /* we lost the start: begin again */
     return;
   }
   s->rx.deadline = now(s) + STALL_MS;
-  if (rf_snapstore_recv_chunk(s->store, m->offset, m->data, m->data_len,
-                              on_chunk_written, s) < 0)
+  if ((op = rx_op_new(s)) == NULL ||
+      rf_snapstore_recv_chunk(s->store, m->offset, m->data, m->data_len,
+                              on_chunk_written, op) < 0) {
+    free(op);
     ack(s, m->from, m->index, rf_snapstore_recv_offset(s->store), 0);
+  }
 }
 
 void rf_snaps_recv(rf_snaps *s, const raft_msg *m) {
+  if (s->closing) return;
   if (m->type == RAFT_MSG_SNAPSHOT) on_chunk(s, m);
   else on_ack(s, m);
 }
@@ -335,7 +385,7 @@ void rf_snaps_tick(rf_snaps *s) {
   }
   if (s->rx.from && t > s->rx.deadline) {
     rf_snapstore_recv_abort(s->store);
-    memset(&s->rx, 0, sizeof(s->rx));
+    rx_drop(s);
   }
 }
 
@@ -393,6 +443,7 @@ static void on_store_closed(void *ud) {
 }
 
 void rf_snaps_close(rf_snaps *s, void (*done)(void *ud), void *ud) {
+  s->closing = 1; /* callbacks still to come must not touch the node */
   s->done = done;
   s->done_ud = ud;
   rf_snapstore_close(s->store, on_store_closed, s);

@@ -478,6 +478,10 @@ void rf_api_read_ready(rf_api *a, const raft_read_state *rs) {
   rf_waits_read_ready(a->waits, rs);
 }
 
+void rf_api_snapshot_installed(rf_api *a, uint64_t index) {
+  rf_waits_jumped(a->waits, index);
+}
+
 void rf_api_leader_changed(rf_api *a) {
   if (!is_leader(a)) rf_waits_lost_leadership(a->waits);
 }

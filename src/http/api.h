@@ -26,5 +26,7 @@ void rf_api_applied(rf_api *a, const raft_entry *e, int rc, const char *res,
                     size_t len);
 void rf_api_read_ready(rf_api *a, const raft_read_state *rs);
 void rf_api_leader_changed(rf_api *a);
+/* The state machine jumped to a snapshot at index. */
+void rf_api_snapshot_installed(rf_api *a, uint64_t index);
 
 #endif

@@ -200,6 +200,20 @@ void rf_waits_lost_leadership(rf_waits *ws) {
   }
 }
 
+void rf_waits_jumped(rf_waits *ws, uint64_t index) {
+  wait *w = ws->writes.head, *next;
+  for (; w != NULL; w = next) {
+    next = w->next;
+    if (w->index > index) continue;
+    unlink_wait(&ws->writes, w);
+    rf_http_json_error(w->req, 504, "outcome_unknown",
+                       "this node caught up from a snapshot that covers the "
+                       "write; it may have committed");
+    free(w);
+  }
+  reads_applied(ws, index);
+}
+
 /* ------------------------------------------------------------ deadlines */
 
 static void expire(wlist *l, uint64_t now, int is_write) {

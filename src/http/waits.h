@@ -35,5 +35,9 @@ void rf_waits_applied(rf_waits *w, const raft_entry *e, int rc,
                       const char *res, size_t len);
 void rf_waits_read_ready(rf_waits *w, const raft_read_state *rs);
 void rf_waits_lost_leadership(rf_waits *w);
+/* The state machine jumped to a snapshot at index: confirmed reads up to it
+** can be served; writes at or below it can no longer be matched to their
+** entry (504: they may have committed). */
+void rf_waits_jumped(rf_waits *w, uint64_t index);
 
 #endif
