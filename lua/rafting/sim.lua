@@ -23,10 +23,11 @@
 -- persisted log up to that index less 'trailing' entries.  A SNAPSHOT
 -- message from a core makes the sim stream the sender's latest snapshot to
 -- the peer as one message over the virtual network (delayed, dropped, cut
--- by partitions like any other); on delivery the receiver stores it, steps
--- SNAPSHOT {index, log_term} into its core and the sender's core hears
--- report_snapshot(to, true); a transfer that does not arrive within
--- snapshot_timeout ticks is reported failed.  A ready with snap_index
+-- by partitions like any other); on delivery the receiver stores it, acks
+-- it with a snapshot_resp over the network (as the runtime acks the last
+-- chunk) and steps SNAPSHOT {index, log_term} into its core; the ack makes
+-- the sender's core hear report_snapshot(to, true).  A transfer not acked
+-- within snapshot_timeout ticks is reported failed.  A ready with snap_index
 -- replaces the receiver's persisted log and state machine by the snapshot.
 -- A restart restores from the latest stored snapshot plus the log after
 -- the persisted compaction point, with applied = the snapshot's index.
@@ -534,10 +535,22 @@ function Sim:deliver(m)
                m.type, m.from, m.to, m.term, m.index, m.log_term, m.commit,
                m.reject and " reject" or "",
                m.entries and (" +" .. #m.entries) or "",
-               m.snap and " (stream)" or "")
+               m.tx and " (stream)" or "")
   end
-  -- a streamed snapshot is stored whole before the core hears of it
-  if m.snap then self:_store_snapshot(n, m.snap) end
+  if m.type == "snapshot_resp" then  -- between runtimes: not for the core
+    self:_stream_acked(n, m)
+    return true
+  end
+  if m.snap then
+    -- a streamed snapshot is stored whole before the core hears of it, and
+    -- the sender is told (ahead of whatever the core answers)
+    self:_store_snapshot(n, m.snap)
+    self.snap_transfers = self.snap_transfers + 1
+    self:send{ type = "snapshot_resp", from = n.id, to = m.from,
+               term = n.term, index = m.index, log_term = 0, commit = 0,
+               reject = false, hint_index = 0, hint_term = 0, context = 0,
+               tx = m.tx }
+  end
   local ok, err = n.core:step(m)
   if not ok then
     self.step_errors[err] = (self.step_errors[err] or 0) + 1
@@ -546,10 +559,9 @@ function Sim:deliver(m)
                 "node %d refused %s from %d: %s", n.id, m.type, m.from, err)
     end
   end
-  if m.snap then self:_adopted(n, m) end
+  if m.type == "snapshot" then self:_adopted(n, m) end
   self:check(n)
   self:process(n)
-  if m.snap then self:_stream_done(m) end
   return true
 end
 
@@ -899,6 +911,7 @@ end
 
 -- a core asked for a snapshot covering m.index to be streamed to m.to
 function Sim:_stream(n, m)
+  if n.tx[m.to] then return end  -- already streaming to it: that one reports
   local snap = n.snap
   if not snap or snap.index < m.index then
     -- nothing stored covers it: the runtime gives up at once
@@ -910,7 +923,7 @@ function Sim:_stream(n, m)
   self.tx_seq = self.tx_seq + 1
   local tx = { id = self.tx_seq, from = n.id, to = m.to,
                deadline = self.time + self.snapshot_timeout }
-  n.tx[m.to] = tx  -- a new request to the same peer supersedes the old
+  n.tx[m.to] = tx
   self.streams[#self.streams + 1] = tx
   self:trace("node %d streams snapshot %d (term %d) to %d", n.id, snap.index,
              snap.term, m.to)
@@ -940,15 +953,15 @@ function Sim:_term_at(n, i)
   return n.core:term_at(i)
 end
 
--- a stream arrived: the sender's runtime learns it went through
-function Sim:_stream_done(m)
-  self.snap_transfers = self.snap_transfers + 1
-  local src = self.nodes[m.from]
-  local tx = src.alive and src.tx[m.to]
+-- the receiver's ack of a whole stream: the sender's core hears it went
+-- through (unless the transfer is over already: timed out, or the sender
+-- restarted since)
+function Sim:_stream_acked(src, m)
+  local tx = src.tx[m.from]
   if tx and tx.id == m.tx then
-    src.tx[m.to] = nil
+    src.tx[m.from] = nil
     tx.done = true
-    src.core:report_snapshot(m.to, true)
+    src.core:report_snapshot(m.from, true)
     self:check(src)
     self:process(src)
   end
