@@ -498,6 +498,13 @@ static void leader_append_resp(raft *r, rprogress *p, const raft_msg *m) {
   if (m->index > p->match) {
     p->match = m->index;
     if (p->next < p->match + 1) p->next = p->match + 1;
+    /* an old ack can come back while a snapshot is streaming: stay put
+    ** until the follower holds what the log still has (etcd does too) */
+    if (p->state == RAFT_PR_SNAPSHOT && p->match < r->log.snap_index) {
+      rpr_inflight_free_to(p, m->index);
+      if (maybe_commit(r)) on_commit_advanced(r);
+      return;
+    }
     if (p->state != RAFT_PR_REPLICATE) rpr_become_replicate(p);
     rpr_inflight_free_to(p, m->index);
     if (maybe_commit(r)) on_commit_advanced(r);
