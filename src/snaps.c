@@ -282,6 +282,7 @@ static void finish(rf_snaps *s) {
     return;
   }
   free(op);
+  rf_snapstore_recv_abort(s->store); /* drop its temp file or buffer now */
   ack(s, from, index, 0, 1);
 }
 

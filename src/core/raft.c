@@ -889,7 +889,8 @@ int raft_ready_get(raft *r, raft_ready *rd) {
     r->rd_reads[i].index = r->reads_ready.r[i].index;
     r->rd_reads[i].ctx = r->reads_ready.r[i].ctx;
   }
-  r->reads_ready.n = 0;
+  if (r->rd_n_reads == r->reads_ready.n) /* else out of memory: next time */
+    r->reads_ready.n = 0;
   r->saved = r->rd_hs;
   r->rd_out = 1;
   rd->entries = r->rd_ents;

@@ -660,8 +660,10 @@ rf_storage *rf_storage_wal(uv_loop_t *loop, const char *dir,
     goto out;
   }
   if (wal_recover(w->dirfd, w->path, 1, &w->rec, w->o.log, w->o.log_ud, err,
-                  errlen) < 0)
+                  errlen) < 0) {
+    wal_recovery_free(&w->rec); /* what it read before giving up */
     goto out;
+  }
   w->have_rec = 1;
   if (adopt(w, err, errlen) < 0) goto out;
   w->base.last_index = w->next - 1;
