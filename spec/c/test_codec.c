@@ -11,25 +11,9 @@
 #include "rafting/codec.h"
 
 #include "check.h"
+#include "raftmsg.h"
 
 #define CHECK_RC(got, want) CHECK_STATUS(got, want, rf_codec_strerror)
-
-static int msg_equal(const raft_msg *a, const raft_msg *b) {
-  if (a->type != b->type || a->from != b->from || a->to != b->to ||
-      a->term != b->term || a->index != b->index ||
-      a->log_term != b->log_term || a->commit != b->commit ||
-      !a->reject != !b->reject || a->hint_index != b->hint_index ||
-      a->hint_term != b->hint_term || a->context != b->context ||
-      a->n_entries != b->n_entries)
-    return 0;
-  for (size_t i = 0; i < a->n_entries; i++) {
-    const raft_entry *x = &a->entries[i], *y = &b->entries[i];
-    if (x->term != y->term || x->index != y->index || x->type != y->type ||
-        x->len != y->len || (x->len && memcmp(x->data, y->data, x->len)))
-      return 0;
-  }
-  return 1;
-}
 
 static const raft_entry ents[3] = {
   {7, 11, RAFT_ENTRY_NORMAL, 5, (const uint8_t *)"a\0b\0c"},

@@ -30,6 +30,7 @@
 #include "rafting/transport.h"
 
 #include "check.h"
+#include "raftmsg.h"
 
 #define CLUSTER "test-cluster"
 #define MAX_FRAME (256u << 10)
@@ -81,23 +82,6 @@ static void free_msg(raft_msg *m) {
   for (size_t i = 0; i < m->n_entries; i++) free((void *)m->entries[i].data);
   free((void *)m->entries);
   memset(m, 0, sizeof(*m));
-}
-
-static int msg_equal(const raft_msg *a, const raft_msg *b) {
-  if (a->type != b->type || a->from != b->from || a->to != b->to ||
-      a->term != b->term || a->index != b->index ||
-      a->log_term != b->log_term || a->commit != b->commit ||
-      !a->reject != !b->reject || a->hint_index != b->hint_index ||
-      a->hint_term != b->hint_term || a->context != b->context ||
-      a->n_entries != b->n_entries)
-    return 0;
-  for (size_t i = 0; i < a->n_entries; i++) {
-    const raft_entry *x = &a->entries[i], *y = &b->entries[i];
-    if (x->term != y->term || x->index != y->index || x->type != y->type ||
-        x->len != y->len || (x->len && memcmp(x->data, y->data, x->len)))
-      return 0;
-  }
-  return 1;
 }
 
 static void on_recv(void *ud, const raft_msg *m) {

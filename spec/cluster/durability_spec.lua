@@ -372,11 +372,14 @@ describe("durability (real nodes, WAL storage)", function()
     assert.equal(200, code2)
   end)
 
-  it("a WAL with a byte flipped in the middle of a segment makes the node refuse to start (exit 2), naming the file and offset", function()
+  -- A cluster where 100 writes were acknowledged and a follower applied
+  -- them all, then stopped cleanly: leader, follower, the follower's last
+  -- WAL segment, the acknowledgements and the highest acknowledged index.
+  local function stop_follower_after_writes(prefix, seed)
     c = D.start{ nodes = 3 }
     local l = c:leader()
     local f = D.others(c, l)[1]
-    w = D.writers(c, { n = 4, prefix = "x.", max = 100, deadline_ms = 30000, seed = 3 })
+    w = D.writers(c, { n = 4, prefix = prefix, max = 100, deadline_ms = 30000, seed = seed })
     local acks = w:stop(true)
     w = nil
     local top = 0
@@ -384,7 +387,11 @@ describe("durability (real nodes, WAL storage)", function()
     D.wait_applied(c, f, top)
     c:stop(f)
     local segs = D.segments(c, f)
-    local seg = segs[#segs]
+    return l, f, segs[#segs], acks, top
+  end
+
+  it("a WAL with a byte flipped in the middle of a segment makes the node refuse to start (exit 2), naming the file and offset", function()
+    local l, f, seg = stop_follower_after_writes("x.", 3)
     local fh = assert(io.open(seg, "r+b"))
     local size = fh:seek("end")
     assert(size > 4096, "segment too small: " .. size)
@@ -414,18 +421,7 @@ describe("durability (real nodes, WAL storage)", function()
   end)
 
   it("a torn tail (last segment cut by a few bytes) starts with a warning and loses no acknowledged write", function()
-    c = D.start{ nodes = 3 }
-    local l = c:leader()
-    local f = D.others(c, l)[1]
-    w = D.writers(c, { n = 4, prefix = "t.", max = 100, deadline_ms = 30000, seed = 4 })
-    local acks = w:stop(true)
-    w = nil
-    local top = 0
-    for _, a in ipairs(acks) do top = math.max(top, a.index) end
-    D.wait_applied(c, f, top)
-    c:stop(f)
-    local segs = D.segments(c, f)
-    local seg = segs[#segs]
+    local _, f, seg, acks, top = stop_follower_after_writes("t.", 4)
     local fh = assert(io.open(seg, "rb"))
     local size = fh:seek("end")
     fh:close()
