@@ -209,6 +209,7 @@ function M.new(opts)
   self.trace_buf, self.trace_n = {}, 0
   self.step_errors = {}
   self.reads_served = 0
+  self.acked = 0        -- highest index a client was told is done (applied)
   self.strict_step = opts.strict_step ~= false
   -- the checker's memory of the whole run
   self.leaders = {}     -- [term] = the id that led it
@@ -231,7 +232,7 @@ function M.new(opts)
     local n = { id = id, alive = false, incarnation = 0, hs = nil,
                 log = {}, hashes = { [0] = 0 }, last = 0, log_snap = 0,
                 log_snap_term = 0, snaps = {}, snap = nil, reads = {},
-                read_floor = {}, tx = {} }
+                read_floor = {}, read_wait = {}, proposed = {}, tx = {} }
     if r then
       if r.hard_state then
         n.hs = { term = r.hard_state.term or 0, vote = r.hard_state.vote or 0,
@@ -340,7 +341,8 @@ function Sim:_start(n)
               snap and snap.index or 0)
   end
   n.lc_term, n.lc_upto = nil, 0
-  n.reads, n.read_floor = {}, {}
+  -- a restart forgets its clients: their reads and proposals get no answer
+  n.reads, n.read_floor, n.read_wait, n.proposed = {}, {}, {}, {}
   self:trace("start %d (incarnation %d, term %d, commit %d, log %d..%d, "
              .. "applied %d)", n.id, n.incarnation, term, commit, c + 1,
              n.last, applied)
@@ -787,6 +789,13 @@ function Sim:apply(n, e)
     self:fail("state machine safety", "node %d applied entry %d that differs "
               .. "from the one committed", n.id, i)
   end
+  -- the client that proposed it here is answered now
+  local pt = n.proposed[i]
+  if pt then
+    n.proposed[i] = nil
+    if pt == e.term and i > self.acked then self.acked = i end
+  end
+  if n.read_wait[1] then self:_serve_reads(n) end
   if self.on_apply then self.on_apply(n.id, e) end
 end
 
@@ -1020,6 +1029,7 @@ function Sim:_install(n, index)
   n.applied_index, n.applied_term, n.sm_hash = index, snap.term, snap.hash
   n.snap_at = index
   self.snap_installs = self.snap_installs + 1
+  if n.read_wait[1] then self:_serve_reads(n) end
   self:trace("node %d installs snapshot %d (term %d)", n.id, index, snap.term)
   if self.on_install then self.on_install(n.id, snap) end
 end
@@ -1374,6 +1384,7 @@ function Sim:propose(data, id)
   if not n.alive then return nil, "dead" end
   local index, term, hint = n.core:propose(data)
   self.events = self.events + 1
+  if index then n.proposed[index] = term end
   self:check(n)
   self:process(n)
   if not index then return nil, term, hint end
@@ -1381,7 +1392,9 @@ function Sim:propose(data, id)
 end
 
 -- Start a linearizable read at node id (default: the leader); true or nil,
--- err.  The answer shows up in sim.nodes[id].reads as {index=, ctx=, at=}.
+-- err.  Once the core confirms it and the node has applied up to its index
+-- the read is served: it shows up in sim.nodes[id].reads as {index=, ctx=,
+-- at=, applied=} (applied: the state it read).
 function Sim:read(id, ctx)
   id = id or self:leader()
   if not id then return nil, "noleader" end
@@ -1390,28 +1403,55 @@ function Sim:read(id, ctx)
   local ok, err = n.core:read_index(ctx)
   self.events = self.events + 1
   if ok then
-    -- every write committed anywhere before the read began must be covered
-    n.read_floor[ctx] = self.ncommit
+    -- what the read must see, fixed when it begins (real time): every write
+    -- a client was told is done, and (ReadIndex, §6.4) every commit known
+    n.read_floor[ctx] = { acked = self.acked, committed = self.ncommit,
+                          at = self.time }
   end
   self:check(n)
   self:process(n)
   return ok, err
 end
 
+-- a read state from a ready: confirmed; served once applied reaches it
 function Sim:_read_done(n, r)
-  local floor = n.read_floor[r.ctx]
-  if floor == nil then
+  local f = n.read_floor[r.ctx]
+  if f == nil or f.index then
     self:fail("reads answer what was asked", "node %d answered read %d it "
               .. "was never asked (or twice)", n.id, r.ctx)
   end
-  if r.index < floor then
-    self:fail("linearizable reads", "node %d served read %d at index %d, "
-              .. "but index %d was committed before the read began", n.id,
-              r.ctx, r.index, floor)
+  f.index = r.index
+  n.read_wait[#n.read_wait + 1] = r.ctx
+  self:_serve_reads(n)  -- the real-time check first, if served now
+  if r.index < f.committed then
+    self:fail("a read index covers every commit before the read (§6.4)",
+              "node %d confirmed read %d at index %d, but index %d was "
+              .. "committed before the read began", n.id, r.ctx, r.index,
+              f.committed)
   end
-  n.read_floor[r.ctx] = nil
-  n.reads[#n.reads + 1] = { index = r.index, ctx = r.ctx, at = self.time }
-  self.reads_served = self.reads_served + 1
+end
+
+-- serve the confirmed reads whose index n has applied, from its state now
+function Sim:_serve_reads(n)
+  local keep = {}
+  for _, ctx in ipairs(n.read_wait) do
+    local f = n.read_floor[ctx]
+    if n.applied_index < f.index then
+      keep[#keep + 1] = ctx
+    else
+      if n.applied_index < f.acked then
+        self:fail("linearizable reads", "node %d served read %d (begun at "
+                  .. "t=%d) from applied index %d, but index %d was "
+                  .. "acknowledged to a client before it began", n.id, ctx,
+                  f.at, n.applied_index, f.acked)
+      end
+      n.read_floor[ctx] = nil
+      n.reads[#n.reads + 1] = { index = f.index, ctx = ctx, at = self.time,
+                                applied = n.applied_index }
+      self.reads_served = self.reads_served + 1
+    end
+  end
+  n.read_wait = keep
 end
 
 -- propose every item of list at node id (default: the leader) before any of
@@ -1424,6 +1464,7 @@ function Sim:propose_many(list, id)
   for i, data in ipairs(list) do
     local index, term = n.core:propose(data)
     if not index then return nil, term end
+    n.proposed[index] = term
     out[i] = { index = index, term = term }
   end
   self.events = self.events + 1

@@ -66,4 +66,43 @@ describe("ReadIndex (§8)", function()
     assert.equal(5, #s.nodes[l].reads)
     assert.is_true(s:count("heartbeat") <= 5 * 2)
   end)
+  it("a leader that was deposed does not serve a read with answers to a "
+     .. "heartbeat round that began before the read (§6.4: it issues a new "
+     .. "round of heartbeats and waits for a majority to acknowledge it)",
+     function()
+    -- no check-quorum: node 1 must not notice by itself that it was deposed
+    local s = sim.new{ n = 3, seed = 6, check_quorum = false, pre_vote = false,
+                       replay = REPLAY }
+    assert.is_true(s:elect(1))
+    assert(s:propose("w1", 1))
+    s:flush()
+    -- read 1 starts a round; the followers answer it, the answers are held
+    local hold = s:filter(sim.hold_type("heartbeat_resp", nil, 1))
+    assert.is_true(s:read(1, 1))
+    s:flush()
+    assert.equal(2, #s.held)
+    assert.same({}, s.nodes[1].reads)
+    -- node 1 is cut off; 2 and 3 move on and a client is told w2 is done
+    s:isolate(1)
+    assert.is_true(s:elect(2))
+    local w2 = assert(s:propose("w2", 2))
+    s:flush()
+    assert.equal(w2, s.acked)
+    assert.equal("leader", s:state(1).role)
+    -- read 2 begins after w2 was acknowledged; node 1 cannot see w2
+    assert.is_true(s:read(1, 2))
+    s:unfilter(hold)
+    -- the old answers confirm the read of their round, and only that one
+    -- (counting them for read 2 serves a state without w2: the sim fails
+    -- "linearizable reads")
+    assert.equal(2, s:release())
+    local reads = s.nodes[1].reads
+    assert.equal(1, #reads)
+    assert.equal(1, reads[1].ctx)
+    assert.is_true(reads[1].applied < w2)
+    s:heal()
+    s:run(5 * s.cfg.election_ticks)
+    assert.equal(1, #s.nodes[1].reads)
+    assert.equal("follower", s:state(1).role)
+  end)
 end)
