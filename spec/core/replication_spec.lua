@@ -282,3 +282,52 @@ describe("safety (§5.4)", function()
     end
   end)
 end)
+
+describe("the follower's commit rule (Figure 2)", function()
+  local core = require("rafting.core")
+
+  -- every ready until none is left: the last hard state, what was applied,
+  -- what was sent
+  local function drain(c)
+    local out = { committed = {}, msgs = {} }
+    while c:has_ready() do
+      local rd = c:ready()
+      out.hs = rd.hs or out.hs
+      for _, e in ipairs(rd.committed) do out.committed[#out.committed + 1] = e end
+      for _, m in ipairs(rd.msgs) do out.msgs[#out.msgs + 1] = m end
+      c:advance()
+    end
+    return out
+  end
+
+  it("if leaderCommit > commitIndex, set commitIndex = min(leaderCommit, "
+     .. "index of last new entry): a stale suffix past the entries an "
+     .. "AppendEntries verified is not committed", function()
+    -- the follower holds 4 and 5 of term 2 from a deposed leader; the leader
+    -- of term 3 holds other entries there and has committed up to 5.  Its
+    -- APPENDs are built by hand, so nothing caps the commit they carry.
+    local appends = {
+      { index = 2, log_term = 1,                  -- one entry, as it has it
+        entries = { { term = 2, index = 3, type = "normal", data = "3:2" } } },
+      { index = 3, log_term = 2 },                -- a probe with no entries
+    }
+    for _, a in ipairs(appends) do
+      local f = core.new{ id = 2, voters = { 1, 2, 3 }, seed = 1,
+                          hard_state = { term = 3, vote = 0, commit = 2 },
+                          log = log_of(terms_of("1 1 2 2 2")) }
+      a.type, a.from, a.to, a.term, a.commit = "append", 1, 2, 3, 5
+      assert.is_true(f:step(a))
+      local out = drain(f)
+      local st = f:status()
+      assert.equal(3, st.commit)        -- not 5: 4 and 5 were never verified
+      assert.equal(5, st.last_index)    -- and kept until a conflict shows
+      assert.equal(3, out.hs.commit)
+      assert.equal(3, out.committed[#out.committed].index)
+      assert.equal(1, #out.msgs)
+      assert.equal("append_resp", out.msgs[1].type)
+      assert.is_false(out.msgs[1].reject)
+      assert.equal(3, out.msgs[1].index)
+      f:close()
+    end
+  end)
+end)
