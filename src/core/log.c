@@ -1,11 +1,11 @@
 /*
 ** log.c -- the core's in-memory Raft log (see log.h).
 */
-#include <assert.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rafting/assert.h"
 #include "log.h"
 
 rblob *rlog_blob_new(const void *data, size_t len) {
@@ -72,7 +72,7 @@ int rlog_append(rlog *l, uint64_t term, int type, rblob *blob) {
     l->e = e;
     l->cap = cap;
   }
-  assert(l->n == 0 || l->e[l->n - 1].term <= term); /* terms never go back */
+  RF_ASSERT(l->n == 0 || l->e[l->n - 1].term <= term); /* terms never go back */
   l->e[l->n].term = term;
   l->e[l->n].type = type;
   l->e[l->n].blob = blob;
@@ -81,13 +81,13 @@ int rlog_append(rlog *l, uint64_t term, int type, rblob *blob) {
 }
 
 void rlog_truncate(rlog *l, uint64_t i) {
-  assert(i > l->snap_index);
+  RF_ASSERT(i > l->snap_index);
   while (rlog_last(l) >= i && l->n > 0) rlog_blob_unref(l->e[--l->n].blob);
 }
 
 void rlog_compact(rlog *l, uint64_t i) {
   size_t drop;
-  assert(i > l->snap_index && i <= rlog_last(l));
+  RF_ASSERT(i > l->snap_index && i <= rlog_last(l));
   drop = (size_t)(i - l->snap_index);
   l->snap_term = rlog_term(l, i);
   for (size_t k = 0; k < drop; k++) rlog_blob_unref(l->e[k].blob);
@@ -105,7 +105,7 @@ void rlog_reset(rlog *l, uint64_t i, uint64_t term) {
 
 void rlog_view(const rlog *l, uint64_t i, raft_entry *out) {
   const rent *e = at(l, i);
-  assert(e != NULL);
+  RF_ASSERT(e != NULL);
   out->term = e->term;
   out->index = i;
   out->type = e->type;

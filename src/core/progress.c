@@ -1,10 +1,10 @@
 /*
 ** progress.c -- per-peer replication progress (see progress.h).
 */
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rafting/assert.h"
 #include "rafting/raft.h"
 #include "progress.h"
 
@@ -66,7 +66,7 @@ int rpr_paused(const rprogress *p) {
 }
 
 void rpr_inflight_add(rprogress *p, uint64_t last) {
-  assert(p->ring_count < p->ring_cap);
+  RF_ASSERT(p->ring_count < p->ring_cap);
   p->ring[(p->ring_start + p->ring_count) % p->ring_cap] = last;
   p->ring_count++;
 }

@@ -6,10 +6,10 @@
 ** "In Search of an Understandable Consensus Algorithm") and, for pre-vote and
 ** check-quorum, to Ongaro's thesis.
 */
-#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rafting/assert.h"
 #include "rafting/raft.h"
 #include "log.h"
 #include "progress.h"
@@ -169,7 +169,7 @@ static int readbuf_push(rreadbuf *b, const rread *rd) {
 
 /* Drop entries >= i, keeping the durability marks truthful. */
 static void truncate_from(raft *r, uint64_t i) {
-  assert(i > r->commit); /* committed entries are never removed (§5.3) */
+  RF_ASSERT(i > r->commit); /* committed entries are never removed (§5.3) */
   rlog_truncate(&r->log, i);
   if (r->stable >= i) r->stable = i - 1;
   if (r->handed >= i) r->handed = i - 1;
@@ -188,7 +188,7 @@ static int append_entry(raft *r, uint64_t term, int type, const void *data,
 
 static void commit_to(raft *r, uint64_t index) {
   if (index > r->commit) {
-    assert(index <= last_index(r));
+    RF_ASSERT(index <= last_index(r));
     r->commit = index;
   }
 }
@@ -228,7 +228,7 @@ static void drop_reads(raft *r) {
 }
 
 static void become_follower(raft *r, uint64_t term, uint64_t leader) {
-  assert(term >= r->term);
+  RF_ASSERT(term >= r->term);
   if (term > r->term) {
     r->term = term;
     r->vote = RAFT_NONE;
@@ -695,7 +695,7 @@ static void handle_vote(raft *r, const raft_msg *m) {
   if (can && log_ok(r, m)) {
     a.term = m->term; /* a pre-vote reply names the term it endorses */
     if (!pre) {
-      assert(r->vote == RAFT_NONE || r->vote == m->from); /* one per term */
+      RF_ASSERT(r->vote == RAFT_NONE || r->vote == m->from); /* one per term */
       r->vote = m->from;
       r->elapsed = 0;
     }
