@@ -2,18 +2,22 @@
 --
 -- Called by `./dev test` after the plain build.  Layers: C unit tests
 -- (ctest), busted specs (core, storage, http, cluster), then the same C
--- tests and the core and cluster specs again on an ASan+UBSan build.
--- Options: --quick (skip the sanitizer build), --only=PATTERN (spec dirs).
--- Exits non-zero if anything failed.
+-- tests and the core and cluster specs again on an ASan+UBSan build.  The
+-- randomized spec (spec/core/random_spec.lua) runs as two processes over
+-- disjoint seed ranges, one per core: 600 seeds on the plain build, 120 under
+-- ASan.  Options: --quick (skip the sanitizer build), --only=PATTERN (spec
+-- dirs), --long (10,000 randomized seeds on the plain build).  Exits
+-- non-zero if anything failed.  See docs/testing.md.
 
-local quick, only = false, nil
+local quick, only, long = false, nil, false
 for _, a in ipairs(arg) do
   if a == "--quick" then quick = true
+  elseif a == "--long" then long = true
   elseif a:match("^%-%-only=") then only = a:match("^%-%-only=(.*)")
   else io.stderr:write("test: unknown option " .. a .. "\n"); os.exit(2) end
 end
 
-local passed, failed, failures = 0, 0, {}
+local passed, failed, failures, replays = 0, 0, {}, {}
 -- every process the harness starts is recorded here (see docs/harness.md)
 local pidfile = os.tmpname()
 
@@ -44,24 +48,82 @@ local function ctest(dir)
   if not seen then record(dir .. ": ctest ran", false) end
 end
 
-local function busted(dir, build, env)
-  local cmd = string.format(
-    "RAFTING_PIDFILE=" .. pidfile .. " %s busted --lpath='./lua/?.lua;./lua/?/init.lua' --cpath='./%s/lua/?.so'" ..
-    " -o TAP %s", env or "", build, dir)
-  local ok, _, out = sh(cmd)
+-- record the tests of a busted -o TAP run (label names them)
+local function tally(label, ok, out)
   local n, bad = 0, 0
   for _, l in ipairs(out) do
     local res, name = l:match("^(n?o?t? ?ok) %d+ %- (.*)")
     if res then
       n = n + 1
       if res ~= "ok" then bad = bad + 1 end
-      record(dir .. ": " .. name, res == "ok")
+      record(label .. ": " .. name, res == "ok")
     end
   end
   -- a crash or an error outside any test shows only in the exit status
   if n == 0 or (not ok and bad == 0) then
-    record(dir .. ": busted run completed", false)
+    record(label .. ": busted run completed", false)
   end
+end
+
+local function busted_cmd(build, env, args)
+  return string.format(
+    "RAFTING_PIDFILE=" .. pidfile .. " %s busted --lpath='./lua/?.lua;./lua/?/init.lua' --cpath='./%s/lua/?.so'" ..
+    " -o TAP %s", env or "", build, args)
+end
+
+local function busted(dir, build, env)
+  -- the randomized spec runs on its own, in parallel (random_parallel)
+  local extra = dir == "spec/core" and "--exclude-pattern=random_spec " or ""
+  local ok, _, out = sh(busted_cmd(build, env, extra .. dir))
+  tally(dir, ok, out)
+end
+
+-- The randomized spec on two processes (one per core) over disjoint seed
+-- ranges: seeds 1..h and h+1..total.  Each half is recorded on its own; a
+-- failure prints its seed and the command that replays it.
+local function random_parallel(build, env, total)
+  local h = (total + 1) // 2
+  local ranges = { { 1, h }, { h + 1, total - h } }
+  local jobs, parts = {}, {}
+  for i, r in ipairs(ranges) do
+    if r[2] > 0 then
+      local out = os.tmpname()
+      local cmd = busted_cmd(build, string.format(
+        "%s RAFTING_BUILD=%s RAFTING_SEED=%d RAFTING_SEEDS=%d", env or "",
+        build, r[1], r[2]),
+        "spec/core/random_spec.lua")
+      jobs[#jobs + 1] = { out = out, first = r[1], last = r[1] + r[2] - 1,
+                          cmd = cmd }
+      parts[#parts + 1] = string.format("(%s >%s 2>&1; echo $? >%s.rc) &",
+                                        cmd, out, out)
+      io.stdout:write("\n$ " .. cmd .. " &\n")
+    end
+  end
+  io.stdout:flush()
+  local t0 = os.time()
+  os.execute(table.concat(parts, " ") .. " wait")
+  local secs = os.time() - t0
+  for _, j in ipairs(jobs) do
+    local out = {}
+    for line in io.lines(j.out) do out[#out + 1] = line end
+    local f = io.open(j.out .. ".rc")
+    local rc = f and tonumber(f:read("l")) or -1
+    if f then f:close() end
+    os.remove(j.out); os.remove(j.out .. ".rc")
+    io.stdout:write(("\n-- randomized spec, seeds %d..%d (%s):\n"):format(
+      j.first, j.last, build))
+    io.stdout:write(table.concat(out, "\n"), "\n")
+    tally(("spec/core/random_spec.lua [%s, seeds %d..%d]"):format(
+      build, j.first, j.last), rc == 0, out)
+    -- repeated in the summary: the seed and how to replay it
+    for _, l in ipairs(out) do
+      local r = l:match("replay: (.*)")
+      if r then replays[#replays + 1] = build .. ": " .. r end
+    end
+  end
+  io.stdout:write(("\nrandomized spec: %d seeds on %d processes (%s) in "
+    .. "%d s wall\n"):format(total, #jobs, build, secs))
+  io.stdout:flush()
 end
 
 local function has_specs(dir)
@@ -81,6 +143,9 @@ for _, d in ipairs(suites) do
     busted(d, "build", "RAFTING_BIN=./build/rafting")
   end
 end
+if want("spec/core") then
+  random_parallel("build", "", long and 10000 or 600)
+end
 
 if not quick then
   local ok = sh("cmake -S . -B build-asan -DRAFTING_SANITIZE=ON " ..
@@ -94,13 +159,13 @@ if not quick then
     local env = "LD_PRELOAD=" .. pre ..
       " ASAN_OPTIONS=detect_leaks=0:abort_on_error=1" ..
       " UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1" ..
-      " RAFTING_BIN=./build-asan/rafting" ..
-      -- the plain build ran the full 300 seeds; under ASan a sample will do
-      " RAFTING_SEEDS=60"
+      " RAFTING_BIN=./build-asan/rafting"
     for _, d in ipairs({ "spec/core", "spec/sm", "spec/storage", "spec/http",
                          "spec/cluster" }) do
       if want(d) and has_specs(d) then busted(d, "build-asan", env) end
     end
+    -- the plain build ran the full count; under ASan a sample will do
+    if want("spec/core") then random_parallel("build-asan", env, 120) end
   end
 end
 
@@ -119,6 +184,10 @@ end
 if #failures > 0 then
   print("\nfailed:")
   for _, f in ipairs(failures) do print("  " .. f) end
+  if #replays > 0 then
+    print("\nreplay the failed seeds:")
+    for _, r in ipairs(replays) do print("  " .. r) end
+  end
 end
 print(string.format("\n%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)

@@ -10,8 +10,9 @@
 --   RAFTING_SEED=S        the first seed (default 1)
 --   RAFTING_STEPS=T       virtual ticks of faults per seed (default 3000)
 --   RAFTING_COMPACT=all   compaction in every run (none: in no run)
+--   RAFTING_BUILD=DIR     the build named in replay commands (default build)
 --
--- The long run:  RAFTING_SEEDS=100000 busted spec/core/random_spec.lua
+-- The long run:  ./dev test --long (10,000 seeds on two processes)
 -- One seed:      RAFTING_SEED=1234 RAFTING_SEEDS=1 busted spec/core/random_spec.lua
 local sim = require("rafting.sim")
 
@@ -31,13 +32,17 @@ local COMPACT = ({ all = true, none = false })[COMPACT_ENV or ""]
 assert(COMPACT ~= nil or COMPACT_ENV == nil or COMPACT_ENV == "",
        "RAFTING_COMPACT must be 'all' or 'none'")
 
+-- the build whose core module runs (scripts/test.lua sets it), for replay
+local BUILD = os.getenv("RAFTING_BUILD") or "build"
+
 local function replay(seed)
   local steps = STEPS ~= 3000 and (" RAFTING_STEPS=" .. STEPS) or ""
   if COMPACT ~= nil then
     steps = steps .. " RAFTING_COMPACT=" .. COMPACT_ENV
   end
   return ("RAFTING_SEED=%d RAFTING_SEEDS=1%s busted "
-          .. "spec/core/random_spec.lua"):format(seed, steps)
+          .. "--lpath='./lua/?.lua;./lua/?/init.lua' --cpath='./%s/lua/?.so' "
+          .. "spec/core/random_spec.lua"):format(seed, steps, BUILD)
 end
 
 describe("randomized runs", function()
