@@ -17,7 +17,8 @@
 ** proposal data, restored log).  Everything a raft_ready points to is owned
 ** by the core and stays valid until the matching raft_advance().
 **
-** Errors are negative RAFT_E* codes; 0 is success.
+** Errors are negative RAFT_E* codes, which are RF_E* codes of
+** rafting/error.h; 0 is success.
 */
 #ifndef RAFTING_RAFT_H
 #define RAFTING_RAFT_H
@@ -25,17 +26,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rafting/error.h"
+
 #define RAFT_NONE 0       /* "no node": node ids are > 0 */
 #define RAFT_MAX_NODES 64 /* voters (and later learners) per cluster */
 
+/* The core's codes are rafting's (rafting/error.h), under its own names. */
 enum {
-  RAFT_OK = 0,
-  RAFT_ENOTLEADER = -1, /* proposal or read on a non-leader; see leader hint */
-  RAFT_ENOMEM = -2,
-  RAFT_EINVAL = -3,     /* malformed input (bad config, message to someone else) */
-  RAFT_EBUSY = -4,      /* a ready is already outstanding / transfer pending */
-  RAFT_ETOOBIG = -5,    /* proposal larger than max_msg_bytes */
-  RAFT_ENOTREADY = -6   /* leader has not committed an entry of its term yet */
+  RAFT_OK = RF_OK,
+  RAFT_ENOTLEADER = RF_ENOTLEADER, /* proposal or read on a non-leader */
+  RAFT_ENOMEM = RF_ENOMEM,
+  RAFT_EINVAL = RF_EINVAL,   /* malformed input (bad config, message to someone else) */
+  RAFT_EBUSY = RF_EBUSY,     /* a ready is already outstanding */
+  RAFT_ETOOBIG = RF_ETOOBIG  /* proposal larger than max_msg_bytes */
 };
 
 typedef enum {
@@ -139,9 +142,16 @@ typedef struct raft_config {
                             ** long replay does not stall the runtime */
   int pre_vote;             /* §9.6 pre-vote, on by default */
   int check_quorum;         /* leader steps down without a live majority */
+  /* Every allocation of the core (and of the driver around it) goes through
+  ** realloc(realloc_ud, ptr, size), as lua_Alloc: size 0 frees and returns
+  ** NULL; NULL means out of memory, which the core survives (it drops a
+  ** message, refuses a proposal, retries a ready).  NULL: the C library. */
+  void *(*realloc)(void *ud, void *ptr, size_t size);
+  void *realloc_ud;
 } raft_config;
 
-/* Fill a config with the defaults (10/1 ticks, 1 MiB, 256, both switches on). */
+/* Fill a config with the defaults (10/1 ticks, 1 MiB, 256, both switches on,
+** the C library's allocator). */
 void raft_config_default(raft_config *c);
 
 typedef struct raft_read_state {

@@ -32,7 +32,7 @@
 -- A restart restores from the latest stored snapshot plus the log after
 -- the persisted compaction point, with applied = the snapshot's index.
 
-local core = require("rafting.core")
+local driver = require("rafting.driver")
 
 local M = {}
 
@@ -152,7 +152,9 @@ local defaults = {
 --   async=0 (probability a ready's write is deferred), io_delay=3 (ticks),
 --   compact_every=nil (snapshot every K applied entries), trailing=0 (log
 --   entries kept behind a snapshot), snapshot_timeout=3*election_ticks,
---   replay="command", restore={[id]={hard_state=, log=}} }
+--   replay="command", restore={[id]={hard_state=, log=}},
+--   alloc_hook=false (true: each driver counts its allocations and fails
+--   them on cue, d:allocs() / d:fail_allocs(after, span); alloc_spec) }
 function M.new(opts)
   opts = opts or {}
   local ids = opts.ids
@@ -210,7 +212,10 @@ function M.new(opts)
   self.step_errors = {}
   self.reads_served = 0
   self.acked = 0        -- highest index a client was told is done (applied)
+  self.writes_acked = 0 -- writes answered "done"
+  self.request_ticks = opts.request_ticks or 1000000 -- clients wait long
   self.strict_step = opts.strict_step ~= false
+  self.alloc_hook = opts.alloc_hook or nil
   -- the checker's memory of the whole run
   self.leaders = {}     -- [term] = the id that led it
   self.intern = {}      -- entry key -> small integer
@@ -232,7 +237,7 @@ function M.new(opts)
     local n = { id = id, alive = false, incarnation = 0, hs = nil,
                 log = {}, hashes = { [0] = 0 }, last = 0, log_snap = 0,
                 log_snap_term = 0, snaps = {}, snap = nil, reads = {},
-                read_floor = {}, read_wait = {}, proposed = {}, tx = {} }
+                read_floor = {}, tx = {} }
     if r then
       if r.hard_state then
         n.hs = { term = r.hard_state.term or 0, vote = r.hard_state.vote or 0,
@@ -312,7 +317,7 @@ function Sim:_start(n)
     log = {}
     for i = c + 1, n.last do log[i - c] = n.log[i] end
   end
-  n.core = core.new{
+  n.core = driver.new({
     id = n.id, voters = self.ids, seed = self.rng:seed(),
     election_ticks = self.cfg.election_ticks,
     heartbeat_ticks = self.cfg.heartbeat_ticks,
@@ -322,7 +327,9 @@ function Sim:_start(n)
     hard_state = n.hs, log = log,
     snapshot = c > 0 and { index = c, term = n.log_snap_term } or nil,
     applied = snap and snap.index or 0,
-  }
+    request_ticks = self.request_ticks,
+    alloc_hook = self.alloc_hook,
+  }, self:_io(n))
   n.alive = true
   n.incarnation = n.incarnation + 1
   n.pending = nil
@@ -342,7 +349,7 @@ function Sim:_start(n)
   end
   n.lc_term, n.lc_upto = nil, 0
   -- a restart forgets its clients: their reads and proposals get no answer
-  n.reads, n.read_floor, n.read_wait, n.proposed = {}, {}, {}, {}
+  n.reads, n.read_floor = {}, {}
   self:trace("start %d (incarnation %d, term %d, commit %d, log %d..%d, "
              .. "applied %d)", n.id, n.incarnation, term, commit, c + 1,
              n.last, applied)
@@ -354,8 +361,9 @@ end
 function Sim:crash(id)
   local n = self.nodes[id]
   if not n.alive then return end
-  n.core:close()
-  n.core, n.alive, n.pending = nil, false, nil  -- an unfinished write is lost
+  n.alive, n.pending = false, nil  -- an unfinished write is lost
+  n.core:close()                   -- its clients hear "stopping"
+  n.core = nil
   n.tx = {}                                     -- and its transfers
   self:trace("crash %d", id)
 end
@@ -789,45 +797,83 @@ function Sim:apply(n, e)
     self:fail("state machine safety", "node %d applied entry %d that differs "
               .. "from the one committed", n.id, i)
   end
-  -- the client that proposed it here is answered now
-  local pt = n.proposed[i]
-  if pt then
-    n.proposed[i] = nil
-    if pt == e.term and i > self.acked then self.acked = i end
-  end
-  if n.read_wait[1] then self:_serve_reads(n) end
   if self.on_apply then self.on_apply(n.id, e) end
 end
 
-function Sim:handle(n, rd)
-  self:persist(n, rd)
-  for _, m in ipairs(rd.msgs) do
-    if m.type == "snapshot" then self:_stream(n, m) else self:send(m) end
+-- The node's I/O, as the driver sees it: the sim is its disk, its network
+-- and its state machine.  Every call is checked against the contract.
+function Sim:_io(n)
+  local sim = self
+  return {
+    save = function(hs, must_sync, entries, snap_index, snap_term)
+      local rd = { hs = hs, must_sync = must_sync, entries = entries,
+                   snap_index = snap_index > 0 and snap_index or nil,
+                   snap_term = snap_term }
+      if sim.async > 0 and sim.rng:chance(sim.async) then
+        n.pending = rd
+        n.pending_at = sim.time + sim.rng:range(1, sim.io_delay)
+        return false
+      end
+      sim:persist(n, rd)
+      return true
+    end,
+    send = function(m)
+      if m.type == "snapshot" then sim:_stream(n, m) return end
+      sim:_check_durable(n, m)
+      sim:send(m)
+    end,
+    install = function(index)
+      sim:_install(n, index)
+      return true
+    end,
+    apply = function(e) sim:apply(n, e) end,
+    compact = function(index, term) sim:_compacted(n, index, term) end,
+  }
+end
+
+-- What a node promises in a message must be durable when it leaves (the
+-- ready contract): a vote it grants, the log it acknowledges.  A leader's
+-- own appends may leave before its write (thesis 10.2.1).
+function Sim:_check_durable(n, m)
+  local ty = m.type
+  if ty == "vote_resp" and not m.reject then
+    local hs = n.hs
+    if not hs or hs.term ~= m.term or hs.vote ~= m.to then
+      self:fail("votes are durable before they are sent", "node %d granted "
+                .. "its vote to %d in term %d, persisted %s", n.id, m.to,
+                m.term, hs and string.format("term %d vote %d", hs.term,
+                hs.vote) or "nothing")
+    end
+  elseif (ty == "append_resp" and not m.reject) then
+    local i = m.index
+    -- (a newer leader may have replaced the entry in memory since: the ack
+    -- speaks for the term it carries, the persisted entry must be of it)
+    if i > n.log_snap and (i > n.last or n.log[i].term > m.term) then
+      self:fail("acknowledged entries are durable", "node %d acknowledged "
+                .. "index %d but persisted its log only to %d", n.id, i,
+                n.last)
+    end
   end
-  if rd.snap_index then self:_install(n, rd.snap_index) end
-  for _, e in ipairs(rd.committed) do self:apply(n, e) end
-  for _, r in ipairs(rd.reads) do self:_read_done(n, r) end
-  n.core:advance()
-  if self.compact_every and n.applied_index - n.snap_at >= self.compact_every
+  if n.hs and m.term > n.hs.term and ty ~= "prevote" and ty ~= "prevote_resp"
   then
-    self:_take_snapshot(n)
+    self:fail("a term is durable before it is used", "node %d sent %s in "
+              .. "term %d, persisted term %d", n.id, ty, m.term, n.hs.term)
   end
 end
 
--- drain n's ready batches; with async > 0 a batch's write may be deferred,
--- and then nothing of it (nor any later batch) goes out until it completes
+-- Run n's driver until it waits for a write or has nothing to do, taking a
+-- snapshot whenever enough has been applied since the last one.
 function Sim:process(n)
-  while n.alive and not n.pending and n.core:has_ready() do
-    local rd = n.core:ready()
-    if not rd then break end
-    if self.async > 0 and self.rng:chance(self.async) then
-      n.pending = rd
-      n.pending_at = self.time + self.rng:range(1, self.io_delay)
-      return
+  while n.alive and not n.pending do
+    local more = n.core:process()
+    if self.compact_every and n.alive
+       and n.applied_index - n.snap_at >= self.compact_every then
+      self:_take_snapshot(n)
+      more = true
     end
-    self:handle(n, rd)
+    if not more then break end
   end
-  self:check(n)
+  if n.alive then self:check(n) end
 end
 
 -- finish deferred writes that are due (all of them if 'all')
@@ -838,7 +884,8 @@ function Sim:complete_io(all)
       local rd = n.pending
       n.pending = nil
       self.events = self.events + 1
-      self:handle(n, rd)
+      self:persist(n, rd)
+      n.core:saved(true)
       self:check(n)
       self:process(n)
     end
@@ -910,12 +957,26 @@ function Sim:_take_snapshot(n)
     self:fail("compaction within applied and stable", "node %d refused "
               .. "compact(%d) after applying %d: %s", n.id, upto, a, err)
   end
-  self:_drop_log(n, upto)
-  n.log_snap, n.log_snap_term = upto, term
-  n.csnap_index, n.csnap_term = upto, term
-  self:_prune_snaps(n, upto)
+  if n.log_snap ~= upto then
+    self:fail("a compaction reaches the storage", "node %d compacted to %d, "
+              .. "its storage to %d", n.id, upto, n.log_snap)
+  end
   self:trace("node %d snapshot at %d (term %d), log compacted to %d", n.id,
              a, snap.term, upto)
+end
+
+-- the driver lets the storage drop its log up to index (of term)
+function Sim:_compacted(n, index, term)
+  local p = n.log[index]
+  if not p or p.term ~= term then
+    self:fail("in-memory log matches the persisted log", "node %d compacts "
+              .. "its storage to %d (term %d): persisted %s", n.id, index,
+              term, tostring(p and p.term))
+  end
+  self:_drop_log(n, index)
+  n.log_snap, n.log_snap_term = index, term
+  n.csnap_index, n.csnap_term = index, term
+  self:_prune_snaps(n, index)
 end
 
 -- a core asked for a snapshot covering m.index to be streamed to m.to
@@ -1029,7 +1090,6 @@ function Sim:_install(n, index)
   n.applied_index, n.applied_term, n.sm_hash = index, snap.term, snap.hash
   n.snap_at = index
   self.snap_installs = self.snap_installs + 1
-  if n.read_wait[1] then self:_serve_reads(n) end
   self:trace("node %d installs snapshot %d (term %d)", n.id, index, snap.term)
   if self.on_install then self.on_install(n.id, snap) end
 end
@@ -1376,82 +1436,86 @@ function Sim:is_applied(index, term)
   return e ~= nil and e.term == term
 end
 
+-- The client's callback for a write proposed at (index, term) on n: an
+-- answer "done" must come after the entry committed and applied there.
+function Sim:_answered(n, index, term, status)
+  self.events = self.events + 1
+  if status == nil then
+    self:check(n)  -- learn what n knows committed
+    local e, k = self.applied[index], self.ck[index]
+    if not e or e.term ~= term or n.applied_index < index or not k
+       or k ~= self.akey[index] then
+      self:fail("a write is answered only once committed and applied",
+                "node %d answered the write at index %d term %d, applied "
+                .. "%d, committed there: %s", n.id, index, term,
+                n.applied_index, tostring(k ~= nil))
+    end
+    if index > self.acked then self.acked = index end
+    self.writes_acked = self.writes_acked + 1
+  elseif status == "notcommitted" then
+    local e = self.applied[index]
+    if not e or e.term == term then
+      self:fail("a write is refused only once another entry took its place",
+                "node %d said the write at index %d term %d never commits",
+                n.id, index, term)
+    end
+  end
+  if self.on_answer then self.on_answer(n.id, index, term, status) end
+end
+
 -- propose data at node id (default: the leader); index, term | nil, err
 function Sim:propose(data, id)
   id = id or self:leader()
   if not id then return nil, "noleader" end
   local n = self.nodes[id]
   if not n.alive then return nil, "dead" end
-  local index, term, hint = n.core:propose(data)
+  local index, term
+  index, term = n.core:propose(data, function(status)
+    self:_answered(n, index, term, status)
+  end)
   self.events = self.events + 1
-  if index then n.proposed[index] = term end
-  self:check(n)
   self:process(n)
-  if not index then return nil, term, hint end
+  if not index then return nil, term end
   return index, term
 end
 
 -- Start a linearizable read at node id (default: the leader); true or nil,
--- err.  Once the core confirms it and the node has applied up to its index
--- the read is served: it shows up in sim.nodes[id].reads as {index=, ctx=,
--- at=, applied=} (applied: the state it read).
+-- err.  Once the driver says it may be served it shows up in
+-- sim.nodes[id].reads as {ctx=, at=, index=, applied=} (applied and index:
+-- the state it read).
 function Sim:read(id, ctx)
   id = id or self:leader()
   if not id then return nil, "noleader" end
   local n = self.nodes[id]
   if not n.alive then return nil, "dead" end
-  local ok, err = n.core:read_index(ctx)
+  -- what the read must see, fixed when it begins (real time): every write
+  -- a client was told is done, and (ReadIndex, §6.4) every commit known
+  local f = { acked = self.acked, committed = self.ncommit, at = self.time }
+  local ok, err = n.core:read(function(status)
+    if status == nil then self:_serve_read(n, ctx, f) end
+  end)
   self.events = self.events + 1
-  if ok then
-    -- what the read must see, fixed when it begins (real time): every write
-    -- a client was told is done, and (ReadIndex, §6.4) every commit known
-    n.read_floor[ctx] = { acked = self.acked, committed = self.ncommit,
-                          at = self.time }
-  end
-  self:check(n)
   self:process(n)
   return ok, err
 end
 
--- a read state from a ready: confirmed; served once applied reaches it
-function Sim:_read_done(n, r)
-  local f = n.read_floor[r.ctx]
-  if f == nil or f.index then
-    self:fail("reads answer what was asked", "node %d answered read %d it "
-              .. "was never asked (or twice)", n.id, r.ctx)
+-- the driver says read ctx may be served now, from n's state machine
+function Sim:_serve_read(n, ctx, f)
+  local a = n.applied_index
+  if a < f.acked then
+    self:fail("linearizable reads", "node %d served read %d (begun at "
+              .. "t=%d) from applied index %d, but index %d was "
+              .. "acknowledged to a client before it began", n.id, ctx,
+              f.at, a, f.acked)
   end
-  f.index = r.index
-  n.read_wait[#n.read_wait + 1] = r.ctx
-  self:_serve_reads(n)  -- the real-time check first, if served now
-  if r.index < f.committed then
-    self:fail("a read index covers every commit before the read (§6.4)",
-              "node %d confirmed read %d at index %d, but index %d was "
-              .. "committed before the read began", n.id, r.ctx, r.index,
+  if a < f.committed then
+    self:fail("a read covers every commit before the read (§6.4)",
+              "node %d served read %d from applied index %d, but index %d "
+              .. "was committed before the read began", n.id, ctx, a,
               f.committed)
   end
-end
-
--- serve the confirmed reads whose index n has applied, from its state now
-function Sim:_serve_reads(n)
-  local keep = {}
-  for _, ctx in ipairs(n.read_wait) do
-    local f = n.read_floor[ctx]
-    if n.applied_index < f.index then
-      keep[#keep + 1] = ctx
-    else
-      if n.applied_index < f.acked then
-        self:fail("linearizable reads", "node %d served read %d (begun at "
-                  .. "t=%d) from applied index %d, but index %d was "
-                  .. "acknowledged to a client before it began", n.id, ctx,
-                  f.at, n.applied_index, f.acked)
-      end
-      n.read_floor[ctx] = nil
-      n.reads[#n.reads + 1] = { index = f.index, ctx = ctx, at = self.time,
-                                applied = n.applied_index }
-      self.reads_served = self.reads_served + 1
-    end
-  end
-  n.read_wait = keep
+  n.reads[#n.reads + 1] = { index = a, ctx = ctx, at = self.time, applied = a }
+  self.reads_served = self.reads_served + 1
 end
 
 -- propose every item of list at node id (default: the leader) before any of
@@ -1462,13 +1526,15 @@ function Sim:propose_many(list, id)
   if not id then return nil, "noleader" end
   local n, out = self.nodes[id], {}
   for i, data in ipairs(list) do
-    local index, term = n.core:propose(data)
+    local p = {}
+    local index, term = n.core:propose(data, function(status)
+      self:_answered(n, p.index, p.term, status)
+    end)
     if not index then return nil, term end
-    n.proposed[index] = term
-    out[i] = { index = index, term = term }
+    p.index, p.term = index, term
+    out[i] = p
   end
   self.events = self.events + 1
-  self:check(n)
   self:process(n)
   return out
 end

@@ -2,15 +2,15 @@
 ** log.c -- the core's in-memory Raft log (see log.h).
 */
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "rafting/assert.h"
 #include "log.h"
 
-rblob *rlog_blob_new(const void *data, size_t len) {
-  rblob *b = malloc(sizeof(*b) + (len ? len : 1));
+rblob *rlog_blob_new(const rmem *m, const void *data, size_t len) {
+  rblob *b = rmem_alloc(m, sizeof(*b) + (len ? len : 1));
   if (b == NULL) return NULL;
+  b->mem = m;
   b->ref = 1;
   b->len = len;
   if (len) memcpy(b->data, data, len);
@@ -18,7 +18,7 @@ rblob *rlog_blob_new(const void *data, size_t len) {
 }
 
 void rlog_blob_unref(rblob *b) {
-  if (b != NULL && --b->ref == 0) free(b);
+  if (b != NULL && --b->ref == 0) rmem_free(b->mem, b);
 }
 
 void rlog_unref_data(const uint8_t *data) {
@@ -26,14 +26,15 @@ void rlog_unref_data(const uint8_t *data) {
     rlog_blob_unref((rblob *)(void *)(data - offsetof(rblob, data)));
 }
 
-void rlog_init(rlog *l) {
+void rlog_init(rlog *l, const rmem *m) {
   memset(l, 0, sizeof(*l));
+  l->mem = m;
 }
 
 void rlog_free(rlog *l) {
   for (size_t i = 0; i < l->n; i++) rlog_blob_unref(l->e[i].blob);
-  free(l->e);
-  rlog_init(l);
+  rmem_free(l->mem, l->e);
+  rlog_init(l, l->mem);
 }
 
 uint64_t rlog_last(const rlog *l) { return l->snap_index + l->n; }
@@ -67,7 +68,7 @@ uint64_t rlog_conflict_by_term(const rlog *l, uint64_t i, uint64_t term) {
 int rlog_append(rlog *l, uint64_t term, int type, rblob *blob) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 64;
-    rent *e = realloc(l->e, cap * sizeof(*e));
+    rent *e = rmem_realloc(l->mem, l->e, cap * sizeof(*e));
     if (e == NULL) return RAFT_ENOMEM;
     l->e = e;
     l->cap = cap;

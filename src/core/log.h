@@ -5,14 +5,17 @@
 ** counted blobs so that messages and ready batches can point into them
 ** without copying and stay valid after the log truncates.  The log owns one
 ** reference to each blob; whoever takes a raft_entry view with rlog_ref()
-** owns one more and drops it with rlog_unref_data().
+** owns one more and drops it with rlog_unref_data().  Blobs remember the
+** allocator that made them: the last reference may drop far from the log.
 */
 #ifndef RAFTING_CORE_LOG_H
 #define RAFTING_CORE_LOG_H
 
 #include "rafting/raft.h"
+#include "mem.h"
 
 typedef struct rblob {
+  const rmem *mem;
   size_t ref;
   size_t len;
   uint8_t data[];
@@ -25,18 +28,19 @@ typedef struct rent {
 } rent;
 
 typedef struct rlog {
+  const rmem *mem;  /* outlives the log and every blob */
   rent *e;          /* e[0] has index snap_index + 1 */
   size_t n, cap;
   uint64_t snap_index; /* last index covered by a snapshot (0: none) */
   uint64_t snap_term;
 } rlog;
 
-rblob *rlog_blob_new(const void *data, size_t len);
+rblob *rlog_blob_new(const rmem *m, const void *data, size_t len);
 void rlog_blob_unref(rblob *b);
 /* Drop the reference that a raft_entry view's data pointer holds. */
 void rlog_unref_data(const uint8_t *data);
 
-void rlog_init(rlog *l);
+void rlog_init(rlog *l, const rmem *m);
 void rlog_free(rlog *l);
 
 uint64_t rlog_last(const rlog *l);

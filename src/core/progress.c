@@ -1,23 +1,22 @@
 /*
 ** progress.c -- per-peer replication progress (see progress.h).
 */
-#include <stdlib.h>
 #include <string.h>
 
 #include "rafting/assert.h"
 #include "rafting/raft.h"
 #include "progress.h"
 
-int rpr_init(rprogress *p, uint64_t id, int max_inflight) {
+int rpr_init(rprogress *p, uint64_t id, int max_inflight, const rmem *m) {
   memset(p, 0, sizeof(*p));
   p->id = id;
   p->ring_cap = max_inflight;
-  p->ring = calloc((size_t)max_inflight, sizeof(*p->ring));
+  p->ring = rmem_calloc(m, (size_t)max_inflight, sizeof(*p->ring));
   return p->ring ? RAFT_OK : RAFT_ENOMEM;
 }
 
-void rpr_free(rprogress *p) {
-  free(p->ring);
+void rpr_free(rprogress *p, const rmem *m) {
+  rmem_free(m, p->ring);
   p->ring = NULL;
 }
 

@@ -11,6 +11,8 @@
 
 #include <stdint.h>
 
+#include "mem.h"
+
 typedef struct rprogress {
   uint64_t id;
   uint64_t match;
@@ -25,8 +27,8 @@ typedef struct rprogress {
   int ring_start, ring_count, ring_cap;
 } rprogress;
 
-int rpr_init(rprogress *p, uint64_t id, int max_inflight);
-void rpr_free(rprogress *p);
+int rpr_init(rprogress *p, uint64_t id, int max_inflight, const rmem *m);
+void rpr_free(rprogress *p, const rmem *m);
 void rpr_reset(rprogress *p, uint64_t next);
 void rpr_become_probe(rprogress *p);
 void rpr_become_replicate(rprogress *p);

@@ -6,12 +6,12 @@
 ** "In Search of an Understandable Consensus Algorithm") and, for pre-vote and
 ** check-quorum, to Ongaro's thesis.
 */
-#include <stdlib.h>
 #include <string.h>
 
 #include "rafting/assert.h"
 #include "rafting/raft.h"
 #include "log.h"
+#include "mem.h"
 #include "progress.h"
 
 typedef struct rmsgbuf {
@@ -32,6 +32,7 @@ typedef struct rreadbuf {
 } rreadbuf;
 
 struct raft {
+  rmem mem;             /* the log and its blobs point here: r never moves */
   uint64_t id;
   raft_config cfg;
   uint64_t rng;
@@ -115,20 +116,20 @@ static uint64_t last_term(const raft *r) {
   return rlog_term(&r->log, last_index(r));
 }
 
-static void free_entry_views(raft_entry *e, size_t n) {
+static void free_entry_views(raft *r, raft_entry *e, size_t n) {
   for (size_t i = 0; i < n; i++) rlog_unref_data(e[i].data);
-  free(e);
+  rmem_free(&r->mem, e);
 }
 
-static void msgbuf_clear(rmsgbuf *b) {
+static void msgbuf_clear(raft *r, rmsgbuf *b) {
   for (size_t i = 0; i < b->n; i++)
-    free_entry_views((raft_entry *)b->m[i].entries, b->m[i].n_entries);
+    free_entry_views(r, (raft_entry *)b->m[i].entries, b->m[i].n_entries);
   b->n = 0;
 }
 
-static void msgbuf_free(rmsgbuf *b) {
-  msgbuf_clear(b);
-  free(b->m);
+static void msgbuf_free(raft *r, rmsgbuf *b) {
+  msgbuf_clear(r, b);
+  rmem_free(&r->mem, b->m);
   b->m = NULL;
   b->cap = 0;
 }
@@ -141,9 +142,9 @@ static int send(raft *r, raft_msg *m) {
     m->term = r->term; /* pre-vote messages carry the term of the campaign */
   if (b->n == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 16;
-    raft_msg *nm = realloc(b->m, cap * sizeof(*nm));
+    raft_msg *nm = rmem_realloc(&r->mem, b->m, cap * sizeof(*nm));
     if (nm == NULL) {
-      free_entry_views((raft_entry *)m->entries, m->n_entries);
+      free_entry_views(r, (raft_entry *)m->entries, m->n_entries);
       return RAFT_ENOMEM; /* dropped: Raft retransmits what matters */
     }
     b->m = nm;
@@ -153,14 +154,22 @@ static int send(raft *r, raft_msg *m) {
   return RAFT_OK;
 }
 
-static int readbuf_push(rreadbuf *b, const rread *rd) {
-  if (b->n == b->cap) {
-    size_t cap = b->cap ? b->cap * 2 : 8;
-    rread *nr = realloc(b->r, cap * sizeof(*nr));
+/* Room for n more reads in b. */
+static int readbuf_reserve(raft *r, rreadbuf *b, size_t n) {
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 8;
+    rread *nr;
+    while (cap < b->n + n) cap *= 2;
+    nr = rmem_realloc(&r->mem, b->r, cap * sizeof(*nr));
     if (nr == NULL) return RAFT_ENOMEM;
     b->r = nr;
     b->cap = cap;
   }
+  return RAFT_OK;
+}
+
+static int readbuf_push(raft *r, rreadbuf *b, const rread *rd) {
+  if (readbuf_reserve(r, b, 1) != RAFT_OK) return RAFT_ENOMEM;
   b->r[b->n++] = *rd;
   return RAFT_OK;
 }
@@ -178,7 +187,7 @@ static void truncate_from(raft *r, uint64_t i) {
 
 static int append_entry(raft *r, uint64_t term, int type, const void *data,
                         size_t len) {
-  rblob *b = rlog_blob_new(data, len);
+  rblob *b = rlog_blob_new(&r->mem, data, len);
   int rc;
   if (b == NULL) return RAFT_ENOMEM;
   rc = rlog_append(&r->log, term, type, b);
@@ -354,7 +363,7 @@ static size_t entries_for(raft *r, uint64_t from, raft_entry **out) {
     if (n > 0 && bytes + v.len + ENTRY_OVERHEAD > r->cfg.max_msg_bytes) break;
     if (n == cap) {
       size_t nc = cap ? cap * 2 : 8;
-      raft_entry *ne = realloc(e, nc * sizeof(*e));
+      raft_entry *ne = rmem_realloc(&r->mem, e, nc * sizeof(*e));
       if (ne == NULL) break;
       e = ne;
       cap = nc;
@@ -376,7 +385,10 @@ static int send_snapshot(raft *r, rprogress *p) {
   m.index = r->log.snap_index;
   m.log_term = r->log.snap_term;
   rpr_become_snapshot(p, m.index);
-  send(r, &m);
+  if (send(r, &m) != RAFT_OK) { /* nobody streams it: probe again later */
+    rpr_become_probe(p);
+    p->probe_sent = 1;
+  }
   return 1;
 }
 
@@ -390,7 +402,7 @@ static int send_append(raft *r, rprogress *p, int send_empty) {
   if (p->next <= r->log.snap_index) return send_snapshot(r, p);
   n = entries_for(r, p->next, &ents);
   if (n == 0 && !send_empty) {
-    free(ents);
+    rmem_free(&r->mem, ents);
     return 0;
   }
   memset(&m, 0, sizeof(m));
@@ -442,7 +454,9 @@ static void reads_release(raft *r) {
       if (r->reads_wait.r[i].acks & (1ULL << bit)) acks++;
     if (acks >= quorum(r)) done = i + 1;
   }
-  for (i = 0; i < done; i++) readbuf_push(&r->reads_ready, &r->reads_wait.r[i]);
+  /* out of memory: they stay confirmed-to-be, the next ack retries */
+  if (readbuf_reserve(r, &r->reads_ready, done) != RAFT_OK) return;
+  for (i = 0; i < done; i++) readbuf_push(r, &r->reads_ready, &r->reads_wait.r[i]);
   memmove(r->reads_wait.r, r->reads_wait.r + done,
           (r->reads_wait.n - done) * sizeof(rread));
   r->reads_wait.n -= done;
@@ -453,18 +467,21 @@ static int read_start(raft *r, uint64_t ctx) {
   memset(&rd, 0, sizeof(rd));
   rd.ctx = ctx;
   rd.index = r->commit;
-  if (r->n_prs == 1) return readbuf_push(&r->reads_ready, &rd);
+  if (r->n_prs == 1) return readbuf_push(r, &r->reads_ready, &rd);
   rd.seq = ++r->read_seq;
   rd.acks = 1ULL << r->self;
-  if (readbuf_push(&r->reads_wait, &rd) != RAFT_OK) return RAFT_ENOMEM;
+  if (readbuf_push(r, &r->reads_wait, &rd) != RAFT_OK) return RAFT_ENOMEM;
   bcast_heartbeat(r); /* the round that confirms this leader still leads */
   return RAFT_OK;
 }
 
+/* Out of memory, the reads not started stay early: a tick retries. */
 static void reads_flush_early(raft *r) {
   size_t i, n = r->reads_early.n;
-  r->reads_early.n = 0;
-  for (i = 0; i < n; i++) read_start(r, r->reads_early.r[i].ctx);
+  for (i = 0; i < n; i++)
+    if (read_start(r, r->reads_early.r[i].ctx) != RAFT_OK) break;
+  memmove(r->reads_early.r, r->reads_early.r + i, (n - i) * sizeof(rread));
+  r->reads_early.n = n - i;
 }
 
 static void on_commit_advanced(raft *r) {
@@ -788,6 +805,11 @@ void raft_tick(raft *r) {
       if (r->cfg.check_quorum) check_quorum(r);
       if (r->role != RAFT_LEADER) return;
     }
+    /* out of memory earlier: the term's no-op or early reads wait */
+    if (last_term(r) != r->term &&
+        append_entry(r, r->term, RAFT_ENTRY_NOOP, NULL, 0) == RAFT_OK)
+      r->bcast = 2;
+    if (committed_in_term(r) && r->reads_early.n) reads_flush_early(r);
     if (++r->hb_elapsed >= r->cfg.heartbeat_ticks) {
       r->hb_elapsed = 0;
       bcast_heartbeat(r);
@@ -816,7 +838,7 @@ int raft_read_index(raft *r, uint64_t ctx) {
   if (!committed_in_term(r)) { /* §8: wait for this term's first commit */
     memset(&rd, 0, sizeof(rd));
     rd.ctx = ctx;
-    return readbuf_push(&r->reads_early, &rd);
+    return readbuf_push(r, &r->reads_early, &rd);
   }
   return read_start(r, ctx);
 }
@@ -849,48 +871,66 @@ int raft_has_ready(const raft *r) {
          r->reads_ready.n > 0;
 }
 
-static raft_entry *views(raft *r, uint64_t lo, uint64_t hi, size_t *n) {
+/* Views of [lo, hi] in *out (NULL when empty); RAFT_ENOMEM. */
+static int views(raft *r, uint64_t lo, uint64_t hi, raft_entry **out,
+                 size_t *n) {
   raft_entry *e;
+  *out = NULL;
   *n = 0;
-  if (hi < lo) return NULL;
-  e = malloc((size_t)(hi - lo + 1) * sizeof(*e));
-  if (e == NULL) return NULL;
+  if (hi < lo) return RAFT_OK;
+  e = rmem_alloc(&r->mem, (size_t)(hi - lo + 1) * sizeof(*e));
+  if (e == NULL) return RAFT_ENOMEM;
   for (uint64_t i = lo; i <= hi; i++) rlog_ref(&r->log, i, &e[(*n)++]);
-  return e;
+  *out = e;
+  return RAFT_OK;
 }
 
+/* All or nothing: the messages speak for the entries and hard state of the
+** same batch (an ack for an entry not in the write would be a lie), so out
+** of memory the batch is not taken at all and raft_has_ready() stays on. */
 int raft_ready_get(raft *r, raft_ready *rd) {
   uint64_t hi;
+  raft_entry *ents, *committed;
+  size_t n_ents, n_committed, n_reads = r->reads_ready.n;
+  raft_read_state *reads = NULL;
   memset(rd, 0, sizeof(*rd));
   if (r->rd_out) return RAFT_EBUSY;
   if (r->bcast == 2 && r->role == RAFT_LEADER) bcast_commit(r);
   else if (r->bcast && r->role == RAFT_LEADER) bcast_append(r, 0);
-  r->bcast = 0;
+  r->bcast = 0; /* what it sent waits in the outbox */
+  hi = r->commit;
+  if (hi - r->applied > r->cfg.max_apply) hi = r->applied + r->cfg.max_apply;
+  if (views(r, r->handed + 1, last_index(r), &ents, &n_ents) != RAFT_OK)
+    return RAFT_ENOMEM;
+  /* committed entries past stable are in this batch's persist list */
+  if (views(r, r->applied + 1, hi, &committed, &n_committed) != RAFT_OK ||
+      (n_reads && !(reads = rmem_alloc(&r->mem, n_reads * sizeof(*reads))))) {
+    free_entry_views(r, ents, n_ents);
+    free_entry_views(r, committed, n_committed);
+    return RAFT_ENOMEM;
+  }
   hs_now(r, &r->rd_hs);
   rd->hs_changed = !hs_equal(&r->rd_hs, &r->saved);
   rd->hs = r->rd_hs;
   rd->snap_index = r->install_index;
   rd->snap_term = r->install_term;
   r->install_index = r->install_term = 0;
-  r->rd_ents = views(r, r->handed + 1, last_index(r), &r->rd_n_ents);
-  r->rd_last = r->handed + r->rd_n_ents;
+  r->rd_ents = ents;
+  r->rd_n_ents = n_ents;
+  r->rd_last = r->handed + n_ents;
   r->handed = r->rd_last;
-  /* committed entries past stable are in this batch's persist list */
-  hi = r->commit;
-  if (hi - r->applied > r->cfg.max_apply) hi = r->applied + r->cfg.max_apply;
-  r->rd_committed = views(r, r->applied + 1, hi, &r->rd_n_committed);
-  r->applied += r->rd_n_committed;
+  r->rd_committed = committed;
+  r->rd_n_committed = n_committed;
+  r->applied += n_committed;
   r->rd_msgs = r->outbox; /* move */
   memset(&r->outbox, 0, sizeof(r->outbox));
-  r->rd_n_reads = r->reads_ready.n;
-  r->rd_reads = r->rd_n_reads ? malloc(r->rd_n_reads * sizeof(raft_read_state)) : NULL;
-  if (r->rd_reads == NULL) r->rd_n_reads = 0;
-  for (size_t i = 0; i < r->rd_n_reads; i++) {
-    r->rd_reads[i].index = r->reads_ready.r[i].index;
-    r->rd_reads[i].ctx = r->reads_ready.r[i].ctx;
+  r->rd_reads = reads;
+  r->rd_n_reads = n_reads;
+  for (size_t i = 0; i < n_reads; i++) {
+    reads[i].index = r->reads_ready.r[i].index;
+    reads[i].ctx = r->reads_ready.r[i].ctx;
   }
-  if (r->rd_n_reads == r->reads_ready.n) /* else out of memory: next time */
-    r->reads_ready.n = 0;
+  r->reads_ready.n = 0;
   r->saved = r->rd_hs;
   r->rd_out = 1;
   rd->entries = r->rd_ents;
@@ -908,10 +948,10 @@ void raft_advance(raft *r) {
   if (!r->rd_out) return;
   r->rd_out = 0;
   if (r->rd_last > r->stable) r->stable = r->rd_last;
-  free_entry_views(r->rd_ents, r->rd_n_ents);
-  free_entry_views(r->rd_committed, r->rd_n_committed);
-  msgbuf_free(&r->rd_msgs);
-  free(r->rd_reads);
+  free_entry_views(r, r->rd_ents, r->rd_n_ents);
+  free_entry_views(r, r->rd_committed, r->rd_n_committed);
+  msgbuf_free(r, &r->rd_msgs);
+  rmem_free(&r->mem, r->rd_reads);
   r->rd_ents = r->rd_committed = NULL;
   r->rd_n_ents = r->rd_n_committed = 0;
   r->rd_reads = NULL;
@@ -989,22 +1029,26 @@ raft *raft_new(const raft_config *c, const raft_hard_state *hs,
 raft *raft_new_restore(const raft_config *c, const raft_restore *rs, int *err) {
   raft *r;
   int rc = RAFT_ENOMEM;
+  rmem mem;
   if (!check_config(c)) {
     if (err) *err = RAFT_EINVAL;
     return NULL;
   }
-  r = calloc(1, sizeof(*r));
+  mem.fn = c->realloc;
+  mem.ud = c->realloc_ud;
+  r = rmem_calloc(&mem, 1, sizeof(*r));
   if (r == NULL) goto fail;
+  r->mem = mem;
   r->id = c->id;
   r->cfg = *c;
   r->cfg.voters = NULL; /* not ours to keep */
   if (r->cfg.max_apply == 0) r->cfg.max_apply = 4096;
   r->rng = c->seed ^ (c->id * 0x2545f4914f6cdd1dULL);
-  rlog_init(&r->log);
-  r->prs = calloc(c->n_voters, sizeof(*r->prs));
+  rlog_init(&r->log, &r->mem);
+  r->prs = rmem_calloc(&r->mem, c->n_voters, sizeof(*r->prs));
   if (r->prs == NULL) goto fail;
   for (size_t i = 0; i < c->n_voters; i++) {
-    if (rpr_init(&r->prs[i], c->voters[i], c->max_inflight)) goto fail;
+    if (rpr_init(&r->prs[i], c->voters[i], c->max_inflight, &r->mem)) goto fail;
     r->n_prs++;
     if (c->voters[i] == c->id) r->self = (int)i;
   }
@@ -1018,17 +1062,19 @@ fail:
 }
 
 void raft_free(raft *r) {
+  rmem mem;
   if (r == NULL) return;
   r->rd_out = 1;
   raft_advance(r);
-  msgbuf_free(&r->outbox);
-  for (size_t i = 0; i < r->n_prs; i++) rpr_free(&r->prs[i]);
-  free(r->prs);
-  free(r->reads_ready.r);
-  free(r->reads_wait.r);
-  free(r->reads_early.r);
+  msgbuf_free(r, &r->outbox);
+  for (size_t i = 0; i < r->n_prs; i++) rpr_free(&r->prs[i], &r->mem);
+  rmem_free(&r->mem, r->prs);
+  rmem_free(&r->mem, r->reads_ready.r);
+  rmem_free(&r->mem, r->reads_wait.r);
+  rmem_free(&r->mem, r->reads_early.r);
   rlog_free(&r->log);
-  free(r);
+  mem = r->mem; /* r goes with it */
+  rmem_free(&mem, r);
 }
 
 /* ------------------------------------------------------------ queries */
@@ -1068,18 +1114,7 @@ int raft_log_entry(const raft *r, uint64_t index, raft_entry *out) {
   return RAFT_OK;
 }
 
-const char *raft_strerror(int err) {
-  switch (err) {
-  case RAFT_OK: return "ok";
-  case RAFT_ENOTLEADER: return "not the leader";
-  case RAFT_ENOMEM: return "out of memory";
-  case RAFT_EINVAL: return "invalid argument";
-  case RAFT_EBUSY: return "busy";
-  case RAFT_ETOOBIG: return "too big";
-  case RAFT_ENOTREADY: return "leader not ready";
-  default: return "unknown error";
-  }
-}
+const char *raft_strerror(int err) { return rf_strerror(err); }
 
 const char *raft_role_name(raft_role role) {
   static const char *const names[] = {"follower", "precandidate", "candidate",
