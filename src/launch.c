@@ -2,8 +2,8 @@
 ** launch.c -- `rafting cluster`: run every node of a config as a child.
 **
 ** One `rafting --config F --node ID` per node, forked from here.  The
-** launcher prints where each node listens, polls GET /status until a node
-** reports leader, then sleeps in sigwaitinfo(): SIGINT/SIGTERM are forwarded
+** launcher prints where each node listens, polls GET /status (llhttp parses
+** the answer, jansson its body) until a node reports leader, then sleeps in sigwaitinfo(): SIGINT/SIGTERM are forwarded
 ** as SIGTERM to every child (SIGKILL after 5 s or at a second signal), a
 ** child that dies is reported and left dead.
 **
@@ -17,7 +17,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,13 +24,19 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 
+#include <jansson.h>
+#include <llhttp.h>
+
+#include "rafting/buf.h"
 #include "rafting/config.h"
 #include "rafting/launch.h"
+#include "rafting/util.h"
 
 #define LEADER_WAIT_MS 10000  /* how long to look for a first leader */
 #define POLL_MS 100           /* between /status rounds */
@@ -55,23 +60,12 @@ typedef struct launcher {
   char exe_buf[PATH_MAX];
 } launcher;
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct timespec ms_ts(int64_t ms) {
   struct timespec ts;
   if (ms < 0) ms = 0;
   ts.tv_sec = (time_t)(ms / 1000);
   ts.tv_nsec = (long)(ms % 1000) * 1000000;
   return ts;
-}
-
-/* "[::1]" for IPv6 literals, so "host:port" stays unambiguous. */
-static const char *br(const char *host, int open) {
-  return strchr(host, ':') ? (open ? "[" : "]") : "";
 }
 
 /* -- children ----------------------------------------------------------- */
@@ -152,12 +146,12 @@ static void signal_all(launcher *l, int sig) {
 /* SIGTERM all, wait up to STOP_WAIT_MS (a second INT/TERM cuts it short),
 ** then SIGKILL what is left and reap it. */
 static void stop_all(launcher *l) {
-  int64_t deadline = now_ms() + STOP_WAIT_MS;
+  int64_t deadline = rf_now_ms() + STOP_WAIT_MS;
   printf("stopping %zu node(s)\n", l->running);
   fflush(stdout);
   signal_all(l, SIGTERM);
   while (l->running > 0) {
-    struct timespec ts = ms_ts(deadline - now_ms());
+    struct timespec ts = ms_ts(deadline - rf_now_ms());
     int sig = sigtimedwait(&l->mask, NULL, &ts);
     if (sig == SIGCHLD) reap(l, 1);
     else if (sig == SIGINT || sig == SIGTERM || (sig < 0 && errno == EAGAIN)) {
@@ -176,94 +170,97 @@ static void stop_all(launcher *l) {
 
 /* -- GET /status over a blocking socket with timeouts ------------------- */
 
-/* Reads the response into buf (NUL-terminated); returns the body or NULL.
-** SO_SNDTIMEO bounds connect() too on Linux, so nothing here can hang. */
-static const char *get_status(const rf_node_conf *n, char *buf, size_t len) {
-  struct addrinfo hints, *ai = NULL, *a;
-  struct timeval tv = { 0, HTTP_TIMEOUT_MS * 1000 };
-  char port[16], req[256];
-  size_t got = 0;
-  int fd = -1;
+#define STATUS_MAX (64 << 10) /* a /status body is well under 1 KiB */
 
-  memset(&hints, 0, sizeof hints);
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  snprintf(port, sizeof port, "%d", n->http_port);
-  if (getaddrinfo(n->http_host, port, &hints, &ai) != 0) return NULL;
-  for (a = ai; a; a = a->ai_next) {
-    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(ai);
-  if (fd < 0) return NULL;
-  int rl = snprintf(req, sizeof req,
-                    "GET /status HTTP/1.1\r\nHost: %s%s%s:%d\r\n"
-                    "Connection: close\r\n\r\n",
-                    br(n->http_host, 1), n->http_host, br(n->http_host, 0),
-                    n->http_port);
-  if (send(fd, req, (size_t)rl, MSG_NOSIGNAL) != rl) { close(fd); return NULL; }
-  const char *body = NULL;
-  long want = -1;
-  while (got + 1 < len) {
-    ssize_t r = recv(fd, buf + got, len - 1 - got, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-    buf[got] = '\0';
-    if (!body && (body = strstr(buf, "\r\n\r\n")) != NULL) {
-      body += 4;
-      const char *cl = strcasestr(buf, "\r\ncontent-length:");
-      if (cl && cl < body) want = strtol(cl + 17, NULL, 10);
-    }
-    if (body && want >= 0 && (long)(buf + got - body) >= want) break;
-  }
-  close(fd);
-  buf[got] = '\0';
-  if (!body || strncmp(buf, "HTTP/1.", 7) != 0 || strncmp(buf + 8, " 200", 4))
-    return NULL;
-  return body;
+/* What one GET /status gathered while llhttp parsed it. */
+typedef struct status_rsp {
+  rf_buf body;
+  int done;
+} status_rsp;
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  status_rsp *r = p->data;
+  if (r->body.n + n > STATUS_MAX) return -1;
+  rf_buf_add(&r->body, at, n);
+  return r->body.oom ? -1 : 0;
 }
 
-/* The value of a top-level "key" in a flat JSON object: a string (unquoted
-** into out) or a number.  /status is small and ours; a scan is enough and
-** keeps a JSON library out of the launcher. */
-static int json_field(const char *json, const char *key, char *out, size_t len) {
-  char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\"", key);
-  const char *p = strstr(json, pat);
-  if (!p) return -1;
-  p += strlen(pat);
-  p += strspn(p, " \t\r\n");
-  if (*p++ != ':') return -1;
-  p += strspn(p, " \t\r\n");
-  int quoted = *p == '"';
-  size_t i = 0;
-  if (quoted) p++;
-  while (*p && i + 1 < len && (quoted ? *p != '"' : strchr(",} \r\n", *p) == NULL))
-    out[i++] = *p++;
-  out[i] = '\0';
-  return 0;
+static int on_message_complete(llhttp_t *p) {
+  ((status_rsp *)p->data)->done = 1;
+  return HPE_PAUSED; /* one response is all we read */
+}
+
+/* A connected blocking socket, or -1.  SO_SNDTIMEO bounds connect() too on
+** Linux, and SO_RCVTIMEO every recv(), so nothing here can hang. */
+static int dial(const rf_node_conf *n) {
+  struct sockaddr_storage ss;
+  struct timeval tv = { 0, HTTP_TIMEOUT_MS * 1000 };
+  int fd;
+  if (rf_addr_resolve(n->http_host, n->http_port, &ss) < 0) return -1;
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(fd, (struct sockaddr *)&ss, ss.ss_family == AF_INET6
+                  ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in))) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* The parsed body of a 200 answer to GET /status (the caller decrefs it),
+** or NULL. */
+static json_t *get_status(const rf_node_conf *n) {
+  static llhttp_settings_t settings;
+  char req[RF_ADDR_MAX + 64], host[RF_ADDR_MAX], buf[4096];
+  status_rsp r = { { NULL, 0, 0, 0 }, 0 };
+  llhttp_errno_t e = HPE_OK;
+  llhttp_t parser;
+  json_t *doc = NULL;
+  int fd = dial(n);
+  if (fd < 0) return NULL;
+  if (settings.on_body == NULL) {
+    llhttp_settings_init(&settings);
+    settings.on_body = on_body;
+    settings.on_message_complete = on_message_complete;
+  }
+  llhttp_init(&parser, HTTP_RESPONSE, &settings);
+  parser.data = &r;
+  rf_addr_format(host, sizeof host, n->http_host, n->http_port);
+  int rl = snprintf(req, sizeof req, "GET /status HTTP/1.1\r\nHost: %s\r\n"
+                    "Connection: close\r\n\r\n", host);
+  if (send(fd, req, (size_t)rl, MSG_NOSIGNAL) != rl) goto done;
+  while (!r.done && e == HPE_OK) {
+    ssize_t got = recv(fd, buf, sizeof buf, 0);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) break; /* timed out or reset */
+    e = got == 0 ? llhttp_finish(&parser)
+                 : llhttp_execute(&parser, buf, (size_t)got);
+    if (got == 0) break;
+  }
+  if (r.done && parser.status_code == 200)
+    doc = json_loadb(r.body.p ? r.body.p : "", r.body.n, 0, NULL);
+done:
+  close(fd);
+  rf_buf_free(&r.body);
+  return doc;
 }
 
 /* The node saying leader in the highest term, or NULL. */
 static const child *find_leader(launcher *l) {
-  char buf[16384];
   const child *best = NULL;
-  unsigned long long best_term = 0;
+  json_int_t best_term = 0;
   for (size_t i = 0; i < l->n; i++) {
-    char role[32], term[32];
     if (l->kids[i].pid <= 0) continue;
-    const char *body = get_status(l->kids[i].conf, buf, sizeof buf);
-    if (!body || json_field(body, "role", role, sizeof role) < 0) continue;
-    if (strcmp(role, "leader") != 0) continue;
-    unsigned long long t = json_field(body, "term", term, sizeof term) == 0
-                           ? strtoull(term, NULL, 10) : 0;
-    if (!best || t > best_term) { best = &l->kids[i]; best_term = t; }
+    json_t *st = get_status(l->kids[i].conf);
+    const char *role = json_string_value(json_object_get(st, "role"));
+    json_int_t t = json_integer_value(json_object_get(st, "term"));
+    if (role && strcmp(role, "leader") == 0 && (!best || t > best_term)) {
+      best = &l->kids[i];
+      best_term = t;
+    }
+    json_decref(st);
   }
   return best;
 }
@@ -288,26 +285,27 @@ static int wait_signal(launcher *l, int64_t ms) {
 static int run(launcher *l) {
   for (size_t i = 0; i < l->n; i++) {
     child *k = &l->kids[i];
+    char peer[RF_ADDR_MAX], http[RF_ADDR_MAX];
     if (start_child(l, k) < 0) return 1;
-    printf("node %s: peer %s%s%s:%d  http http://%s%s%s:%d  (pid %d)\n", k->id,
-           br(k->conf->peer_host, 1), k->conf->peer_host,
-           br(k->conf->peer_host, 0), k->conf->peer_port,
-           br(k->conf->http_host, 1), k->conf->http_host,
-           br(k->conf->http_host, 0), k->conf->http_port, (int)k->pid);
+    rf_addr_format(peer, sizeof peer, k->conf->peer_host, k->conf->peer_port);
+    rf_addr_format(http, sizeof http, k->conf->http_host, k->conf->http_port);
+    printf("node %s: peer %s  http http://%s  (pid %d)\n", k->id, peer, http,
+           (int)k->pid);
   }
   fflush(stdout);
 
-  int64_t deadline = now_ms() + LEADER_WAIT_MS;
+  int64_t deadline = rf_now_ms() + LEADER_WAIT_MS;
   for (;;) {
     const child *lead = find_leader(l);
     if (lead) {
-      printf("leader: node %s (http://%s%s%s:%d)\n", lead->id,
-             br(lead->conf->http_host, 1), lead->conf->http_host,
-             br(lead->conf->http_host, 0), lead->conf->http_port);
+      char http[RF_ADDR_MAX];
+      rf_addr_format(http, sizeof http, lead->conf->http_host,
+                     lead->conf->http_port);
+      printf("leader: node %s (http://%s)\n", lead->id, http);
       break;
     }
     if (l->running == 0) break;
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - rf_now_ms();
     if (left <= 0) {
       printf("rafting: no leader after %d s; the nodes keep running\n",
              LEADER_WAIT_MS / 1000);

@@ -1,33 +1,36 @@
 /*
 ** node.c -- one Raft node on one libuv loop (see rafting/node.h).
 **
-** Every input (a tick, a peer message, a client request) steps the core and
-** schedules flush() for the next loop iteration, so that everything that
-** arrived in one poll goes out in one ready batch (one AppendEntries per
-** follower).  flush() drains ready batches in the order the contract
-** demands: persist, send, apply, advance -- a few per iteration, so a long
-** replay never keeps the loop from serving peers and clients.  A save that
-** completes later (the WAL) schedules the next batch; one is in flight.
+** The node composes the parts and is the driver's I/O (rf_io): saves go to
+** the storage (memory or WAL), messages to the peer transport, snapshot
+** requests and installs to the snapshots, committed entries to the state
+** machine.  The driver alone touches the core.
+**
+** Scheduling: every input (a tick, a peer message, a client request) wakes
+** the driver, which runs in the check phase of the same loop turn -- after
+** every callback of that poll, so all that arrived together goes out in one
+** ready batch, and without waiting for another turn.  A save the WAL
+** completes later runs the driver's next batch from its callback.
 */
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/api.h"
+#include "rafting/driver.h"
 #include "rafting/log.h"
 #include "rafting/node.h"
-#include "rafting/raft.h"
 #include "rafting/sm.h"
 #include "rafting/storage.h"
 #include "rafting/transport.h"
 #include "rafting/wal.h"
-#include "http/api.h"
-#include "node_internal.h"
 #include "snaps.h"
 
 struct rf_node {
+  rf_io io;             /* first: the driver's I/O is the node */
   uv_loop_t *loop;
   const rf_config *cfg;
   uint64_t id;
-  raft *core;
+  rf_driver *drv;
   rf_storage *storage;
   rf_transport *transport;
   rf_api *api;
@@ -35,42 +38,48 @@ struct rf_node {
   rf_snaps *snaps;      /* snapshots: taking, streaming, installing */
   char data_dir[4096];  /* "" for memory storage */
   uv_timer_t tick;
-  uv_idle_t flusher;    /* runs flush() on the next loop iteration */
-  raft_ready rd;        /* the ready being saved */
-  int saving;           /* rd is in flight */
-  int in_flush;         /* flush() is on the stack */
+  uv_check_t runner;    /* runs the driver after this turn's callbacks */
+  uv_idle_t nowait;     /* keeps the poll from blocking while work waits */
   int closing;
-  int pending;          /* handles and services still to close */
+  int pending;          /* parts still to close */
   void (*stop_done)(void *);
   void *stop_ud;
   raft_role last_role;  /* for "became leader" / "lost leadership" lines */
   uint64_t last_leader;
-  uint64_t last_term;
-  uint64_t applied;     /* last entry applied to the state machine */
-  int storage_error;    /* a save failed: this node no longer takes part */
+  int storage_logged;
 };
 
-static void flush(rf_node *n);
+/* ------------------------------------------------------------ scheduling */
 
-#define READIES_PER_TURN 8
+static void report_changes(rf_node *n);
 
-static void on_flusher(uv_idle_t *h) {
-  uv_idle_stop(h);
-  flush(h->data);
+static void on_nowait(uv_idle_t *h) { uv_idle_stop(h); }
+
+static void on_runner(uv_check_t *h) {
+  rf_node *n = h->data;
+  uv_check_stop(h);
+  uv_idle_stop(&n->nowait);
+  rf_driver_process(n->drv); /* wakes us again when it leaves work */
+  report_changes(n);
 }
 
-/* An active idle handle also makes the next poll return at once. */
-static void schedule(rf_node *n) {
-  if (!n->closing) uv_idle_start(&n->flusher, on_flusher);
+static void io_wake(rf_io *io) {
+  rf_node *n = (rf_node *)io;
+  if (n->closing) return;
+  uv_check_start(&n->runner, on_runner);
+  uv_idle_start(&n->nowait, on_nowait);
 }
-
-/* ------------------------------------------------------------ ready */
 
 static void report_changes(rf_node *n) {
-  raft_role role;
-  if (n->closing) return;
-  role = raft_role_of(n->core);
-  uint64_t term = raft_term(n->core), leader = raft_leader(n->core);
+  raft_role role = rf_driver_role(n->drv);
+  uint64_t term = rf_driver_term(n->drv), leader = rf_driver_leader(n->drv);
+  int failed = rf_driver_failed(n->drv);
+  if (failed && !n->storage_logged) {
+    n->storage_logged = 1;
+    rf_log(RF_ERROR, "storage: save failed: %s; this node stops taking part "
+           "in the cluster (restart it once the disk is fixed)",
+           rf_strerror(failed));
+  }
   if (role != n->last_role) {
     if (role == RAFT_LEADER)
       rf_log(RF_INFO, "became leader in term %llu", (unsigned long long)term);
@@ -84,143 +93,85 @@ static void report_changes(rf_node *n) {
   if (leader != n->last_leader && leader != RAFT_NONE && leader != n->id)
     rf_log(RF_INFO, "following leader %llu in term %llu",
            (unsigned long long)leader, (unsigned long long)term);
-  if (role != n->last_role || leader != n->last_leader)
-    rf_api_leader_changed(n->api);
   n->last_role = role;
   n->last_leader = leader;
-  n->last_term = term;
 }
 
-static void send_all(rf_node *n, const raft_ready *rd) {
-  for (size_t i = 0; i < rd->n_msgs; i++) {
-    int rc;
-    if (rd->msgs[i].type == RAFT_MSG_SNAPSHOT) {
-      rf_snaps_send(n->snaps, &rd->msgs[i]); /* streamed in chunks */
-      continue;
-    }
-    rc = rf_transport_send(n->transport, &rd->msgs[i]);
-    if (rc < 0 && rf_log_enabled(RF_DEBUG))
-      rf_log(RF_DEBUG, "drop %s to %llu: %s",
-             raft_msg_type_name(rd->msgs[i].type),
-             (unsigned long long)rd->msgs[i].to, rf_transport_strerror(rc));
-  }
+/* ------------------------------------------------------------ the I/O */
+
+static void on_compacted(void *ud, int status) {
+  (void)ud; /* a failed compaction fails the saves queued behind it too */
+  if (status < 0 && status != UV_ECANCELED)
+    rf_log(RF_WARN, "storage: compaction failed: %s", rf_strerror(status));
 }
 
-/* Run a committed entry through the state machine, then tell the API,
-** which answers whoever waits for that index. */
-static void apply(rf_node *n, const raft_entry *e) {
-  rf_buf res;
-  int rc = 0;
-  rf_buf_init(&res);
-  if (e->type == RAFT_ENTRY_NORMAL)
-    rc = rf_sm_apply(n->sm, e->index, e->data, e->len, &res);
-  n->applied = e->index;
-  rf_api_applied(n->api, e, rc, res.p ? res.p : "", res.n);
-  rf_buf_free(&res);
-  rf_snaps_applied(n->snaps, e);
+static int io_save(rf_io *io, const rf_io_save *s, rf_io_done done, void *ud) {
+  rf_node *n = (rf_node *)io;
+  int rc;
+  if (s->snap_index &&
+      (rc = n->storage->ops->compact(n->storage, s->snap_index, s->snap_term,
+                                     on_compacted, n)) < 0)
+    return rc;
+  return n->storage->ops->save(n->storage, s->hs, s->entries, s->n_entries,
+                               s->must_sync, done, ud);
 }
 
-/* A save failed: nothing of the batch may leave (its promises are not
-** durable) and the core cannot be told to forget what it handed out, so
-** the node stops taking part in Raft -- it stops ticking and talking to
-** peers, which elect another leader -- and reports it in /status. */
-static void storage_failed(rf_node *n, int status) {
-  if (n->closing || n->storage_error) return;
-  n->storage_error = status;
-  rf_log(RF_ERROR, "storage: save failed: %s; this node stops taking part "
-         "in the cluster (restart it once the disk is fixed)",
-         uv_strerror(status));
-  uv_timer_stop(&n->tick);
-  rf_api_leader_changed(n->api);
-}
-
-static void release(rf_node *n);
-
-static void on_saved(void *ud, int status) {
-  rf_node *n = ud;
-  if (n->closing) { /* stopping: the API may be gone; just let go */
-    raft_advance(n->core);
-    n->saving = 0;
-    release(n);
+static void io_send(rf_io *io, const raft_msg *m) {
+  rf_node *n = (rf_node *)io;
+  int rc;
+  if (m->type == RAFT_MSG_SNAPSHOT) {
+    rf_snaps_send(n->snaps, m); /* streamed in chunks */
     return;
   }
-  if (status < 0) {
-    n->saving = 0; /* its batch stays unacknowledged in the core for good */
-    storage_failed(n, status);
-    return; /* rd stays outstanding: flush() runs no more */
-  } else {
-    send_all(n, &n->rd);
-    for (size_t i = 0; i < n->rd.n_committed; i++)
-      apply(n, &n->rd.committed[i]);
-    for (size_t i = 0; i < n->rd.n_reads; i++)
-      rf_api_read_ready(n->api, &n->rd.reads[i]);
-  }
-  raft_advance(n->core);
-  n->saving = 0;
-  report_changes(n);
-  if (!n->in_flush) schedule(n);
+  rc = rf_transport_send(n->transport, m);
+  if (rc < 0 && rf_log_enabled(RF_DEBUG))
+    rf_log(RF_DEBUG, "drop %s to %llu: %s", raft_msg_type_name(m->type),
+           (unsigned long long)m->to, rf_transport_strerror(rc));
 }
 
-/* The core adopted a snapshot: load it into the state machine, and make
-** the storage forget the log it replaces (queued before this ready's save). */
-static int adopt_snapshot(rf_node *n) {
-  int rc = rf_snaps_install(n->snaps, n->rd.snap_index, n->rd.snap_term);
-  if (rc < 0) {
-    storage_failed(n, UV_EIO);
-    return rc;
-  }
-  n->applied = n->rd.snap_index;
-  rf_node_compact_storage(n, n->rd.snap_index, n->rd.snap_term);
-  rf_api_snapshot_installed(n->api, n->rd.snap_index);
-  return 0;
+static int io_install(rf_io *io, uint64_t index, uint64_t term) {
+  rf_node *n = (rf_node *)io;
+  int rc = rf_snaps_install(n->snaps, index, term);
+  return rc < 0 ? RF_ESTORAGE : 0;
 }
 
-static void flush(rf_node *n) {
-  int turns = 0;
-  n->in_flush = 1;
-  while (!n->saving && !n->closing && !n->storage_error &&
-         raft_has_ready(n->core)) {
-    if (++turns > READIES_PER_TURN) { /* let the loop breathe */
-      schedule(n);
-      break;
-    }
-    const raft_hard_state *hs;
-    int rc;
-    raft_ready_get(n->core, &n->rd);
-    if (n->rd.snap_index && adopt_snapshot(n) < 0) break;
-    hs = n->rd.hs_changed ? &n->rd.hs : NULL;
-    n->saving = 1;
-    rc = n->storage->ops->save(n->storage, hs, n->rd.entries,
-                               n->rd.n_entries, on_saved, n);
-    if (rc < 0) on_saved(n, rc);
-  }
-  n->in_flush = 0;
-  report_changes(n);
+static int io_apply(rf_io *io, const raft_entry *e, rf_buf *res) {
+  rf_node *n = (rf_node *)io;
+  int rc = 0;
+  if (e->type == RAFT_ENTRY_NORMAL)
+    rc = rf_sm_apply(n->sm, e->index, e->data, e->len, res);
+  rf_snaps_applied(n->snaps, e);
+  return rc;
 }
+
+static int io_compact(rf_io *io, uint64_t index, uint64_t term) {
+  rf_node *n = (rf_node *)io;
+  return n->storage->ops->compact(n->storage, index, term, on_compacted, n);
+}
+
+static const rf_io_ops node_io = {io_save, io_send, io_install, io_apply,
+                                  io_compact, io_wake};
 
 /* ------------------------------------------------------------ inputs */
 
 static void on_tick(uv_timer_t *t) {
   rf_node *n = t->data;
-  raft_tick(n->core);
+  rf_driver_tick(n->drv);
   rf_snaps_tick(n->snaps);
-  schedule(n);
 }
 
 static void on_peer_msg(void *ud, const raft_msg *m) {
   rf_node *n = ud;
   int rc;
-  if (n->storage_error) return;
+  if (rf_driver_failed(n->drv)) return;
   if (m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_SNAPSHOT_RESP) {
     rf_snaps_recv(n->snaps, m); /* chunks travel between runtimes */
-    schedule(n);
     return;
   }
-  rc = raft_step(n->core, m);
+  rc = rf_driver_step(n->drv, m);
   if (rc < 0)
     rf_log(RF_WARN, "rejected %s from %llu: %s", raft_msg_type_name(m->type),
-           (unsigned long long)m->from, raft_strerror(rc));
-  schedule(n);
+           (unsigned long long)m->from, rf_strerror(rc));
 }
 
 static void on_peer_state(void *ud, uint64_t peer, int connected) {
@@ -235,53 +186,37 @@ static void on_transport_log(void *ud, int level, const char *msg) {
   rf_log(level, "peer: %s", msg);
 }
 
-/* ------------------------------------------------------------ public */
+/* ------------------------------------------------------------ status */
 
-void rf_node_kick(rf_node *n) { schedule(n); }
-raft *rf_node_core(rf_node *n) { return n->core; }
-const rf_config *rf_node_config(rf_node *n) { return n->cfg; }
-uint64_t rf_node_id(rf_node *n) { return n->id; }
-uint64_t rf_node_applied(rf_node *n) { return n->applied; }
-rf_sm *rf_node_sm(rf_node *n) { return n->sm; }
-int rf_node_failed(rf_node *n) { return n->storage_error != 0; }
-
-int rf_node_send(rf_node *n, const raft_msg *m) {
-  if (n->closing) return UV_ECANCELED; /* the transport may be gone */
-  return rf_transport_send(n->transport, m);
+static void peers_json(rf_node *n, const raft_status *st, rf_buf *b) {
+  static const char *const states[] = {"probe", "replicate", "snapshot"};
+  rf_buf_str(b, ",\"peers\":[");
+  for (size_t i = 0, k = 0; i < st->n_peers; i++) {
+    const raft_peer_status *p = &st->peers[i];
+    if (p->id == n->id) continue;
+    rf_buf_printf(b, "%s{\"id\":%llu,\"connected\":%s", k++ ? "," : "",
+                  (unsigned long long)p->id,
+                  rf_transport_connected(n->transport, p->id) ? "true" : "false");
+    if (st->role == RAFT_LEADER)
+      rf_buf_printf(b, ",\"match\":%llu,\"next\":%llu,\"state\":\"%s\"",
+                    (unsigned long long)p->match, (unsigned long long)p->next,
+                    states[p->state]);
+    rf_buf_str(b, "}");
+  }
+  rf_buf_str(b, "]");
 }
 
-void rf_node_step(rf_node *n, const raft_msg *m) {
-  int rc;
-  if (n->closing) return;
-  rc = raft_step(n->core, m);
-  if (rc < 0)
-    rf_log(RF_WARN, "core refused %s: %s", raft_msg_type_name(m->type),
-           raft_strerror(rc));
-  schedule(n);
-}
-
-static void on_compacted(void *ud, int status) {
+static void status_json(void *ud, rf_buf *b) {
   rf_node *n = ud;
-  if (status < 0 && status != UV_ECANCELED) storage_failed(n, status);
-}
-
-void rf_node_compact_storage(rf_node *n, uint64_t index, uint64_t term) {
-  if (!rf_storage_is_wal(n->storage)) return;
-  if (rf_wal_compact(n->storage, index, term, on_compacted, n) < 0)
-    rf_log(RF_WARN, "wal: cannot compact to %llu", (unsigned long long)index);
-}
-
-static const char *role_json(raft_role r) { return raft_role_name(r); }
-
-void rf_node_status_json(rf_node *n, rf_buf *b) {
   raft_status st;
   const rf_node_conf *lc;
-  raft_status_get(n->core, &st);
+  int failed = rf_driver_failed(n->drv);
+  rf_driver_status(n->drv, &st);
   lc = st.leader ? rf_config_node(n->cfg, st.leader) : NULL;
   rf_buf_printf(b, "{\"id\":%llu,\"cluster\":", (unsigned long long)st.id);
   rf_buf_json_str(b, n->cfg->cluster, strlen(n->cfg->cluster));
-  rf_buf_printf(b, ",\"role\":\"%s\",\"term\":%llu,\"vote\":", role_json(st.role),
-                (unsigned long long)st.term);
+  rf_buf_printf(b, ",\"role\":\"%s\",\"term\":%llu,\"vote\":",
+                raft_role_name(st.role), (unsigned long long)st.term);
   if (st.vote) rf_buf_printf(b, "%llu", (unsigned long long)st.vote);
   else rf_buf_str(b, "null");
   rf_buf_str(b, ",\"leader\":");
@@ -290,41 +225,30 @@ void rf_node_status_json(rf_node *n, rf_buf *b) {
   else rf_buf_str(b, "null,\"leader_http\":null");
   rf_buf_printf(b, ",\"commit\":%llu,\"applied\":%llu,\"last_index\":%llu,"
                 "\"last_term\":%llu,\"first_index\":%llu,\"storage\":",
-                (unsigned long long)st.commit,
-                (unsigned long long)n->applied,
+                (unsigned long long)st.commit, (unsigned long long)st.applied,
                 (unsigned long long)st.last_index,
                 (unsigned long long)st.last_term,
                 (unsigned long long)st.first_index);
   rf_buf_json_str(b, n->storage->ops->name, strlen(n->storage->ops->name));
   rf_snaps_status_json(n->snaps, b);
-  if (n->storage_error) {
+  if (failed) {
     rf_buf_str(b, ",\"storage_error\":");
-    rf_buf_json_str(b, uv_strerror(n->storage_error),
-                    strlen(uv_strerror(n->storage_error)));
+    rf_buf_json_str(b, rf_strerror(failed), strlen(rf_strerror(failed)));
   }
-  rf_buf_str(b, ",\"peers\":[");
-  for (size_t i = 0, k = 0; i < st.n_peers; i++) {
-    const raft_peer_status *p = &st.peers[i];
-    if (p->id == n->id) continue;
-    rf_buf_printf(b, "%s{\"id\":%llu,\"connected\":%s", k++ ? "," : "",
-                  (unsigned long long)p->id,
-                  rf_transport_connected(n->transport, p->id) ? "true" : "false");
-    if (st.role == RAFT_LEADER)
-      rf_buf_printf(b, ",\"match\":%llu,\"next\":%llu,\"state\":\"%s\"",
-                    (unsigned long long)p->match, (unsigned long long)p->next,
-                    p->state == RAFT_PR_REPLICATE ? "replicate" : "probe");
-    rf_buf_str(b, "}");
-  }
-  rf_buf_str(b, "]}");
+  peers_json(n, &st, b);
+  rf_buf_str(b, "}");
 }
 
+void rf_node_status_json(rf_node *n, rf_buf *b) { status_json(n, b); }
+
+/* ------------------------------------------------------------ start */
+
 /* What the node restores: the latest snapshot into the state machine, then
-** the log after the WAL's own snapshot point.  A crash can leave a snapshot
-** that the WAL never learned about (a follower that was installing one):
-** then the snapshot wins and the WAL is reset to it. */
+** the log after the storage's own snapshot point.  A crash can leave a
+** snapshot that the storage never learned about (a follower that was
+** installing one): then the snapshot wins and the log is reset to it. */
 static int load_state(rf_node *n, raft_restore *rs) {
   rf_snap_meta m = {0, 0, 0, 0};
-  rf_wal_info wi;
   char err[512];
   uint64_t last;
   int rc;
@@ -336,50 +260,54 @@ static int load_state(rf_node *n, raft_restore *rs) {
   }
   if ((rc = n->storage->ops->load(n->storage, &rs->hs, &rs->log, &rs->n)) < 0)
     return rc;
-  rf_wal_info_get(n->storage, &wi);
-  rs->snap_index = wi.snap_index;
-  rs->snap_term = wi.snap_term;
-  rs->applied = m.index > wi.snap_index ? m.index : wi.snap_index;
+  n->storage->ops->start(n->storage, &rs->snap_index, &rs->snap_term);
+  rs->applied = m.index > rs->snap_index ? m.index : rs->snap_index;
   last = rs->snap_index + rs->n;
-  if (m.index < wi.snap_index) {
+  if (m.index < rs->snap_index) {
     rf_log(RF_ERROR, "storage: the log starts after %llu but the latest "
            "snapshot is %llu: entries are missing", (unsigned long long)
-           wi.snap_index, (unsigned long long)m.index);
+           rs->snap_index, (unsigned long long)m.index);
     return RF_NODE_ESTORAGE;
   }
-  if (m.index > last ||
-      (m.index > rs->snap_index && rs->log[m.index - rs->snap_index - 1].term != m.term)) {
+  if (m.index > last || (m.index > rs->snap_index &&
+                         rs->log[m.index - rs->snap_index - 1].term != m.term)) {
     rs->snap_index = m.index;
     rs->snap_term = m.term;
     rs->log = NULL;
     rs->n = 0;
-    rf_node_compact_storage(n, m.index, m.term);
+    if ((rc = n->storage->ops->compact(n->storage, m.index, m.term,
+                                       on_compacted, n)) < 0)
+      return rc;
   }
   return 0;
 }
 
-static int start_core(rf_node *n) {
+static int start_driver(rf_node *n) {
   uint64_t voters[RAFT_MAX_NODES];
-  raft_config rc;
+  rf_driver_opts o;
   raft_restore rs;
-  int err = 0;
-  if (n->cfg->n_nodes > RAFT_MAX_NODES) return RAFT_EINVAL;
+  int rc;
+  if (n->cfg->n_nodes > RAFT_MAX_NODES) return RF_EINVAL;
   for (size_t i = 0; i < n->cfg->n_nodes; i++) voters[i] = n->cfg->nodes[i].id;
-  raft_config_default(&rc);
-  rc.id = n->id;
-  rc.voters = voters;
-  rc.n_voters = n->cfg->n_nodes;
-  rc.election_ticks = n->cfg->election_ticks;
-  rc.heartbeat_ticks = n->cfg->heartbeat_ticks;
-  rc.pre_vote = n->cfg->pre_vote;
-  rc.check_quorum = n->cfg->check_quorum;
-  rc.max_msg_bytes = n->cfg->max_msg_bytes;
-  rc.max_inflight = n->cfg->max_inflight;
-  rc.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
-  if ((err = load_state(n, &rs)) < 0) return err;
-  n->applied = rs.applied;
-  n->core = raft_new_restore(&rc, &rs, &err);
-  return n->core ? 0 : err;
+  memset(&o, 0, sizeof(o));
+  raft_config_default(&o.core);
+  o.core.id = n->id;
+  o.core.voters = voters;
+  o.core.n_voters = n->cfg->n_nodes;
+  o.core.election_ticks = n->cfg->election_ticks;
+  o.core.heartbeat_ticks = n->cfg->heartbeat_ticks;
+  o.core.pre_vote = n->cfg->pre_vote;
+  o.core.check_quorum = n->cfg->check_quorum;
+  o.core.max_msg_bytes = n->cfg->max_msg_bytes;
+  o.core.max_inflight = n->cfg->max_inflight;
+  o.core.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
+  o.request_ticks = (n->cfg->commit_timeout_ms + n->cfg->tick_ms - 1) /
+                    n->cfg->tick_ms;
+  if ((rc = load_state(n, &rs)) < 0) return rc;
+  n->io.ops = &node_io;
+  if ((rc = rf_driver_new(&o, &rs, &n->io, &n->drv)) < 0) return rc;
+  rf_snaps_attach(n->snaps, n->drv);
+  return 0;
 }
 
 static void on_script_print(void *ud, const char *msg, size_t len) {
@@ -400,7 +328,7 @@ static int open_storage(rf_node *n) {
   size_t k = 0;
   if (strcmp(spec, "memory") == 0) {
     n->storage = rf_storage_memory();
-    return n->storage ? 0 : RAFT_ENOMEM;
+    return n->storage ? 0 : RF_ENOMEM;
   }
   for (const char *p = spec; *p && k + 24 < sizeof(dir); p++) {
     if (p[0] == '%' && p[1] == 'd') {
@@ -443,7 +371,7 @@ static int start_transport(rf_node *n) {
   rf_transport_config tc;
   const rf_node_conf *self = rf_config_node(n->cfg, n->id);
   size_t np = 0;
-  for (size_t i = 0; i < n->cfg->n_nodes; i++) {
+  for (size_t i = 0; i < n->cfg->n_nodes && np < RAFT_MAX_NODES; i++) {
     const rf_node_conf *c = &n->cfg->nodes[i];
     if (c->id == n->id) continue;
     peers[np].id = c->id;
@@ -470,16 +398,52 @@ static int start_transport(rf_node *n) {
   return rf_transport_start(n->loop, &tc, &n->transport);
 }
 
+static int start_snaps(rf_node *n) {
+  rf_snaps_deps deps = {n->cfg, n->id, n->sm, n->transport};
+  char err[512];
+  if (rf_snaps_open(&deps, n->loop, n->data_dir[0] ? n->data_dir : NULL,
+                    &n->snaps, err, sizeof(err)) == 0)
+    return 0;
+  rf_log(RF_ERROR, "snapshot: %s", err);
+  return RF_NODE_ESTORAGE;
+}
+
+static int start_api(rf_node *n) {
+  rf_api_deps deps = {n->drv, n->sm, n->cfg, n->id, status_json, n};
+  return rf_api_start(&deps, n->loop, &n->api);
+}
+
+static void start_loop(rf_node *n) {
+  uv_check_init(n->loop, &n->runner);
+  n->runner.data = n;
+  uv_idle_init(n->loop, &n->nowait);
+  n->nowait.data = n;
+  uv_timer_init(n->loop, &n->tick);
+  n->tick.data = n;
+  uv_timer_start(&n->tick, on_tick, (uint64_t)n->cfg->tick_ms,
+                 (uint64_t)n->cfg->tick_ms);
+  io_wake(&n->io); /* a restored log may already have work (replay) */
+}
+
+/* Closing what start() opened before it failed; the loop finishes the
+** transport's and the snapshots' handles. */
+static void start_failed(rf_node *n) {
+  if (n->drv) rf_driver_close(n->drv, NULL, NULL);
+  if (n->snaps) rf_snaps_close(n->snaps, NULL, NULL);
+  if (n->transport) rf_transport_close(n->transport, NULL, NULL);
+  rf_sm_free(n->sm);
+  n->storage->ops->close(n->storage);
+  free(n);
+}
+
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
                   rf_node **out) {
+  const rf_node_conf *self = rf_config_node(cfg, id);
   rf_node *n;
   int rc;
-  char errbuf[512];
-  const rf_node_conf *self = rf_config_node(cfg, id);
   *out = NULL;
-  if (self == NULL) return RAFT_EINVAL;
-  n = calloc(1, sizeof(*n));
-  if (n == NULL) return RAFT_ENOMEM;
+  if (self == NULL) return RF_EINVAL;
+  if ((n = calloc(1, sizeof(*n))) == NULL) return RF_ENOMEM;
   n->loop = loop;
   n->cfg = cfg;
   n->id = id;
@@ -488,33 +452,22 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
     return rc;
   }
   if ((rc = start_sm(n)) < 0) goto fail;
-  if ((rc = rf_snaps_open(n, loop, n->data_dir[0] ? n->data_dir : NULL,
-                          &n->snaps, errbuf, sizeof(errbuf))) < 0) {
-    rf_log(RF_ERROR, "snapshot: %s", errbuf);
-    rc = RF_NODE_ESTORAGE;
-    goto fail;
-  }
-  if ((rc = start_core(n)) < 0) {
-    rf_log(RF_ERROR, "cannot start the Raft core: %s", raft_strerror(rc));
-    goto fail;
-  }
   if ((rc = start_transport(n)) < 0) {
     rf_log(RF_ERROR, "cannot listen for peers on %s:%d: %s", self->peer_host,
-           self->peer_port, uv_strerror(rc));
+           self->peer_port, rf_strerror(rc));
     goto fail;
   }
-  if ((rc = rf_api_start(n, loop, &n->api)) < 0) {
+  if ((rc = start_snaps(n)) < 0) goto fail;
+  if ((rc = start_driver(n)) < 0) {
+    rf_log(RF_ERROR, "cannot start the Raft core: %s", rf_strerror(rc));
+    goto fail;
+  }
+  if ((rc = start_api(n)) < 0) {
     rf_log(RF_ERROR, "cannot listen for HTTP on %s:%d: %s", self->http_host,
-           self->http_port, uv_strerror(rc));
-    rf_transport_close(n->transport, NULL, NULL);
-    n->transport = NULL;
+           self->http_port, rf_strerror(rc));
     goto fail;
   }
-  uv_idle_init(loop, &n->flusher);
-  n->flusher.data = n;
-  uv_timer_init(loop, &n->tick);
-  n->tick.data = n;
-  uv_timer_start(&n->tick, on_tick, (uint64_t)cfg->tick_ms, (uint64_t)cfg->tick_ms);
+  start_loop(n);
   rf_log(RF_INFO, "node %llu of cluster '%s': peers on %s:%d, http on %s:%d, "
          "storage %s", (unsigned long long)id, cfg->cluster, self->peer_host,
          self->peer_port, self->http_host, self->http_port,
@@ -522,11 +475,7 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
   *out = n;
   return 0;
 fail:
-  raft_free(n->core);
-  if (n->snaps) rf_snaps_close(n->snaps, NULL, NULL);
-  rf_sm_free(n->sm);
-  n->storage->ops->close(n->storage);
-  free(n);
+  start_failed(n);
   return rc;
 }
 
@@ -534,7 +483,6 @@ fail:
 
 static void release(rf_node *n) {
   if (--n->pending > 0) return;
-  raft_free(n->core);
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   if (n->stop_done) n->stop_done(n->stop_ud);
@@ -542,16 +490,20 @@ static void release(rf_node *n) {
 }
 
 static void on_part_closed(void *ud) { release(ud); }
-static void on_tick_closed(uv_handle_t *h) { release(h->data); }
+static void on_handle_closed(uv_handle_t *h) { release(h->data); }
 
+/* The driver first (its close answers waiting requests while the HTTP
+** server still runs, and waits for an in-flight save), then the rest. */
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   if (n->closing) return;
   n->closing = 1;
   n->stop_done = done;
   n->stop_ud = ud;
-  n->pending = 5 + n->saving; /* an in-flight save must call back first */
-  uv_close((uv_handle_t *)&n->tick, on_tick_closed);
-  uv_close((uv_handle_t *)&n->flusher, on_tick_closed);
+  n->pending = 7;
+  rf_driver_close(n->drv, on_part_closed, n);
+  uv_close((uv_handle_t *)&n->tick, on_handle_closed);
+  uv_close((uv_handle_t *)&n->runner, on_handle_closed);
+  uv_close((uv_handle_t *)&n->nowait, on_handle_closed);
   rf_snaps_close(n->snaps, on_part_closed, n);
   if (rf_transport_close(n->transport, on_part_closed, n) < 0) release(n);
   rf_api_stop(n->api, on_part_closed, n);

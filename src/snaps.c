@@ -14,10 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node_internal.h"
+#include "rafting/driver.h"
 #include "rafting/log.h"
-#include "rafting/transport.h"
-#include "rafting/wal.h"
 #include "snaps.h"
 
 #define STALL_MS 10000 /* a transfer with no progress for this long ends */
@@ -38,7 +36,8 @@ typedef struct receiver {
 } receiver;
 
 struct rf_snaps {
-  rf_node *node;
+  rf_snaps_deps deps;   /* borrowed */
+  rf_driver *drv;       /* set by rf_snaps_attach() */
   uv_loop_t *loop;
   rf_snapstore *store;
   int saving;           /* a snapshot is being written */
@@ -58,15 +57,10 @@ static uint64_t now(rf_snaps *s) { return uv_now(s->loop); }
 
 /* Drop the log up to `snapshot index - trailing`, in the core and the WAL. */
 static void compact(rf_snaps *s, uint64_t index) {
-  const rf_config *cfg = rf_node_config(s->node);
-  raft *core = rf_node_core(s->node);
-  raft_entry e;
-  uint64_t upto;
+  const rf_config *cfg = s->deps.cfg;
   if (index <= cfg->snapshot_trailing) return;
-  upto = index - cfg->snapshot_trailing;
-  if (raft_log_entry(core, upto, &e) != RAFT_OK) return; /* already gone */
-  if (raft_compact(core, upto) != RAFT_OK) return;
-  rf_node_compact_storage(s->node, upto, e.term);
+  /* refused when the log no longer holds that entry: already gone */
+  rf_driver_compact(s->drv, index - cfg->snapshot_trailing);
 }
 
 static void on_saved(void *ud, int status) {
@@ -87,7 +81,7 @@ static void on_saved(void *ud, int status) {
 }
 
 static void take(rf_snaps *s, const raft_entry *e) {
-  rf_store *st = rf_sm_store(rf_node_sm(s->node));
+  rf_store *st = rf_sm_store(s->deps.sm);
   rf_snap_meta m;
   rf_buf b;
   char *p;
@@ -105,7 +99,7 @@ static void take(rf_snaps *s, const raft_entry *e) {
 }
 
 void rf_snaps_applied(rf_snaps *s, const raft_entry *e) {
-  const rf_config *cfg = rf_node_config(s->node);
+  const rf_config *cfg = s->deps.cfg;
   s->since_entries++;
   s->since_bytes += e->len;
   if (s->saving || s->rx.from || s->finishing) return; /* one at a time */
@@ -123,7 +117,6 @@ static sender *sender_of(rf_snaps *s, uint64_t to) {
 }
 
 static void sender_end(rf_snaps *s, sender *t, int ok, const char *why) {
-  raft *core = rf_node_core(s->node);
   uint64_t to = t->to;
   if (!ok)
     rf_log(RF_WARN, "snapshot %llu to node %llu abandoned: %s",
@@ -133,14 +126,12 @@ static void sender_end(rf_snaps *s, sender *t, int ok, const char *why) {
            (unsigned long long)t->meta.index, (unsigned long long)to,
            (unsigned long long)t->meta.size);
   t->to = 0;
-  raft_report_snapshot(core, to, ok);
-  rf_node_kick(s->node);
+  rf_driver_report_snapshot(s->drv, to, ok);
 }
 
 static void on_chunk_read(void *ud, int status, const void *data, size_t len) {
   sender *t = ud;
   rf_snaps *s = t->owner;
-  raft *core = rf_node_core(s->node);
   raft_msg m;
   t->reading = 0;
   if (t->to == 0 || status == UV_ECANCELED || s->closing) return;
@@ -150,9 +141,9 @@ static void on_chunk_read(void *ud, int status, const void *data, size_t len) {
   }
   memset(&m, 0, sizeof(m));
   m.type = RAFT_MSG_SNAPSHOT;
-  m.from = rf_node_id(s->node);
+  m.from = s->deps.id;
   m.to = t->to;
-  m.term = raft_term(core);
+  m.term = rf_driver_term(s->drv);
   m.index = t->meta.index;
   m.log_term = t->meta.term;
   m.offset = t->offset;
@@ -160,11 +151,11 @@ static void on_chunk_read(void *ud, int status, const void *data, size_t len) {
   m.data = data;
   m.data_len = len;
   m.done = t->offset + len >= t->meta.size;
-  if (rf_node_send(s->node, &m) < 0) sender_end(s, t, 0, "peer unreachable");
+  if (rf_transport_send(s->deps.tp, &m) < 0) sender_end(s, t, 0, "peer unreachable");
 }
 
 static void send_chunk(rf_snaps *s, sender *t) {
-  const rf_config *cfg = rf_node_config(s->node);
+  const rf_config *cfg = s->deps.cfg;
   size_t chunk = cfg->snapshot_chunk_bytes;
   if (chunk + 4096 > cfg->max_frame_bytes) chunk = cfg->max_frame_bytes - 4096;
   t->deadline = now(s) + STALL_MS;
@@ -181,7 +172,7 @@ void rf_snaps_send(rf_snaps *s, const raft_msg *m) {
   if (sender_of(s, m->to) != NULL) return; /* already streaming to it */
   if ((t = sender_of(s, 0)) == NULL) return;
   if (rf_snapstore_latest(s->store, &t->meta) != 0 || t->meta.index < m->index) {
-    raft_report_snapshot(rf_node_core(s->node), m->to, 0);
+    rf_driver_report_snapshot(s->drv, m->to, 0);
     return;
   }
   t->to = m->to;
@@ -213,13 +204,13 @@ static void ack(rf_snaps *s, uint64_t to, uint64_t index, uint64_t offset,
   raft_msg a;
   memset(&a, 0, sizeof(a));
   a.type = RAFT_MSG_SNAPSHOT_RESP;
-  a.from = rf_node_id(s->node);
+  a.from = s->deps.id;
   a.to = to;
-  a.term = raft_term(rf_node_core(s->node));
+  a.term = rf_driver_term(s->drv);
   a.index = index;
   a.offset = offset;
   a.reject = reject;
-  rf_node_send(s->node, &a);
+  rf_transport_send(s->deps.tp, &a);
 }
 
 /* What a chunk write or the final check belongs to: the transfer as it was
@@ -265,12 +256,12 @@ static void on_finished(void *ud, int status) {
   memset(&m, 0, sizeof(m));
   m.type = RAFT_MSG_SNAPSHOT;
   m.from = r.from;
-  m.to = rf_node_id(s->node);
+  m.to = s->deps.id;
   m.term = r.term;
   m.index = r.meta.index;
   m.log_term = r.meta.term;
   ack(s, r.from, r.meta.index, r.meta.size, 0);
-  rf_node_step(s->node, &m);
+  rf_driver_step(s->drv, &m);
 }
 
 static void finish(rf_snaps *s) {
@@ -314,9 +305,8 @@ static int begin(rf_snaps *s, const raft_msg *m) {
 }
 
 static void on_chunk(rf_snaps *s, const raft_msg *m) {
-  raft *core = rf_node_core(s->node);
   rx_op *op;
-  if (m->from != raft_leader(core) || m->term != raft_term(core)) {
+  if (m->from != rf_driver_leader(s->drv) || m->term != rf_driver_term(s->drv)) {
     ack(s, m->from, m->index, 0, 1); /* only the current leader's */
     return;
   }
@@ -345,7 +335,7 @@ void rf_snaps_recv(rf_snaps *s, const raft_msg *m) {
 }
 
 int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
-  rf_store *st = rf_sm_store(rf_node_sm(s->node));
+  rf_store *st = rf_sm_store(s->deps.sm);
   rf_snap_meta m;
   char err[256];
   rf_buf b;
@@ -376,7 +366,7 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
 /* ------------------------------------------------------------ upkeep */
 
 void rf_snaps_tick(rf_snaps *s) {
-  int leader = raft_role_of(rf_node_core(s->node)) == RAFT_LEADER;
+  int leader = rf_driver_role(s->drv) == RAFT_LEADER;
   uint64_t t = now(s);
   for (size_t i = 0; i < RAFT_MAX_NODES; i++) {
     sender *x = &s->tx[i];
@@ -409,12 +399,12 @@ void rf_snaps_status_json(rf_snaps *s, rf_buf *b) {
 
 /* ------------------------------------------------------------ lifecycle */
 
-int rf_snaps_open(rf_node *n, uv_loop_t *loop, const char *dir,
+int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
                   rf_snaps **out, char *err, size_t errlen) {
   rf_snaps *s = calloc(1, sizeof(*s));
   *out = NULL;
   if (s == NULL) return UV_ENOMEM;
-  s->node = n;
+  s->deps = *deps;
   s->loop = loop;
   s->store = rf_snapstore_open(loop, dir, err, errlen);
   if (s->store == NULL) {
@@ -431,11 +421,13 @@ int rf_snaps_restore(rf_snaps *s, rf_snap_meta *m, char *err, size_t errlen) {
   rf_buf_init(&b);
   rc = rf_snapstore_load(s->store, &b, m, err, errlen);
   if (rc == 0)
-    rc = rf_snap_restore(b.p, b.n, rf_sm_store(rf_node_sm(s->node)), m, err,
+    rc = rf_snap_restore(b.p, b.n, rf_sm_store(s->deps.sm), m, err,
                          errlen);
   rf_buf_free(&b);
   return rc;
 }
+
+void rf_snaps_attach(rf_snaps *s, rf_driver *drv) { s->drv = drv; }
 
 static void on_store_closed(void *ud) {
   rf_snaps *s = ud;

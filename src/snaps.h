@@ -6,7 +6,8 @@
 ** Owned by the node (rf_snaps_open / rf_snaps_close).  It keeps its files
 ** in DIR/snap when the node has a data directory, else in memory.  Every
 ** transfer is one chunk at a time, acknowledged before the next is read,
-** so memory stays bounded on both sides; a transfer that stalls, loses its
+** so memory stays bounded on both sides; the core is reached through the
+** driver only; a transfer that stalls, loses its
 ** peer or its leadership is abandoned and the core asks again later.
 */
 #ifndef RAFTING_SNAPS_H
@@ -15,14 +16,26 @@
 #include <uv.h>
 
 #include "rafting/buf.h"
-#include "rafting/node.h"
-#include "rafting/raft.h"
+#include "rafting/config.h"
+#include "rafting/driver.h"
+#include "rafting/sm.h"
 #include "rafting/snapshot.h"
+#include "rafting/transport.h"
 
 typedef struct rf_snaps rf_snaps;
 
-int rf_snaps_open(rf_node *n, uv_loop_t *loop, const char *dir,
+/* What the snapshots work with, all borrowed from the node. */
+typedef struct rf_snaps_deps {
+  const rf_config *cfg;
+  uint64_t id;
+  rf_sm *sm;
+  rf_transport *tp;
+} rf_snaps_deps;
+
+int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
                   rf_snaps **out, char *err, size_t errlen);
+/* The driver, once it exists (it restores from the snapshots first). */
+void rf_snaps_attach(rf_snaps *s, rf_driver *drv);
 void rf_snaps_close(rf_snaps *s, void (*done)(void *ud), void *ud);
 
 /* Start-up: restore the latest snapshot into the state machine's (empty)

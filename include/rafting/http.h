@@ -120,9 +120,4 @@ void rf_http_respond(rf_http_req *req, int status, const char *content_type,
 void rf_http_json_error(rf_http_req *req, int status, const char *code,
                         const char *message);
 
-/* Write s[0..len) as a JSON string literal, quotes included, into dst
-** (always NUL-terminated when cap > 0).  Valid UTF-8 passes through, other
-** bytes become \u00XX.  Returns the full length, like snprintf. */
-size_t rf_http_json_quote(char *dst, size_t cap, const void *s, size_t len);
-
 #endif

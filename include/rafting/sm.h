@@ -29,21 +29,22 @@
 #include <stdint.h>
 
 #include "rafting/buf.h"
+#include "rafting/error.h"
 #include "rafting/store.h"
 
 #define RF_SM_VERSION 1
 #define RF_SM_DEFAULT_BUDGET 1000000u            /* VM instructions/call */
 #define RF_SM_DEFAULT_MEMORY (64u * 1024 * 1024) /* bytes per Lua state */
 
-/* Return codes.  Each error puts a message in the result buffer: plain
+/* Return codes: RF_E* codes of rafting/error.h.  Each error puts a message in the result buffer: plain
 ** UTF-8 text naming the script and line where there is one; escape it
 ** (rf_buf_json_str) to embed it in JSON. */
 enum {
-  RF_SM_OK = 0,
-  RF_SM_ENOTFOUND = -1, /* no such command or query (REST: 404) */
-  RF_SM_EFAILED = -2,   /* handler error, budget or memory cap (422) */
-  RF_SM_EBADENTRY = -3, /* malformed entry or arguments (400) */
-  RF_SM_ENOMEM = -4     /* the host itself ran out of memory (500) */
+  RF_SM_OK = RF_OK,
+  RF_SM_ENOTFOUND = RF_ENOTFOUND, /* no such command or query (REST: 404) */
+  RF_SM_EFAILED = RF_EFAILED,     /* handler error, budget or memory cap (422) */
+  RF_SM_EBADENTRY = RF_EBADENTRY, /* malformed entry or arguments (400) */
+  RF_SM_ENOMEM = RF_ENOMEM        /* the host itself ran out of memory (500) */
 };
 
 enum { RF_SM_ARGS = 1, RF_SM_JSON = 2 }; /* entry kinds */

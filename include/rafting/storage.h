@@ -32,9 +32,18 @@ typedef struct rf_storage_ops {
   int (*load)(rf_storage *s, raft_hard_state *hs, const raft_entry **ents,
               size_t *n);
   /* Persist hs (when not NULL), then entries ents[0..n), truncating the log
-  ** from ents[0].index first. */
+  ** from ents[0].index first.  sync = 0: done may come before the bytes are
+  ** durable (only the commit index changed); they are once a later synced
+  ** save is done. */
   int (*save)(rf_storage *s, const raft_hard_state *hs, const raft_entry *ents,
-              size_t n, rf_storage_done done, void *ud);
+              size_t n, int sync, rf_storage_done done, void *ud);
+  /* A snapshot covers the log up to index (of term): drop it.  Queued in
+  ** order with saves; entries after index stay only when the log holds
+  ** index with that term, else the next save starts at index + 1. */
+  int (*compact)(rf_storage *s, uint64_t index, uint64_t term,
+                 rf_storage_done done, void *ud);
+  /* Where the loaded log starts: it holds snap_index + 1, ... */
+  void (*start)(const rf_storage *s, uint64_t *snap_index, uint64_t *snap_term);
   void (*close)(rf_storage *s);
 } rf_storage_ops;
 
@@ -43,8 +52,8 @@ struct rf_storage {
   uint64_t last_index; /* last index saved */
 };
 
-/* The memory backend: nothing survives the process.  save() completes at
-** once; load() returns an empty log. */
+/* The memory backend: nothing survives the process.  save() and compact()
+** complete at once; load() returns an empty log. */
 rf_storage *rf_storage_memory(void);
 
 #endif

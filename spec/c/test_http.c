@@ -7,6 +7,7 @@
 */
 #define _GNU_SOURCE /* memmem */
 #include "rafting/http.h"
+#include "rafting/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -635,17 +636,18 @@ static void test_expect_and_head(void) {
 
 static void test_json_quote(void) {
   char out[128];
-  size_t n = rf_http_json_quote(out, sizeof out, "a\"b\\c\n\t\x01\x7f", 9);
-  CHECK(!strcmp(out, "\"a\\\"b\\\\c\\n\\t\\u0001\\u007f\"") && n == strlen(out));
+  size_t n = rf_json_quote(out, sizeof out, "a\"b\\c\n\t\x01\x7f", 9);
+  CHECK(!strcmp(out, "\"a\\\"b\\\\c\\u000a\\u0009\\u0001\x7f\"") &&
+        n == strlen(out));
   /* valid UTF-8 passes; broken, overlong and surrogate bytes are escaped */
-  rf_http_json_quote(out, sizeof out, "\xc3\xa9\xff\xc0\xaf\xed\xa0\x80", 8);
+  rf_json_quote(out, sizeof out, "\xc3\xa9\xff\xc0\xaf\xed\xa0\x80", 8);
   CHECK(!strcmp(out, "\"\xc3\xa9\\u00ff\\u00c0\\u00af\\u00ed\\u00a0\\u0080\""));
-  rf_http_json_quote(out, sizeof out, "\xf0\x9f\x98\x80\0", 5);
+  rf_json_quote(out, sizeof out, "\xf0\x9f\x98\x80\0", 5);
   CHECK(!memcmp(out, "\"\xf0\x9f\x98\x80\\u0000\"", 12));
   /* truncation is safe and reports the full length */
-  n = rf_http_json_quote(out, 4, "abcdef", 6);
+  n = rf_json_quote(out, 4, "abcdef", 6);
   CHECK(n == 8 && !strcmp(out, "\"ab"));
-  CHECK(rf_http_json_quote(NULL, 0, "x", 1) == 3);
+  CHECK(rf_json_quote(NULL, 0, "x", 1) == 3);
 }
 
 static void test_start_errors(void) {

@@ -61,7 +61,7 @@ static void submit(driver *d) {
   raft_entry e = {1, (uint64_t)i, 0, (size_t)(i % 64), d->data};
   raft_hard_state hs = {1, 1, (uint64_t)(i - 1)};
   tickets[i] = (ticket){d, i};
-  CHECK(d->s->ops->save(d->s, &hs, &e, 1, on_done, &tickets[i]) == 0);
+  CHECK(d->s->ops->save(d->s, &hs, &e, 1, 1, on_done, &tickets[i]) == 0);
 }
 
 static void on_done(void *ud, int status) {
@@ -198,10 +198,10 @@ static void test_empty_and_compact(void) {
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(d.done_upto == 200);
   /* a save with nothing to write completes at once when nothing is ahead */
-  CHECK(d.s->ops->save(d.s, NULL, NULL, 0, count_done, &calls) == 0);
+  CHECK(d.s->ops->save(d.s, NULL, NULL, 0, 1, count_done, &calls) == 0);
   CHECK(calls == 1);
   CHECK(rf_wal_compact(d.s, 150, 1, on_compact, NULL) == 0);
-  CHECK(d.s->ops->save(d.s, NULL, NULL, 0, count_done, &calls) == 0);
+  CHECK(d.s->ops->save(d.s, NULL, NULL, 0, 1, count_done, &calls) == 0);
   CHECK(calls == 1); /* now behind the compaction: in order */
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(compacted == 1);

@@ -38,10 +38,10 @@ describe("ReadIndex (§8)", function()
     local s = sim.new{ n = 3, seed = 2, replay = REPLAY }
     local l = assert(s:wait_leader())
     local f = l % 3 + 1
-    local ok, err, hint = s.nodes[f].core:read_index(1)
+    local ok, err = s:read(f, 1)
     assert.is_nil(ok)
     assert.equal("notleader", err)
-    assert.equal(l, hint)
+    assert.equal(l, s:state(f).leader)
   end)
 
   it("a leader cut off from the majority serves no read", function()

@@ -105,13 +105,17 @@ describe("the simulator", function()
     s:run(5)
     local applied = s:applied_data(l)
     assert.same({ "kept" }, applied)
-    -- from now on every write is slow: the next proposal is not durable
+    -- from now on every write is slow: the next proposal is not durable;
+    -- and cut off, so that the appends the leader sends ahead of its own
+    -- write (thesis 10.2.1) reach nobody
     s.async, s.io_delay = 1, 50
+    s:isolate(l)
     local index = assert(s:propose("lost", l))
     assert.equal(index, s:state(l).last_index)
     assert.is_not_nil(s.nodes[l].pending)
     s:crash(l)
     s.async = 0
+    s:heal()
     s:restart(l)
     local st = s:state(l)
     assert.equal(index - 1, st.last_index)

@@ -2,17 +2,16 @@
 ** api.c -- the node's REST API (see api.h).
 **
 ** Routing and answers.  Whether a request runs here or goes to the leader
-** is decided first (route_to_leader); writes become log entries and wait in
-** waits.c for their index to apply; linearizable reads wait for a ReadIndex
-** round and then for the state machine to catch up to it.
+** is decided first (route_to_leader); writes are proposed to the driver,
+** which answers once their entry applied; linearizable reads are served
+** when the driver says the state machine may be read.  Every RF_E* code
+** becomes an HTTP status in one place: answer_error().
 */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include "http/api.h"
-#include "http/waits.h"
-#include "node_internal.h"
 #include "rafting/buf.h"
 #include "rafting/forward.h"
 #include "rafting/http.h"
@@ -23,10 +22,9 @@
 #define RANGE_LIMIT_MAX 10000
 
 struct rf_api {
-  rf_node *node;
+  rf_api_deps deps;     /* borrowed from the node */
   rf_http_server *http;
   rf_fwd *fwd;
-  rf_waits *waits;
   int closing;
   void (*stop_done)(void *);
   void *stop_ud;
@@ -59,6 +57,66 @@ static void retry_later(rf_http_req *req, int status, const char *code,
   rf_http_json_error(req, status, code, msg);
 }
 
+/* The one map from RF_E* codes to HTTP answers.  msg, when given, is the
+** handler's message (a failed command). */
+static void answer_error(rf_http_req *req, int rc, int write, const char *msg,
+                         size_t len) {
+  switch (rc) {
+  case RF_ENOTLEADER:
+    retry_later(req, 503, "not_leader", "leadership moved; retry");
+    return;
+  case RF_ETOOBIG:
+    rf_http_json_error(req, 413, "body_too_large", "entry exceeds max_msg_bytes");
+    return;
+  case RF_ENOTCOMMITTED:
+    retry_later(req, 503, "not_committed", "leadership changed before the "
+                "write committed; it was not applied; retry");
+    return;
+  case RF_ESTOPPING:
+    if (write) /* proposed already: the others may still commit it */
+      rf_http_json_error(req, 504, "outcome_unknown", "the node stopped "
+                         "before the write's outcome was known; it may "
+                         "still commit");
+    else
+      retry_later(req, 503, "shutting_down", "the node is stopping");
+    return;
+  case RF_ESTORAGE:
+    rf_http_json_error(req, 503, "storage_failed",
+                       "this node's storage failed; use another node");
+    return;
+  case RF_ETIMEDOUT:
+    if (write)
+      rf_http_json_error(req, 504, "outcome_unknown", "the write did not "
+                         "commit in time; it may still commit");
+    else
+      retry_later(req, 503, "no_quorum",
+                  "the leader could not confirm the read with a quorum");
+    return;
+  case RF_ESNAPSHOT:
+    rf_http_json_error(req, 504, "outcome_unknown", "this node caught up from "
+                       "a snapshot that covers the write; it may have "
+                       "committed");
+    return;
+  default:
+    break;
+  }
+  {
+    int status = rc == RF_ENOTFOUND ? 404 : rc == RF_EFAILED ? 422
+               : rc == RF_EBADENTRY ? 400 : 500;
+    const char *code = rc == RF_ENOTFOUND ? (write ? "unknown_command"
+                                                   : "unknown_query")
+                     : rc == RF_EFAILED ? (write ? "command_failed"
+                                                 : "query_failed")
+                     : rc == RF_EBADENTRY ? "bad_request" : "internal";
+    rf_buf m;
+    rf_buf_init(&m);
+    if (msg != NULL && len > 0) rf_buf_add(&m, msg, len);
+    else rf_buf_str(&m, rf_strerror(rc));
+    rf_http_json_error(req, status, code, m.p ? m.p : "out of memory");
+    rf_buf_free(&m);
+  }
+}
+
 static int has_flag(const rf_http_req *req, const char *name) {
   size_t n;
   return rf_http_query_get(req, name, &n) != NULL;
@@ -73,8 +131,8 @@ static uint64_t now_ms(void) {
 /* ------------------------------------------------------------ leader */
 
 static int is_leader(rf_api *a) {
-  return raft_role_of(rf_node_core(a->node)) == RAFT_LEADER &&
-         !rf_node_failed(a->node);
+  return rf_driver_role(a->deps.drv) == RAFT_LEADER &&
+         !rf_driver_failed(a->deps.drv);
 }
 
 static void on_forwarded(void *ud, int status, const rf_fwd_resp *resp) {
@@ -98,12 +156,11 @@ static void on_forwarded(void *ud, int status, const rf_fwd_resp *resp) {
 /* Send req to the leader (or a 307 there with ?redirect).  1 if req was
 ** taken care of, 0 if this node is the leader and must serve it. */
 static int route_to_leader(rf_api *a, rf_http_req *req) {
-  raft *core = rf_node_core(a->node);
-  uint64_t leader = raft_leader(core);
+  uint64_t leader = rf_driver_leader(a->deps.drv);
   const rf_node_conf *lc;
   size_t n;
   if (is_leader(a)) return 0;
-  lc = leader ? rf_config_node(rf_node_config(a->node), leader) : NULL;
+  lc = leader ? rf_config_node(a->deps.cfg, leader) : NULL;
   if (lc == NULL) {
     retry_later(req, 503, "no_leader", "no leader is known right now; retry");
     return 1;
@@ -140,26 +197,49 @@ static int route_to_leader(rf_api *a, rf_http_req *req) {
 
 /* ------------------------------------------------------------ writes */
 
+/* The driver's answer to a write: the entry's result once it applied. */
+static void on_written(void *ud, int status, uint64_t index, uint64_t term,
+                       const char *res, size_t len) {
+  rf_http_req *req = ud;
+  rf_buf b;
+  if (status == RF_EFAILED || status == RF_ENOTFOUND ||
+      status == RF_EBADENTRY) { /* the entry is in the log and failed */
+    rf_buf_init(&b);
+    rf_buf_printf(&b, "{\"error\":\"%s\",\"message\":",
+                  status == RF_EFAILED ? "command_failed"
+                  : status == RF_ENOTFOUND ? "unknown_command" : "bad_request");
+    rf_buf_json_str(&b, res, len);
+    rf_buf_printf(&b, ",\"index\":%llu,\"term\":%llu}",
+                  (unsigned long long)index, (unsigned long long)term);
+    respond_buf(req, status == RF_EFAILED ? 422
+                     : status == RF_ENOTFOUND ? 404 : 400,
+                "application/json", &b);
+    return;
+  }
+  if (status < 0) {
+    answer_error(req, status, 1, NULL, 0);
+    return;
+  }
+  rf_buf_init(&b);
+  rf_buf_printf(&b, "{\"index\":%llu,\"term\":%llu,\"result\":",
+                (unsigned long long)index, (unsigned long long)term);
+  if (len) rf_buf_add(&b, res, len);
+  else rf_buf_str(&b, "null");
+  rf_buf_str(&b, "}");
+  respond_buf(req, 200, "application/json", &b);
+}
+
 static void propose(rf_api *a, rf_http_req *req, rf_buf *entry) {
-  uint64_t index, term;
   int rc;
   if (entry->oom) {
     rf_buf_free(entry);
     rf_http_json_error(req, 500, "internal", "out of memory");
     return;
   }
-  rc = raft_propose(rf_node_core(a->node), entry->p, entry->n, &index, &term);
+  rc = rf_driver_propose(a->deps.drv, entry->p, entry->n, on_written, req,
+                         NULL, NULL);
   rf_buf_free(entry);
-  if (rc == RAFT_ETOOBIG) {
-    rf_http_json_error(req, 413, "body_too_large", "entry exceeds max_msg_bytes");
-  } else if (rc == RAFT_ENOTLEADER) {
-    retry_later(req, 503, "not_leader", "leadership moved; retry");
-  } else if (rc < 0) {
-    rf_http_json_error(req, 500, "internal", raft_strerror(rc));
-  } else {
-    rf_waits_write(a->waits, req, index, term);
-    rf_node_kick(a->node);
-  }
+  if (rc < 0) answer_error(req, rc, 0, NULL, 0); /* refused: nothing done */
 }
 
 static int kv_key(rf_http_req *req, const char **key, size_t *klen) {
@@ -215,7 +295,7 @@ static void post_cmd(rf_api *a, rf_http_req *req) {
   int rc;
   if (route_to_leader(a, req) || !name_after(req, 5, name, sizeof(name)))
     return;
-  if (!rf_sm_has_command(rf_node_sm(a->node), name)) {
+  if (!rf_sm_has_command(a->deps.sm, name)) {
     rf_http_json_error(req, 404, "unknown_command", name);
     return;
   }
@@ -240,7 +320,7 @@ static void serve_get(rf_api *a, rf_http_req *req) {
   const void *val;
   size_t vlen;
   const char *key = req->path + 4;
-  if (!rf_store_get(rf_sm_store(rf_node_sm(a->node)), key,
+  if (!rf_store_get(rf_sm_store(a->deps.sm), key,
                     req->path_len - 4, &val, &vlen)) {
     rf_http_json_error(req, 404, "not_found", "no such key");
     return;
@@ -294,7 +374,7 @@ static int want_base64(rf_http_req *req, int *b64) {
 }
 
 static void serve_range(rf_api *a, rf_http_req *req) {
-  rf_store *st = rf_sm_store(rf_node_sm(a->node));
+  rf_store *st = rf_sm_store(a->deps.sm);
   rf_store_iter it;
   rf_store_kv kv;
   rf_buf b;
@@ -354,36 +434,61 @@ static void serve_query(rf_api *a, rf_http_req *req) {
   rf_buf_init(&args);
   rf_buf_init(&b);
   query_args(req, &args);
-  rc = rf_sm_query(rf_node_sm(a->node), name, args.p, args.n, &b);
+  rc = rf_sm_query(a->deps.sm, name, args.p, args.n, &b);
   rf_buf_free(&args);
   if (rc == RF_SM_OK) {
     respond_buf(req, 200, "application/json", &b);
     return;
   }
-  rf_http_json_error(req, rc == RF_SM_ENOTFOUND ? 404
-                          : rc == RF_SM_EBADENTRY ? 400
-                          : rc == RF_SM_EFAILED ? 422 : 500,
-                     rc == RF_SM_EFAILED ? "query_failed" : rf_sm_strerror(rc),
-                     b.p ? b.p : "");
+  answer_error(req, rc, 0, b.p, b.n);
   rf_buf_free(&b);
 }
 
-/* Serve now (?stale), or after a ReadIndex round confirmed this leader and
-** the state machine caught up with the commit index it returned. */
-static void read(rf_api *a, rf_http_req *req, rf_waits_serve serve) {
+typedef void (*serve_fn)(rf_api *a, rf_http_req *req);
+
+/* Which read a request is, from its path (the routes below). */
+static serve_fn serve_of(const rf_http_req *req) {
+  if (req->path_len >= 7 && memcmp(req->path, "/query/", 7) == 0)
+    return serve_query;
+  if (req->path_len >= 4 && memcmp(req->path, "/kv/", 4) == 0)
+    return serve_get;
+  return serve_range;
+}
+
+typedef struct read_op {
+  rf_api *a;
+  rf_http_req *req;
+} read_op;
+
+static void on_readable(void *ud, int status) {
+  read_op *op = ud;
+  rf_api *a = op->a;
+  rf_http_req *req = op->req;
+  free(op);
+  if (status < 0) answer_error(req, status, 0, NULL, 0);
+  else serve_of(req)(a, req);
+}
+
+/* Serve now (?stale), or once the driver says a ReadIndex round confirmed
+** this leader and the state machine caught up with it. */
+static void read(rf_api *a, rf_http_req *req) {
+  read_op *op;
   int rc;
   if (has_flag(req, "stale")) {
-    serve(a, req);
+    serve_of(req)(a, req);
     return;
   }
   if (route_to_leader(a, req)) return;
-  rc = rf_waits_read(a->waits, req, serve);
-  if (rc == RAFT_ENOTLEADER)
-    retry_later(req, 503, "not_leader", "leadership moved; retry");
-  else if (rc < 0)
-    rf_http_json_error(req, 500, "internal", raft_strerror(rc));
-  else
-    rf_node_kick(a->node);
+  if ((op = malloc(sizeof(*op))) == NULL) {
+    answer_error(req, RF_ENOMEM, 0, NULL, 0);
+    return;
+  }
+  op->a = a;
+  op->req = req;
+  if ((rc = rf_driver_read(a->deps.drv, on_readable, op)) < 0) {
+    free(op);
+    answer_error(req, rc, 0, NULL, 0);
+  }
 }
 
 static void get_kv(rf_api *a, rf_http_req *req) {
@@ -391,11 +496,11 @@ static void get_kv(rf_api *a, rf_http_req *req) {
     rf_http_json_error(req, 400, "bad_request", "empty key");
     return;
   }
-  read(a, req, serve_get);
+  read(a, req);
 }
 
-static void get_range(rf_api *a, rf_http_req *req) { read(a, req, serve_range); }
-static void get_query(rf_api *a, rf_http_req *req) { read(a, req, serve_query); }
+static void get_range(rf_api *a, rf_http_req *req) { read(a, req); }
+static void get_query(rf_api *a, rf_http_req *req) { read(a, req); }
 
 static void get_health(rf_api *a, rf_http_req *req) {
   (void)a;
@@ -405,7 +510,7 @@ static void get_health(rf_api *a, rf_http_req *req) {
 static void get_status(rf_api *a, rf_http_req *req) {
   rf_buf b;
   rf_buf_init(&b);
-  rf_node_status_json(a->node, &b);
+  a->deps.status_json(a->deps.ud, &b);
   respond_buf(req, 200, "application/json", &b);
 }
 
@@ -459,7 +564,7 @@ static void on_request(void *ud, rf_http_req *req) {
     retry_later(req, 503, "shutting_down", "the node is stopping");
     return;
   }
-  if (rf_node_failed(a->node) && fn != get_status && fn != get_health) {
+  if (rf_driver_failed(a->deps.drv) && fn != get_status && fn != get_health) {
     rf_http_json_error(req, 503, "storage_failed",
                        "this node's storage failed; use another node");
     return;
@@ -467,30 +572,11 @@ static void on_request(void *ud, rf_http_req *req) {
   fn(a, req);
 }
 
-/* ------------------------------------------------------------ node events */
-
-void rf_api_applied(rf_api *a, const raft_entry *e, int rc, const char *res,
-                    size_t len) {
-  rf_waits_applied(a->waits, e, rc, res, len);
-}
-
-void rf_api_read_ready(rf_api *a, const raft_read_state *rs) {
-  rf_waits_read_ready(a->waits, rs);
-}
-
-void rf_api_snapshot_installed(rf_api *a, uint64_t index) {
-  rf_waits_jumped(a->waits, index);
-}
-
-void rf_api_leader_changed(rf_api *a) {
-  if (!is_leader(a)) rf_waits_lost_leadership(a->waits);
-}
-
 /* ------------------------------------------------------------ lifecycle */
 
 static int start_http(rf_api *a, uv_loop_t *loop) {
-  const rf_config *cfg = rf_node_config(a->node);
-  const rf_node_conf *self = rf_config_node(cfg, rf_node_id(a->node));
+  const rf_config *cfg = a->deps.cfg;
+  const rf_node_conf *self = rf_config_node(cfg, a->deps.id);
   rf_http_opts o;
   rf_http_opts_init(&o);
   o.host = self->http_host;
@@ -506,31 +592,28 @@ static int start_http(rf_api *a, uv_loop_t *loop) {
   return rf_http_start(loop, &o, &a->http);
 }
 
-int rf_api_start(rf_node *node, uv_loop_t *loop, rf_api **out) {
-  const rf_config *cfg = rf_node_config(node);
+int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
+  const rf_config *cfg = deps->cfg;
   rf_fwd_opts fo;
   char via[32];
   rf_api *a = calloc(1, sizeof(*a));
   int rc;
   *out = NULL;
   if (a == NULL) return UV_ENOMEM;
-  a->node = node;
+  a->deps = *deps;
   rf_fwd_opts_init(&fo);
-  snprintf(via, sizeof(via), "node-%llu", (unsigned long long)rf_node_id(node));
+  snprintf(via, sizeof(via), "node-%llu", (unsigned long long)deps->id);
   fo.via = via;
   fo.timeout_ms = cfg->forward_timeout_ms;
   /* drop pooled connections before the leader's idle timeout can close one
   ** under a write, which would turn it into an avoidable 504 */
   fo.idle_timeout_ms = cfg->idle_timeout_ms / 2 > 0 ? cfg->idle_timeout_ms / 2 : 1;
-  if ((rc = rf_waits_init(loop, node, a, cfg->commit_timeout_ms, &a->waits)) < 0)
-    goto fail;
   if ((rc = rf_fwd_init(loop, &a->fwd, &fo)) < 0) goto fail;
   if ((rc = start_http(a, loop)) < 0) goto fail;
   *out = a;
   return 0;
 fail:
   if (a->fwd) rf_fwd_close(a->fwd, NULL, NULL);
-  if (a->waits) rf_waits_close(a->waits, NULL, NULL);
   free(a);
   return rc;
 }
@@ -542,13 +625,12 @@ static void stopped_part(void *ud) {
   free(a);
 }
 
-/* Pending requests are answered 503 first; then forwarder, waits and the
-** server close, each calling stopped_part once. */
+/* Requests waiting on the driver were answered when it closed; the
+** forwarder and the server close, each calling stopped_part once. */
 void rf_api_stop(rf_api *a, void (*done)(void *ud), void *ud) {
   a->stop_done = done;
   a->stop_ud = ud;
-  a->closing = 4;
-  rf_waits_close(a->waits, stopped_part, a);
+  a->closing = 3;
   rf_fwd_close(a->fwd, stopped_part, a);
   rf_http_close(a->http, stopped_part, a);
 }

@@ -16,6 +16,7 @@
 */
 #include "rafting/forward.h"
 #include "rafting/buf.h"
+#include "rafting/util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -139,15 +140,6 @@ static const char *origin_form(const char *t, size_t len, size_t *olen,
 
 /* ---- targets ----------------------------------------------------------- */
 
-static int resolve(const char *host, int port, struct sockaddr_storage *ss) {
-  if (port <= 0 || port > 65535) return UV_EINVAL;
-  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
-  memset(ss, 0, sizeof *ss);
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
-  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-  return UV_EINVAL;
-}
-
 static int target_get(rf_fwd *f, const char *host, int port, target **out) {
   struct sockaddr_storage ss;
   target *t;
@@ -155,7 +147,8 @@ static int target_get(rf_fwd *f, const char *host, int port, target **out) {
   if (host == NULL) return UV_EINVAL;
   for (t = f->targets; t; t = t->next)
     if (t->port == port && strcmp(t->host, host) == 0) return *out = t, 0;
-  if ((rc = resolve(host, port, &ss)) != 0) return rc;
+  if (port <= 0) return UV_EINVAL;
+  if ((rc = rf_addr_resolve(host, port, &ss)) != 0) return rc;
   if (strlen(host) > sizeof t->hosthdr - 10) return UV_EINVAL;
   if ((t = calloc(1, sizeof *t)) == NULL) return UV_ENOMEM;
   if ((t->host = dupmem(host, strlen(host))) == NULL) {
@@ -164,8 +157,7 @@ static int target_get(rf_fwd *f, const char *host, int port, target **out) {
   }
   t->port = port;
   t->addr = ss;
-  snprintf(t->hosthdr, sizeof t->hosthdr,
-           ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
+  rf_addr_format(t->hosthdr, sizeof t->hosthdr, host, port);
   t->next = f->targets;
   f->targets = t;
   return *out = t, 0;

@@ -18,6 +18,7 @@
 */
 #include "rafting/http.h"
 #include "rafting/buf.h"
+#include "rafting/util.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -706,13 +707,6 @@ void rf_http_opts_init(rf_http_opts *o) {
   o->max_pipeline = 16;
 }
 
-static int resolve(const char *host, int port, struct sockaddr_storage *ss) {
-  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
-  if (port < 0 || port > 65535) return UV_EINVAL;
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
-  return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
-}
-
 int rf_http_start(uv_loop_t *loop, const rf_http_opts *o,
                   rf_http_server **out) {
   struct sockaddr_storage ss;
@@ -723,7 +717,7 @@ int rf_http_start(uv_loop_t *loop, const rf_http_opts *o,
       o->max_connections <= 0 || o->idle_timeout_ms <= 0 ||
       o->request_timeout_ms <= 0 || o->max_pipeline < 0)
     return UV_EINVAL;
-  if ((rc = resolve(o->host, o->port, &ss)) != 0) return rc;
+  if ((rc = rf_addr_resolve(o->host, o->port, &ss)) != 0) return rc;
   if ((s = calloc(1, sizeof *s)) == NULL) return UV_ENOMEM;
   s->loop = loop;
   s->o = *o;
@@ -915,8 +909,8 @@ void rf_http_respond(rf_http_req *req, int status, const char *content_type,
 
 void rf_http_json_error(rf_http_req *req, int status, const char *code,
                         const char *message) {
-  size_t a = rf_http_json_quote(NULL, 0, code, strlen(code));
-  size_t b = rf_http_json_quote(NULL, 0, message, strlen(message));
+  size_t a = rf_json_quote(NULL, 0, code, strlen(code));
+  size_t b = rf_json_quote(NULL, 0, message, strlen(message));
   size_t n = a + b + sizeof "{\"error\":,\"message\":}";
   char *s = malloc(n);
   if (s == NULL) {
@@ -924,66 +918,11 @@ void rf_http_json_error(rf_http_req *req, int status, const char *code,
     return;
   }
   memcpy(s, "{\"error\":", 9);
-  rf_http_json_quote(s + 9, a + 1, code, strlen(code));
+  rf_json_quote(s + 9, a + 1, code, strlen(code));
   memcpy(s + 9 + a, ",\"message\":", 11);
-  rf_http_json_quote(s + 20 + a, b + 1, message, strlen(message));
+  rf_json_quote(s + 20 + a, b + 1, message, strlen(message));
   memcpy(s + 20 + a + b, "}", 2);
   rf_http_respond(req, status, "application/json", s, 21 + a + b);
   free(s);
 }
 
-/* ---- JSON strings ------------------------------------------------------ */
-
-/* Length of the valid UTF-8 sequence at s (RFC 3629), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned char lo = 0x80, hi = 0xBF;
-  size_t len;
-  if (s[0] >= 0xC2 && s[0] <= 0xDF) len = 2;
-  else if (s[0] >= 0xE0 && s[0] <= 0xEF) len = 3;
-  else if (s[0] >= 0xF0 && s[0] <= 0xF4) len = 4;
-  else return 0;
-  if (s[0] == 0xE0) lo = 0xA0;      /* overlong */
-  else if (s[0] == 0xED) hi = 0x9F; /* surrogates */
-  else if (s[0] == 0xF0) lo = 0x90; /* overlong */
-  else if (s[0] == 0xF4) hi = 0x8F; /* > U+10FFFF */
-  if (n < len || s[1] < lo || s[1] > hi) return 0;
-  for (size_t i = 2; i < len; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-  return len;
-}
-
-size_t rf_http_json_quote(char *dst, size_t cap, const void *src, size_t len) {
-  static const char hex[] = "0123456789abcdef";
-  const unsigned char *s = src;
-  size_t n = 0;
-#define PUT(ch) (n + 1 < cap ? (void)(dst[n] = (char)(ch)) : (void)0, n++)
-  PUT('"');
-  for (size_t i = 0; i < len;) {
-    unsigned char ch = s[i];
-    size_t u = ch >= 0x80 ? utf8_len(s + i, len - i) : 0;
-    const char *esc = ch == '"' ? "\\\"" : ch == '\\' ? "\\\\"
-                    : ch == '\n' ? "\\n" : ch == '\r' ? "\\r"
-                    : ch == '\t' ? "\\t" : ch == '\b' ? "\\b"
-                    : ch == '\f' ? "\\f" : NULL;
-    if (u > 0) {
-      for (size_t k = 0; k < u; k++) PUT(s[i + k]);
-      i += u;
-      continue;
-    }
-    i++;
-    if (esc) {
-      PUT(esc[0]);
-      PUT(esc[1]);
-    } else if (ch < 0x20 || ch >= 0x7f) {
-      PUT('\\'); PUT('u'); PUT('0'); PUT('0');
-      PUT(hex[ch >> 4]);
-      PUT(hex[ch & 15]);
-    } else {
-      PUT(ch);
-    }
-  }
-  PUT('"');
-#undef PUT
-  if (cap > 0) dst[n < cap ? n : cap - 1] = '\0';
-  return n;
-}

@@ -13,6 +13,7 @@
 ** Strings are copied out of Lua; nothing points into the (closed) state.
 */
 #include "rafting/config.h"
+#include "rafting/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,7 +31,6 @@
 #define CFG_INSTR_STEP 1000
 #define CFG_INSTR_MAX 100000000L /* ~ a second of Lua: enough for any loop */
 #define CFG_MAX_CLUSTER 64
-#define CFG_MAX_ADDR 256
 #define FRAME_SLACK 1024 /* envelope around a message's entries */
 #define FRAME_HEADER 4   /* the length before each peer frame */
 
@@ -229,45 +229,6 @@ static void canon_host(const char *host, char *buf, size_t len) {
     snprintf(buf, len, "%s", host);
 }
 
-/* Split "host:port" / "[v6]:port"; the host is copied into host[]. */
-static void parse_addr(lua_State *L, const ctx *x, const char *field,
-                       const char *s, char *host, int *port) {
-  const char *colon, *h = s, *hend;
-  unsigned char a[16];
-  if (strlen(s) >= CFG_MAX_ADDR) fail(L, x, field, "address too long");
-  if (*s == '[') {
-    h = s + 1;
-    hend = strchr(h, ']');
-    colon = hend ? hend + 1 : NULL;
-    if (colon && *colon != ':') colon = NULL;
-  } else {
-    colon = strrchr(s, ':');
-    hend = colon;
-    if (colon && memchr(s, ':', (size_t)(colon - s)))
-      fail(L, x, field, "malformed address \"%s\" (write IPv6 as [::1]:7001)",
-           s);
-  }
-  if (colon == NULL || hend == h || colon[1] == '\0')
-    fail(L, x, field, "malformed address \"%s\" (expected host:port, e.g. "
-                      "127.0.0.1:7001)", s);
-  long p = 0;
-  for (const char *c = colon + 1; *c; c++) {
-    if (*c < '0' || *c > '9')
-      fail(L, x, field, "malformed port in \"%s\"", s);
-    if (p <= 65535) p = p * 10 + (*c - '0');
-  }
-  if (p < 1 || p > 65535)
-    fail(L, x, field, "port %s out of range 1..65535", colon + 1);
-  memcpy(host, h, (size_t)(hend - h));
-  host[hend - h] = '\0';
-  int v6 = *s == '[';
-  if (v6 ? inet_pton(AF_INET6, host, a) != 1
-         : (strcmp(host, "localhost") != 0 && inet_pton(AF_INET, host, a) != 1))
-    fail(L, x, field, "host \"%s\" must be a numeric %s address%s", host,
-         v6 ? "IPv6" : "IPv4", v6 ? "" : " or localhost");
-  *port = (int)p;
-}
-
 static int same_addr(const char *h1, int p1, const char *h2, int p2) {
   char a[INET6_ADDRSTRLEN + 16], b[INET6_ADDRSTRLEN + 16];
   if (p1 != p2) return 0;
@@ -287,11 +248,11 @@ static void check_dup_addr(lua_State *L, const ctx *x, size_t i, int http) {
       if (j == i && k >= http) break; /* only addresses before this one */
       if (same_addr(h, p, k ? m->http_host : m->peer_host,
                     k ? m->http_port : m->peer_port)) {
+        char addr[RF_ADDR_MAX];
+        rf_addr_format(addr, sizeof addr, h, p);
         lua_pushfstring(L, "nodes[%d].%s", (int)i + 1, http ? "http" : "peer");
-        int v6 = strchr(h, ':') != NULL;
-        fail(L, x, lua_tostring(L, -1),
-             "address %s%s%s:%d already used by nodes[%d].%s", v6 ? "[" : "",
-             h, v6 ? "]" : "", p, (int)j + 1, k ? "http" : "peer");
+        fail(L, x, lua_tostring(L, -1), "address %s already used by nodes[%d].%s",
+             addr, (int)j + 1, k ? "http" : "peer");
       }
     }
   }
@@ -302,11 +263,13 @@ static void check_dup_addr(lua_State *L, const ctx *x, size_t i, int http) {
 static void node_addr(lua_State *L, const ctx *x, int t, size_t i, int http) {
   rf_node_conf *n = &x->out->nodes[i];
   const char *kind = http ? "http" : "peer";
-  char host[CFG_MAX_ADDR];
+  char host[RF_ADDR_MAX], why[RF_ADDR_MAX + 96];
   int port;
   lua_pushfstring(L, "nodes[%d].%s", (int)i + 1, kind);
   const char *field = lua_tostring(L, -1);
-  parse_addr(L, x, field, get_str(L, x, t, field, kind, 1), host, &port);
+  if (rf_addr_split(get_str(L, x, t, field, kind, 1), host, sizeof host, &port,
+                    why, sizeof why) < 0)
+    fail(L, x, field, "%s", why);
   lua_pop(L, 2);
   if (http) {
     n->http_host = dup_or_raise(L, host);

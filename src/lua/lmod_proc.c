@@ -36,6 +36,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 
+#include "rafting/util.h"
+
 extern char **environ;
 
 /* -- signal names ------------------------------------------------------- */
@@ -402,9 +404,7 @@ static int l_caught(lua_State *L) {
 /* -- time --------------------------------------------------------------- */
 
 static int l_now_ms(lua_State *L) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+  lua_pushinteger(L, (lua_Integer)rf_now_ms());
   return 1;
 }
 

@@ -36,6 +36,7 @@
 #include <lauxlib.h>
 #include <uv.h>
 
+#include "rafting/bytes.h"
 #include "rafting/snapshot.h"
 
 #define MT "rafting.snap"
@@ -486,16 +487,9 @@ static double ms_since(uint64_t t0) {
   return (double)(uv_hrtime() - t0) / 1e6;
 }
 
-static uint64_t mix(uint64_t *x) { /* splitmix64 */
-  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 static void fill(unsigned char *p, size_t n, uint64_t *seed) {
   for (size_t i = 0; i < n; i += 8) {
-    uint64_t r = mix(seed);
+    uint64_t r = rf_splitmix64(seed);
     memcpy(p + i, &r, n - i < 8 ? n - i : 8);
   }
 }

@@ -184,8 +184,8 @@ static int l_save(lua_State *L) {
     get_hs(L, 2, &hs);
   }
   e = get_entries(L, 3, &n);
-  rc = lw->s->ops->save(lw->s, lua_isnil(L, 2) ? NULL : &hs, e, n, on_done,
-                        &c);
+  rc = lw->s->ops->save(lw->s, lua_isnil(L, 2) ? NULL : &hs, e, n, 1,
+                        on_done, &c);
   if (rc < 0) return push_status(L, rc);
   uv_run(&lw->loop, UV_RUN_DEFAULT);
   if (!c.called) return luaL_error(L, "save: done never called");
@@ -232,8 +232,8 @@ static int l_pipeline(lua_State *L) {
       int has_hs = !lua_isnil(L, -1);
       lua_getfield(L, item, "entries");
       e = get_entries(L, lua_gettop(L), &ne);
-      rc = lw->s->ops->save(lw->s, has_hs ? &hs : NULL, e, ne, on_done,
-                            &cbs[i]);
+      rc = lw->s->ops->save(lw->s, has_hs ? &hs : NULL, e, ne, 1,
+                            on_done, &cbs[i]);
     }
     if (rc < 0) cbs[i] = (cb){lw, (int)i, rc, 1};
     lua_settop(L, top);

@@ -10,21 +10,14 @@
 #include <string.h>
 
 #include "raft.pb-c.h"
+#include "rafting/bytes.h"
 #include "rafting/codec.h"
 
 typedef Rafting__Envelope Env;
 
-uint32_t rf_frame_len(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-         (uint32_t)p[3];
-}
+uint32_t rf_frame_len(const uint8_t *p) { return rf_get_be32(p); }
 
-void rf_frame_put_len(uint8_t *p, uint32_t n) {
-  p[0] = (uint8_t)(n >> 24);
-  p[1] = (uint8_t)(n >> 16);
-  p[2] = (uint8_t)(n >> 8);
-  p[3] = (uint8_t)n;
-}
+void rf_frame_put_len(uint8_t *p, uint32_t n) { rf_put_be32(p, n); }
 
 /* An append's entries must extend prev contiguously, with terms that never
 ** go down and never pass the message term: the core relies on it. */

@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rafting/bytes.h"
 #include "rafting/codec.h"
 #include "rafting/transport.h"
+#include "rafting/util.h"
 
 #define DEF_MAX_FRAME (4u << 20)
 #define DEF_QUEUE (8u << 20)
@@ -107,13 +109,8 @@ static void tlog(rf_transport *t, int level, const char *fmt, ...) {
   t->log(t->ud, level, msg);
 }
 
-/* splitmix64: jitter only, any seed is fine. */
-static uint64_t rnd(rf_transport *t) {
-  uint64_t z = (t->rng += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
+/* Backoff jitter only: any seed is fine. */
+static uint64_t rnd(rf_transport *t) { return rf_splitmix64(&t->rng); }
 
 /* min * 2^fails capped at max, then a uniform pick in [d/2, d] so that
 ** peers that lost each other together do not redial in lockstep. */
@@ -122,15 +119,6 @@ static uint64_t backoff_ms(rf_transport *t, unsigned fails) {
   for (unsigned i = 0; i < fails && d < t->bo_max; i++) d *= 2;
   if (d > t->bo_max) d = t->bo_max;
   return d / 2 + rnd(t) % (d - d / 2 + 1);
-}
-
-static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
-  if (host == NULL || port < 0 || port > 65535) return UV_EINVAL;
-  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
-  memset(ss, 0, sizeof(*ss));
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
-  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
-  return UV_EINVAL;
 }
 
 static char *dupstr(const char *s) {
@@ -468,7 +456,7 @@ static int copy_peers(rf_transport *t, const rf_transport_config *cfg) {
   for (size_t i = 0; i < cfg->n_peers; i++) {
     peer *p = &t->peers[i];
     const rf_peer_addr *a = &cfg->peers[i];
-    int rc = parse_addr(a->host, a->port, &p->addr);
+    int rc = rf_addr_resolve(a->host, a->port, &p->addr);
     if (rc < 0) return rc;
     p->host = dupstr(a->host);
     if (p->host == NULL) return UV_ENOMEM;
@@ -507,7 +495,7 @@ static int open_listener(rf_transport *t, const rf_transport_config *cfg) {
   struct sockaddr_storage ss;
   int len = sizeof(ss);
   const char *host = cfg->listen_host ? cfg->listen_host : "127.0.0.1";
-  int rc = parse_addr(host, cfg->listen_port, &ss);
+  int rc = rf_addr_resolve(host, cfg->listen_port, &ss);
   if (rc < 0) return rc;
   if ((rc = uv_tcp_init(t->loop, &t->listener)) < 0) return rc;
   t->handles++;

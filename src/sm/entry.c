@@ -9,20 +9,14 @@
 
 #include <jansson.h>
 
+#include "rafting/bytes.h"
 #include "rafting/sm.h"
 
 #define MAXNAME 255
 
 static void putvarint(rf_buf *b, uint64_t v) {
-  unsigned char p[10];
-  size_t n = 0;
-  do {
-    p[n] = (unsigned char)(v & 0x7f);
-    v >>= 7;
-    if (v) p[n] |= 0x80;
-    n++;
-  } while (v);
-  rf_buf_add(b, p, n);
+  uint8_t p[RF_UVARINT_MAX];
+  rf_buf_add(b, p, rf_put_uvarint(p, v));
 }
 
 static void putstr(rf_buf *b, const void *s, size_t len) {
@@ -39,9 +33,8 @@ static int checkname(rf_buf *out, const char *name) {
 
 static void header(rf_buf *out, const char *name, uint64_t time_ms, int kind) {
   unsigned char p[9];
-  int i;
   p[0] = RF_SM_VERSION;
-  for (i = 0; i < 8; i++) p[1 + i] = (unsigned char)(time_ms >> (56 - 8 * i));
+  rf_put_be64(p + 1, time_ms);
   rf_buf_add(out, p, 9);
   putstr(out, name, strlen(name));
   p[0] = (unsigned char)kind;
@@ -90,16 +83,11 @@ typedef struct reader {
 } reader;
 
 static int getvarint(reader *r, uint64_t *v) {
-  int shift = 0;
-  *v = 0;
-  while (r->left > 0 && shift < 64) {
-    unsigned c = *r->p++;
-    r->left--;
-    *v |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80)) return 0;
-    shift += 7;
-  }
-  return -1;
+  int k = rf_get_uvarint(r->p, r->left, v);
+  if (k <= 0) return -1;
+  r->p += k;
+  r->left -= (size_t)k;
+  return 0;
 }
 
 static int getstr(reader *r, const unsigned char **s, size_t *len) {
@@ -127,10 +115,9 @@ static int checkargs(reader *r, size_t *nargs) {
 int rf_sm_decode(const void *entry, size_t len, rf_sm_entry *e) {
   reader r = {entry, len};
   const unsigned char *name, *body;
-  int i;
   memset(e, 0, sizeof(*e));
   if (len < 10 || r.p[0] != RF_SM_VERSION) return RF_SM_EBADENTRY;
-  for (i = 0; i < 8; i++) e->time_ms = e->time_ms << 8 | r.p[1 + i];
+  e->time_ms = rf_get_be64(r.p + 1);
   r.p += 9, r.left -= 9;
   if (getstr(&r, &name, &e->name_len) || e->name_len == 0 ||
       e->name_len > MAXNAME || memchr(name, 0, e->name_len) || r.left < 1)

@@ -27,47 +27,8 @@
 #include <uv.h>
 #include <xxhash.h>
 
+#include "rafting/bytes.h"
 #include "snap_internal.h"
-
-#define VARINT_MAX 10 /* bytes of the longest uvarint (a u64) */
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-
-static size_t put_uvarint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  p[n++] = (uint8_t)v;
-  return n;
-}
-
-/* Bytes taken by the uvarint at p, 0 if it runs past avail, -1 if it is
-** malformed (longer than a u64, or not minimal: equal values must have
-** equal bytes). */
-static int get_uvarint(const uint8_t *p, size_t avail, uint64_t *v) {
-  uint64_t x = 0;
-  for (size_t i = 0; i < VARINT_MAX; i++) {
-    if (i == avail) return 0;
-    if (i == VARINT_MAX - 1 && p[i] > 1) return -1;
-    x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-    if (!(p[i] & 0x80)) {
-      if (p[i] == 0 && i > 0) return -1;
-      *v = x;
-      return (int)i + 1;
-    }
-  }
-  return -1;
-}
 
 /* ------------------------------------------------------------ serialize */
 
@@ -102,28 +63,28 @@ int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
   rf_store_kv kv;
   uint8_t *p, *q;
   /* worst case: every length a 10-byte uvarint */
-  if (count > (SIZE_MAX - RF_SNAP_MIN) / (2 * VARINT_MAX) ||
-      bytes > SIZE_MAX - RF_SNAP_MIN - count * 2 * VARINT_MAX ||
-      reserve(out, (size_t)(RF_SNAP_MIN + bytes + count * 2 * VARINT_MAX)))
+  if (count > (SIZE_MAX - RF_SNAP_MIN) / (2 * RF_UVARINT_MAX) ||
+      bytes > SIZE_MAX - RF_SNAP_MIN - count * 2 * RF_UVARINT_MAX ||
+      reserve(out, (size_t)(RF_SNAP_MIN + bytes + count * 2 * RF_UVARINT_MAX)))
     return UV_ENOMEM;
   p = q = (uint8_t *)out->p + out->n;
   memcpy(q, SNAP_MAGIC, 8);
-  put64(q + 8, index);
-  put64(q + 16, term);
+  rf_put_le64(q + 8, index);
+  rf_put_le64(q + 16, term);
   q += RF_SNAP_HDR;
   rf_store_seek(st, &it, NULL, 0);
   while (rf_store_next(&it, &kv)) {
     if (kv.dead) continue;
-    q += put_uvarint(q, kv.klen);
+    q += rf_put_uvarint(q, kv.klen);
     memcpy(q, kv.key, kv.klen);
     q += kv.klen;
-    q += put_uvarint(q, kv.vlen);
+    q += rf_put_uvarint(q, kv.vlen);
     memcpy(q, kv.val, kv.vlen);
     q += kv.vlen;
     nkeys++;
   }
-  put64(p + 24, nkeys);
-  put64(q, XXH3_64bits(p, (size_t)(q - p)));
+  rf_put_le64(p + 24, nkeys);
+  rf_put_le64(q, XXH3_64bits(p, (size_t)(q - p)));
   q += 8;
   out->n += (size_t)(q - p);
   out->p[out->n] = '\0';
@@ -149,7 +110,7 @@ static int bad(size_t *off, size_t at, char *reason, size_t rlen,
 
 int snap_peek(const uint8_t *p, size_t len, rf_snap_meta *meta) {
   if (len < RF_SNAP_HDR || memcmp(p, SNAP_MAGIC, 8) != 0) return -1;
-  *meta = (rf_snap_meta){get64(p + 8), get64(p + 16), 0, get64(p + 24)};
+  *meta = (rf_snap_meta){rf_get_le64(p + 8), rf_get_le64(p + 16), 0, rf_get_le64(p + 24)};
   return 0;
 }
 
@@ -158,7 +119,7 @@ int snap_peek(const uint8_t *p, size_t len, rf_snap_meta *meta) {
 static int get_len(const uint8_t *p, size_t *pos, size_t end, uint64_t rec,
                    const char *what, uint64_t *v, size_t *off, char *reason,
                    size_t rlen) {
-  int k = get_uvarint(p + *pos, end - *pos, v);
+  int k = rf_get_uvarint(p + *pos, end - *pos, v);
   if (k < 0)
     return bad(off, *pos, reason, rlen, "record %llu: malformed %s length",
                (unsigned long long)rec, what);
@@ -217,10 +178,10 @@ int snap_parse(const uint8_t *p, size_t len, rf_store *into,
     return bad(off, 24, reason, rlen, "%llu keys cannot fit in %zu bytes",
                (unsigned long long)m.nkeys, len);
   rc = parse_records(p, len - 8, m.nkeys, into, off, reason, rlen);
-  if (rc == 0 && (sum = XXH3_64bits(p, len - 8)) != get64(p + len - 8))
+  if (rc == 0 && (sum = XXH3_64bits(p, len - 8)) != rf_get_le64(p + len - 8))
     rc = bad(off, len - 8, reason, rlen,
              "checksum mismatch (trailer %016llx, content %016llx)",
-             (unsigned long long)get64(p + len - 8), (unsigned long long)sum);
+             (unsigned long long)rf_get_le64(p + len - 8), (unsigned long long)sum);
   if (rc != 0) {
     if (into) rf_store_clear(into);
     return rc;

@@ -40,6 +40,7 @@ struct wal_op {
   uint8_t *buf;          /* encoded records (inline after the struct) */
   size_t len;
   int compact;           /* holds a SNAPSHOT: remove old segments after */
+  int sync;              /* must be durable before done */
   uint64_t snap_index;
   uint64_t max_index;    /* highest entry index in buf, 0: none */
   wal_seghdr after;      /* the stream state once buf is written */
@@ -251,7 +252,7 @@ static int remove_old(wal *w, uint64_t snap) {
 static void work_cb(uv_work_t *req) {
   wal *w = req->data;
   struct iovec iov[IOV_CHUNK];
-  int n = 0, rc = 0, wrote = 0;
+  int n = 0, rc = 0, wrote = 0, must_sync = 0;
   wal_op *op, *last_compact = NULL;
   for (op = w->batch; op != NULL && rc == 0; op = op->next) {
     wal_seg *cur = &w->segs[w->nsegs - 1];
@@ -271,10 +272,12 @@ static void work_cb(uv_work_t *req) {
     if (op->max_index > cur->max_index) cur->max_index = op->max_index;
     w->ws = op->after;
     if (op->compact) last_compact = op;
+    must_sync |= op->sync;
     wrote = 1;
   }
   if (rc == 0 && n > 0) rc = flush_iov(w, iov, &n);
-  if (rc == 0 && wrote && (w->o.sync == RF_WAL_SYNC_ALWAYS || last_compact))
+  if (rc == 0 && wrote &&
+      ((w->o.sync == RF_WAL_SYNC_ALWAYS && must_sync) || last_compact))
     rc = sync_seg(w);
   if (wrote) w->w_writes++;
   w->work_rc = rc;
@@ -414,8 +417,8 @@ static int wal_load(rf_storage *s, raft_hard_state *hs,
 }
 
 static int wal_save(rf_storage *s, const raft_hard_state *hs,
-                    const raft_entry *ents, size_t n, rf_storage_done done,
-                    void *ud) {
+                    const raft_entry *ents, size_t n, int sync,
+                    rf_storage_done done, void *ud) {
   wal *w = (wal *)s;
   size_t len = hs ? WAL_HDR + WAL_HS_PAYLOAD : 0, off = 0;
   wal_op *op;
@@ -431,6 +434,7 @@ static int wal_save(rf_storage *s, const raft_hard_state *hs,
   }
   if (runs_reserve(w, n) < 0 || (op = op_new(len, done, ud)) == NULL)
     return UV_ENOMEM;
+  op->sync = sync;
   if (hs) {
     off += wal_encode_hs(op->buf, hs);
     w->hs = *hs;
@@ -513,7 +517,14 @@ static void wal_close(rf_storage *s) {
   if (!w->busy && !w->in_done) finish_close(w);
 }
 
-static const rf_storage_ops wal_ops = {"wal", wal_load, wal_save, wal_close};
+static void wal_start(const rf_storage *s, uint64_t *index, uint64_t *term) {
+  const wal *w = (const wal *)s;
+  *index = w->snap_index;
+  *term = w->snap_term;
+}
+
+static const rf_storage_ops wal_ops = {"wal", wal_load, wal_save,
+                                       rf_wal_compact, wal_start, wal_close};
 
 /* ------------------------------------------------------------ open */
 

@@ -10,67 +10,48 @@
 
 #include <xxhash.h>
 
+#include "rafting/bytes.h"
 #include "wal_internal.h"
-
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
 
 size_t wal_encode(uint8_t *out, int type, int sub, uint64_t index,
                   uint64_t term, const void *data, size_t len) {
-  put32(out, (uint32_t)len);
+  rf_put_le32(out, (uint32_t)len);
   out[4] = (uint8_t)type;
   out[5] = (uint8_t)sub;
   out[6] = out[7] = 0;
-  put64(out + 8, index);
-  put64(out + 16, term);
+  rf_put_le64(out + 8, index);
+  rf_put_le64(out + 16, term);
   if (len > 0) memcpy(out + WAL_HDR, data, len);
-  put64(out + 24, XXH3_64bits(out + WAL_HDR, len));
-  put64(out + 32, XXH3_64bits(out, 32));
+  rf_put_le64(out + 24, XXH3_64bits(out + WAL_HDR, len));
+  rf_put_le64(out + 32, XXH3_64bits(out, 32));
   return WAL_HDR + len;
 }
 
 size_t wal_encode_hs(uint8_t *out, const raft_hard_state *hs) {
   uint8_t p[WAL_HS_PAYLOAD];
-  put64(p, hs->term);
-  put64(p + 8, hs->vote);
-  put64(p + 16, hs->commit);
+  rf_put_le64(p, hs->term);
+  rf_put_le64(p + 8, hs->vote);
+  rf_put_le64(p + 16, hs->commit);
   return wal_encode(out, WAL_REC_HARDSTATE, 0, 0, 0, p, sizeof(p));
 }
 
 size_t wal_encode_seghdr(uint8_t *out, const wal_seghdr *h) {
   uint8_t p[WAL_SEG_PAYLOAD];
   memcpy(p, WAL_MAGIC, 8);
-  put32(p + 8, WAL_VERSION);
-  put32(p + 12, 0);
-  put64(p + 16, h->seq);
-  put64(p + 24, h->hs.term);
-  put64(p + 32, h->hs.vote);
-  put64(p + 40, h->hs.commit);
-  put64(p + 48, h->snap_index);
-  put64(p + 56, h->snap_term);
+  rf_put_le32(p + 8, WAL_VERSION);
+  rf_put_le32(p + 12, 0);
+  rf_put_le64(p + 16, h->seq);
+  rf_put_le64(p + 24, h->hs.term);
+  rf_put_le64(p + 32, h->hs.vote);
+  rf_put_le64(p + 40, h->hs.commit);
+  rf_put_le64(p + 48, h->snap_index);
+  rf_put_le64(p + 56, h->snap_term);
   return wal_encode(out, WAL_REC_SEGMENT, 0, h->base, 0, p, sizeof(p));
 }
 
-uint32_t wal_peek_len(const uint8_t *p) { return get32(p); }
+uint32_t wal_peek_len(const uint8_t *p) { return rf_get_le32(p); }
 
-int wal_hdr_ok(const uint8_t *p) { return XXH3_64bits(p, 32) == get64(p + 32); }
+int wal_hdr_ok(const uint8_t *p) { return XXH3_64bits(p, 32) == rf_get_le64(p + 32); }
 
 /* Fields a record with good checksums must still satisfy. */
 static int fields_ok(const wal_rec *r, const uint8_t *p) {
@@ -87,39 +68,39 @@ static int fields_ok(const wal_rec *r, const uint8_t *p) {
 
 int wal_decode(const uint8_t *p, size_t avail, wal_rec *r) {
   if (avail < WAL_HDR) return WAL_SHORT_HDR;
-  if (XXH3_64bits(p, 32) != get64(p + 32)) return WAL_BAD_HDR;
-  r->len = get32(p);
+  if (XXH3_64bits(p, 32) != rf_get_le64(p + 32)) return WAL_BAD_HDR;
+  r->len = rf_get_le32(p);
   r->type = p[4];
   r->sub = p[5];
-  r->index = get64(p + 8);
-  r->term = get64(p + 16);
+  r->index = rf_get_le64(p + 8);
+  r->term = rf_get_le64(p + 16);
   r->data = p + WAL_HDR;
   if (r->len > WAL_MAX_PAYLOAD) return WAL_BAD_FIELDS;
   if ((size_t)r->len > avail - WAL_HDR) return WAL_SHORT_BODY;
-  if (XXH3_64bits(r->data, r->len) != get64(p + 24)) return WAL_BAD_BODY;
+  if (XXH3_64bits(r->data, r->len) != rf_get_le64(p + 24)) return WAL_BAD_BODY;
   return fields_ok(r, p) ? WAL_OK : WAL_BAD_FIELDS;
 }
 
 int wal_parse_hs(const wal_rec *r, raft_hard_state *hs) {
   if (r->type != WAL_REC_HARDSTATE) return -1;
-  hs->term = get64(r->data);
-  hs->vote = get64(r->data + 8);
-  hs->commit = get64(r->data + 16);
+  hs->term = rf_get_le64(r->data);
+  hs->vote = rf_get_le64(r->data + 8);
+  hs->commit = rf_get_le64(r->data + 16);
   return 0;
 }
 
 int wal_parse_seghdr(const wal_rec *r, wal_seghdr *h) {
   const uint8_t *p = r->data;
   if (r->type != WAL_REC_SEGMENT || memcmp(p, WAL_MAGIC, 8) != 0 ||
-      get32(p + 8) != WAL_VERSION)
+      rf_get_le32(p + 8) != WAL_VERSION)
     return -1;
   h->base = r->index;
-  h->seq = get64(p + 16);
-  h->hs.term = get64(p + 24);
-  h->hs.vote = get64(p + 32);
-  h->hs.commit = get64(p + 40);
-  h->snap_index = get64(p + 48);
-  h->snap_term = get64(p + 56);
+  h->seq = rf_get_le64(p + 16);
+  h->hs.term = rf_get_le64(p + 24);
+  h->hs.vote = rf_get_le64(p + 32);
+  h->hs.commit = rf_get_le64(p + 40);
+  h->snap_index = rf_get_le64(p + 48);
+  h->snap_term = rf_get_le64(p + 56);
   return 0;
 }
 

@@ -1,5 +1,5 @@
 /*
-** buf.c -- growable buffer and JSON string escaping (see rafting/buf.h).
+** buf.c -- growable buffer (see rafting/buf.h).
 */
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "rafting/buf.h"
+#include "rafting/util.h"
 
 void rf_buf_init(rf_buf *b) { memset(b, 0, sizeof(*b)); }
 
@@ -68,43 +69,9 @@ void rf_buf_printf(rf_buf *b, const char *fmt, ...) {
   b->n += (size_t)n;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t left) {
-  size_t n, i;
-  unsigned c = s[0];
-  if (c < 0x80) return 1;
-  if (c >= 0xc2 && c <= 0xdf) n = 2;
-  else if (c >= 0xe0 && c <= 0xef) n = 3;
-  else if (c >= 0xf0 && c <= 0xf4) n = 4;
-  else return 0;
-  if (n > left) return 0;
-  for (i = 1; i < n; i++)
-    if ((s[i] & 0xc0) != 0x80) return 0;
-  if (n == 3 && c == 0xe0 && s[1] < 0xa0) return 0; /* overlong */
-  if (n == 3 && c == 0xed && s[1] >= 0xa0) return 0; /* surrogate */
-  if (n == 4 && c == 0xf0 && s[1] < 0x90) return 0;
-  if (n == 4 && c == 0xf4 && s[1] >= 0x90) return 0;
-  return n;
-}
-
 void rf_buf_json_str(rf_buf *b, const void *data, size_t len) {
-  const unsigned char *s = data;
-  size_t i = 0;
-  rf_buf_add(b, "\"", 1);
-  while (i < len) {
-    unsigned c = s[i];
-    size_t n = utf8_len(s + i, len - i);
-    if (c == '"' || c == '\\') {
-      char esc[2] = {'\\', (char)c};
-      rf_buf_add(b, esc, 2);
-    } else if (c >= 0x20 && n > 0) {
-      rf_buf_add(b, s + i, n);
-      i += n;
-      continue;
-    } else {
-      rf_buf_printf(b, "\\u%04x", c);
-    }
-    i++;
-  }
-  rf_buf_add(b, "\"", 1);
+  size_t n = rf_json_quote(NULL, 0, data, len);
+  if (rf_buf_reserve(b, n) != 0) return;
+  rf_json_quote(b->p + b->n, n + 1, data, len);
+  b->n += n;
 }
