@@ -50,6 +50,8 @@ struct rf_driver {
   int in_process;         /* process() is on the stack */
   int early;              /* rd's leader messages already left */
   raft_hard_state durable; /* last hard state known durable */
+  uint64_t stable_last;   /* last log index known durable here */
+  size_t applied_early;   /* rd's committed entries applied before its write */
   uint64_t applied;       /* last index applied to the state machine */
   uint64_t ticks;
   uint64_t next_ctx;
@@ -230,6 +232,23 @@ static void storage_failed(rf_driver *d, int status) {
 
 static void finish_close(rf_driver *d);
 
+/* Committed entries that are already durable here need not wait for this
+** batch's write (which may be a whole fsync of new entries): apply them,
+** and answer their writers, now.  Not those this batch rewrites, nor any
+** behind a snapshot still to install. */
+static void apply_durable(rf_driver *d) {
+  const raft_ready *rd = &d->rd;
+  uint64_t limit = d->stable_last;
+  size_t k = 0;
+  d->applied_early = 0;
+  if (rd->snap_index > 0) return;
+  if (rd->n_entries > 0 && rd->entries[0].index <= limit)
+    limit = rd->entries[0].index - 1;
+  while (k < rd->n_committed && rd->committed[k].index <= limit)
+    apply_entry(d, &rd->committed[k++]);
+  d->applied_early = k;
+}
+
 static void saved(void *ud, int status) {
   rf_driver *d = ud;
   const raft_ready *rd = &d->rd;
@@ -244,6 +263,8 @@ static void saved(void *ud, int status) {
     return;
   }
   if (rd->hs_changed) d->durable = rd->hs;
+  if (rd->n_entries > 0) d->stable_last = rd->entries[rd->n_entries - 1].index;
+  else if (rd->snap_index > 0) d->stable_last = rd->snap_index;
   send_msgs(d, 0);
   if (rd->snap_index) {
     int rc = d->io->ops->install(d->io, rd->snap_index, rd->snap_term);
@@ -255,7 +276,8 @@ static void saved(void *ud, int status) {
     d->applied = rd->snap_index;
     jumped(d, rd->snap_index);
   }
-  for (size_t i = 0; i < rd->n_committed; i++) apply_entry(d, &rd->committed[i]);
+  for (size_t i = d->applied_early; i < rd->n_committed; i++)
+    apply_entry(d, &rd->committed[i]);
   for (size_t i = 0; i < rd->n_reads; i++) read_confirmed(d, &rd->reads[i]);
   raft_advance(d->core);
   d->saving = 0;
@@ -282,6 +304,7 @@ static int start_batch(rf_driver *d) {
              (!rd->hs_changed || (rd->hs.term == d->durable.term &&
                                   rd->hs.vote == d->durable.vote));
   if (d->early) send_msgs(d, 1);
+  apply_durable(d);
   if (!rd->hs_changed && rd->n_entries == 0 && rd->snap_index == 0) {
     saved(d, 0); /* nothing to write */
     return 0;
@@ -451,6 +474,7 @@ int rf_driver_new(const rf_driver_opts *o, const raft_restore *rs, rf_io *io,
   d->request_ticks = o->request_ticks > 0 ? o->request_ticks : 1;
   d->per_turn = o->readies_per_turn > 0 ? o->readies_per_turn : READIES_PER_TURN;
   d->durable = rs->hs;
+  d->stable_last = rs->snap_index + rs->n;
   d->applied = rs->applied;
   rf_buf_init(&d->res);
   *out = d;
