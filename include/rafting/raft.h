@@ -7,11 +7,16 @@
 ** ready batch (raft_ready_get()) acknowledged by raft_advance().
 **
 ** The ready contract: the runtime persists rd.hs and rd.entries (truncating
-** its log from rd.entries[0].index first) *before* it sends any of rd.msgs,
-** then applies rd.committed in order, then calls raft_advance().  At most one
-** ready is outstanding; tick/step/propose may be called while it is (e.g.
-** while an fsync runs).  A leader only counts itself in a quorum for entries
-** that an advanced ready has made durable.
+** its log from rd.entries[0].index first) *before* it sends rd.msgs, then
+** applies rd.committed in order, then calls raft_advance().  Two allowed
+** shortcuts (src/driver/driver.c takes both): a leader's APPEND, HEARTBEAT
+** and SNAPSHOT messages of a term already durable may leave before the
+** write (thesis 10.2.1), and committed entries this node had made durable
+** before the batch (below rd.entries[0].index, no snapshot in it) may be
+** applied before the write.  At most one ready is outstanding; tick/step/
+** propose may be called while it is (e.g. while an fsync runs).  A leader
+** only counts itself in a quorum for entries that an advanced ready has made
+** durable.
 **
 ** Memory: the core copies everything it keeps from its inputs (messages,
 ** proposal data, restored log).  Everything a raft_ready points to is owned
