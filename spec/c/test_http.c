@@ -607,7 +607,7 @@ static void test_headers_out(void) {
   CHECK(c.r[0].status == 307 && !strcmp(c.r[0].retry, "2"));
   CHECK(!strcmp(c.r[0].location, "http://127.0.0.1:8002/kv/a"));
   CHECK(has(&c.r[0], "{\"error\":\"redirect\",\"message\":\"go \\\"there\\\""
-                     "\\n\"}"));
+                     "\\u000a\"}"));
   cl_close(&c);
   stop();
 }
