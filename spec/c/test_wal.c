@@ -3,18 +3,23 @@
 ** pipelined and submitted from inside done callbacks (order, group commit),
 ** close() while a write is in flight or from inside a done callback (no
 ** done after close, nothing leaked -- run under ASan), and a larger log
-** across rollovers and a reopen.  The format and recovery cases live in
+** across rollovers and a reopen; a segment of another format version is
+** refused by name.  The format and recovery cases live in
 ** spec/storage/wal_spec.lua.  Exits non-zero and names every failed check.
 */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <uv.h>
 
+#include "rafting/bytes.h"
 #include "rafting/wal.h"
+#include "storage/wal_internal.h"
 
 #include "check.h"
 
@@ -215,8 +220,58 @@ static void test_empty_and_compact(void) {
   CHECK(uv_loop_close(&loop) == 0);
 }
 
+/* Rewrite the format version of every segment under root/name/wal. */
+static int set_version(const char *name, uint32_t v) {
+  char dir[128], path[256];
+  uint8_t b[4];
+  struct dirent *e;
+  DIR *d;
+  int n = 0;
+  snprintf(dir, sizeof(dir), "%s/%s/%s", root, name, WAL_SUBDIR);
+  if ((d = opendir(dir)) == NULL) return 0;
+  while ((e = readdir(d)) != NULL) {
+    int fd;
+    if (strlen(e->d_name) != WAL_NAME_LEN) continue;
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    if ((fd = open(path, O_WRONLY)) < 0) continue;
+    rf_put_le32(b, v);
+    n += pwrite(fd, b, 4, WAL_VERSION_AT) == 4;
+    close(fd);
+  }
+  closedir(d);
+  return n;
+}
+
+/* Another format version is named and refused, never replayed. */
+static void test_version(void) {
+  uv_loop_t loop;
+  char dir[128], err[512];
+  rf_wal_opts o;
+  rf_storage *s;
+  uv_loop_init(&loop);
+  s = open_wal(&loop, "version", 0);
+  if (s == NULL) { failures++; return; }
+  s->ops->close(s);
+  CHECK(set_version("version", WAL_VERSION + 1) == 1);
+  rf_wal_opts_default(&o);
+  o.log = quiet;
+  snprintf(dir, sizeof(dir), "%s/version", root);
+  err[0] = '\0';
+  s = rf_storage_wal(&loop, dir, &o, err, sizeof(err));
+  CHECK(s == NULL);
+  if (s) s->ops->close(s);
+  CHECK(strstr(err, "unsupported format version 2 in ") != NULL);
+  CHECK(strstr(err, "/version/wal/") != NULL);
+  CHECK(set_version("version", WAL_VERSION) == 1); /* and back: readable */
+  s = open_wal(&loop, "version", 0);
+  CHECK(s != NULL);
+  if (s) s->ops->close(s);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 int main(void) {
   if (check_tmpdir(root, sizeof(root), "test_wal") != 0) return 1;
+  test_version();
   test_pipelined();
   test_close_in_done();
   test_close_busy();

@@ -32,6 +32,10 @@
 #define WAL_HS_PAYLOAD 24          /* HARDSTATE record payload */
 #define WAL_MAGIC "rftwal\0\1"     /* SEGMENT payload starts with it */
 #define WAL_VERSION 1
+/* Frozen in every format version: a segment file holds WAL_MAGIC at byte
+** WAL_HDR and its format version (u32) at WAL_VERSION_AT, so that a reader
+** names a version it does not know instead of misreading its records. */
+#define WAL_VERSION_AT (WAL_HDR + 8)
 #define WAL_SUBDIR "wal"
 #define WAL_NAME_LEN 37            /* "%016x-%016x.wal" */
 
@@ -77,6 +81,9 @@ size_t wal_encode_seghdr(uint8_t *out, const wal_seghdr *h);
 int wal_decode(const uint8_t *p, size_t avail, wal_rec *r);
 /* The unverified length field (to judge a record with a bad header). */
 uint32_t wal_peek_len(const uint8_t *p);
+/* The format version of a whole segment file (its first size bytes at p),
+** read before any record: -1 when it does not start like a segment. */
+long wal_file_version(const uint8_t *p, size_t size);
 /* Does p start with WAL_HDR bytes whose header checksum holds? */
 int wal_hdr_ok(const uint8_t *p);
 int wal_parse_hs(const wal_rec *r, raft_hard_state *hs);

@@ -51,7 +51,15 @@ size_t wal_encode_seghdr(uint8_t *out, const wal_seghdr *h) {
 
 uint32_t wal_peek_len(const uint8_t *p) { return rf_get_le32(p); }
 
-int wal_hdr_ok(const uint8_t *p) { return XXH3_64bits(p, 32) == rf_get_le64(p + 32); }
+long wal_file_version(const uint8_t *p, size_t size) {
+  if (size < WAL_VERSION_AT + 4 || memcmp(p + WAL_HDR, WAL_MAGIC, 8) != 0)
+    return -1;
+  return (long)rf_get_le32(p + WAL_VERSION_AT);
+}
+
+int wal_hdr_ok(const uint8_t *p) {
+  return XXH3_64bits(p, 32) == rf_get_le64(p + 32);
+}
 
 /* Fields a record with good checksums must still satisfy. */
 static int fields_ok(const wal_rec *r, const uint8_t *p) {

@@ -218,7 +218,7 @@ static int apply_header(scan *s, const wal_rec *r, size_t i) {
   wal_seg *seg = &rec->segs[i];
   wal_seghdr h;
   if (r->type != WAL_REC_SEGMENT || wal_parse_seghdr(r, &h) < 0)
-    return corrupt(s, 0, "not a WAL segment (or an unsupported version)");
+    return corrupt(s, 0, "not a WAL segment");
   if (h.seq != seg->seq || h.base != seg->base)
     return corrupt(s, 0, "header says seq %llu base %llu, unlike its name",
                    (unsigned long long)h.seq, (unsigned long long)h.base);
@@ -268,7 +268,14 @@ static int replay(scan *s, size_t i, const uint8_t *buf, uint64_t size,
                   uint64_t *tail, int *why) {
   int last = i + 1 == s->rec->nsegs;
   uint64_t off = 0;
+  long v = wal_file_version(buf, (size_t)size);
   *tail = size;
+  if (v >= 0 && v != WAL_VERSION) {
+    snprintf(s->err, s->errlen, "unsupported format version %ld in %s/%s "
+             "(this build reads version %d)", v, s->path, s->name,
+             WAL_VERSION);
+    return -1;
+  }
   while (off < size || off == 0) {
     wal_rec r;
     int rc = wal_decode(buf + off, (size_t)(size - off), &r), err = 0;
