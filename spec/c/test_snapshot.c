@@ -5,7 +5,8 @@
 ** from inside it (on disk and in memory); a save submitted from inside a
 ** done; close() while a save is in flight, from inside a callback, and with
 ** queued chunks (UV_ECANCELED, no callback after close's done, nothing
-** leaked -- run under ASan).  The format and the store's contract case by
+** leaked -- run under ASan); a snapshot of another format version is
+** refused by name.  The format and the store's contract case by
 ** case live in spec/storage/snapshot_spec.lua.  Exits non-zero and names
 ** every failed check.
 */
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -279,8 +282,74 @@ static void test_restart(const char *dir) {
   rf_store_free(st);
 }
 
+/* -------------------------------------------------------------- version */
+
+/* Give every snapshot under root/name/snap format version v (2 digits). */
+static int set_version(const char *name, const char *v) {
+  char dir[128], path[512], magic[6];
+  struct dirent *e;
+  DIR *d;
+  int n = 0;
+  snprintf(dir, sizeof(dir), "%s/%s/snap", root, name);
+  if ((d = opendir(dir)) == NULL) return 0;
+  while ((e = readdir(d)) != NULL) {
+    int fd;
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    if ((fd = open(path, O_RDWR)) < 0) continue;
+    if (pread(fd, magic, 6, 0) == 6 && memcmp(magic, "RFSNAP", 6) == 0)
+      n += pwrite(fd, v, 2, 6) == 2;
+    close(fd);
+  }
+  closedir(d);
+  return n;
+}
+
+/* Another format version is named and refused, in memory and on disk. */
+static void test_version(void) {
+  uv_loop_t loop;
+  rf_snapstore *s;
+  rf_store *st = make_store(10, 5), *back = rf_store_new();
+  rf_snap_meta m;
+  rf_buf out;
+  char err[512];
+  size_t len;
+  char *buf = serialize(st, 7, &m, &len);
+  int fin = 1, nclosed = 0;
+  memcpy(buf + 6, "02", 2);
+  CHECK(rf_snap_restore(buf, len, back, NULL, err, sizeof(err)) ==
+        RF_SNAP_ECORRUPT);
+  CHECK(strstr(err, "unsupported format version 2") != NULL);
+  CHECK(rf_store_count(back) == 0);
+  memcpy(buf + 6, "01", 2);
+  uv_loop_init(&loop);
+  s = open_store(&loop, "g");
+  CHECK(rf_snapstore_recv_begin(s, &m) == 0);
+  CHECK(rf_snapstore_recv_chunk(s, 0, buf, len, on_status, &fin) == 0);
+  CHECK(rf_snapstore_recv_finish(s, on_status, &fin) == 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(fin == 0);
+  rf_snapstore_close(s, closed, &nclosed);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(set_version("g", "02") == 1);
+  s = open_store(&loop, "g");
+  rf_buf_init(&out);
+  err[0] = '\0';
+  CHECK(s && rf_snapstore_load(s, &out, &m, err, sizeof(err)) < 0);
+  CHECK(strstr(err, "unsupported format version 2 in ") != NULL);
+  CHECK(strstr(err, "/g/snap/") != NULL);
+  rf_buf_free(&out);
+  if (s) rf_snapstore_close(s, closed, &nclosed);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(nclosed == 2);
+  CHECK(uv_loop_close(&loop) == 0);
+  free(buf);
+  rf_store_free(st);
+  rf_store_free(back);
+}
+
 int main(void) {
   if (check_tmpdir(root, sizeof(root), "rafting-snapc") != 0) return 2;
+  test_version();
   test_transfer("a", "b");
   test_transfer(NULL, NULL);
   test_transfer("c", NULL);

@@ -11,7 +11,14 @@
 
 #include "rafting/snapshot.h"
 
+/* "RFSNAP" then the format version as two decimal digits: every version
+** keeps that prefix, so another version is named, never misread. */
 #define SNAP_MAGIC "RFSNAP01"
+#define SNAP_VERSION 1
+
+/* The format version of the snapshot at p (0..99), or -1 when p does not
+** start with "RFSNAP" and two digits. */
+int snap_version(const uint8_t *p, size_t len);
 
 /* rf_snap_restore() without the message: on RF_SNAP_ECORRUPT, *off is the
 ** byte offset and reason says what is wrong there. */

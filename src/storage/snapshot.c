@@ -108,9 +108,17 @@ static int bad(size_t *off, size_t at, char *reason, size_t rlen,
   return RF_SNAP_ECORRUPT;
 }
 
+int snap_version(const uint8_t *p, size_t len) {
+  if (len < 8 || memcmp(p, SNAP_MAGIC, 6) != 0 || p[6] < '0' || p[6] > '9' ||
+      p[7] < '0' || p[7] > '9')
+    return -1;
+  return (p[6] - '0') * 10 + (p[7] - '0');
+}
+
 int snap_peek(const uint8_t *p, size_t len, rf_snap_meta *meta) {
   if (len < RF_SNAP_HDR || memcmp(p, SNAP_MAGIC, 8) != 0) return -1;
-  *meta = (rf_snap_meta){rf_get_le64(p + 8), rf_get_le64(p + 16), 0, rf_get_le64(p + 24)};
+  *meta = (rf_snap_meta){rf_get_le64(p + 8), rf_get_le64(p + 16), 0,
+                         rf_get_le64(p + 24)};
   return 0;
 }
 
@@ -165,8 +173,10 @@ int snap_parse(const uint8_t *p, size_t len, rf_store *into,
                rf_snap_meta *meta, size_t *off, char *reason, size_t rlen) {
   rf_snap_meta m;
   uint64_t sum;
-  int rc;
+  int rc, v = snap_version(p, len);
   if (into && rf_store_count(into) > 0) return UV_EINVAL;
+  if (v >= 0 && v != SNAP_VERSION) /* before any length: another layout */
+    return bad(off, 6, reason, rlen, "unsupported format version %d", v);
   if (len < RF_SNAP_MIN)
     return bad(off, len, reason, rlen,
                "truncated: %zu bytes, a snapshot has at least %d", len,
@@ -181,7 +191,8 @@ int snap_parse(const uint8_t *p, size_t len, rf_store *into,
   if (rc == 0 && (sum = XXH3_64bits(p, len - 8)) != rf_get_le64(p + len - 8))
     rc = bad(off, len - 8, reason, rlen,
              "checksum mismatch (trailer %016llx, content %016llx)",
-             (unsigned long long)rf_get_le64(p + len - 8), (unsigned long long)sum);
+             (unsigned long long)rf_get_le64(p + len - 8),
+             (unsigned long long)sum);
   if (rc != 0) {
     if (into) rf_store_clear(into);
     return rc;

@@ -795,6 +795,13 @@ static int load_file(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
          strerror(-rc));
     return rc;
   }
+  int v = snap_version((const uint8_t *)out->p + out->n, len);
+  if (v >= 0 && v != SNAP_VERSION) {
+    out->p[out->n] = '\0';
+    fail(err, errlen, "unsupported format version %d in %s/%s (this build "
+         "reads version %d)", v, s->path, name, SNAP_VERSION);
+    return RF_SNAP_ECORRUPT;
+  }
   rc = snap_parse((const uint8_t *)out->p + out->n, len, NULL, m, &off,
                   reason, sizeof(reason));
   if (rc == 0 &&
