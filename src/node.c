@@ -22,6 +22,7 @@
 #include "rafting/sm.h"
 #include "rafting/storage.h"
 #include "rafting/transport.h"
+#include "rafting/util.h"
 #include "rafting/wal.h"
 #include "snaps.h"
 
@@ -220,9 +221,14 @@ static void status_json(void *ud, rf_buf *b) {
   if (st.vote) rf_buf_printf(b, "%llu", (unsigned long long)st.vote);
   else rf_buf_str(b, "null");
   rf_buf_str(b, ",\"leader\":");
-  if (lc) rf_buf_printf(b, "%llu,\"leader_http\":\"%s:%d\"",
-                        (unsigned long long)st.leader, lc->http_host, lc->http_port);
-  else rf_buf_str(b, "null,\"leader_http\":null");
+  if (lc) {
+    char hp[300];
+    rf_addr_format(hp, sizeof(hp), lc->http_host, lc->http_port);
+    rf_buf_printf(b, "%llu,\"leader_http\":", (unsigned long long)st.leader);
+    rf_buf_json_str(b, hp, strlen(hp));
+  } else {
+    rf_buf_str(b, "null,\"leader_http\":null");
+  }
   rf_buf_printf(b, ",\"commit\":%llu,\"applied\":%llu,\"last_index\":%llu,"
                 "\"last_term\":%llu,\"first_index\":%llu,\"storage\":",
                 (unsigned long long)st.commit, (unsigned long long)st.applied,

@@ -17,11 +17,13 @@
 ** and reject; the chunk fields of InstallSnapshot (voters, offset, data,
 ** done) travel empty until the core grows them.
 **
-** Errors are negative RF_CODEC_E* codes (outside libuv's error range); 0 is
-** success.
+** Errors are negative RF_CODEC_E* codes, aliases of rafting/error.h's
+** RF_E* codes (rf_strerror names them); 0 is success.
 */
 #ifndef RAFTING_CODEC_H
 #define RAFTING_CODEC_H
+
+#include "rafting/error.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,17 +33,14 @@
 #define RF_FRAME_HEADER 4 /* bytes of big-endian length before each frame */
 
 enum {
-  RF_CODEC_ENOMEM = -1001,
-  RF_CODEC_ECLUSTER = -1002, /* frame names another cluster */
-  RF_CODEC_EUNPACK = -1003,  /* bytes are not a packed Envelope */
-  RF_CODEC_ETYPE = -1004,    /* no body / unknown message type */
-  RF_CODEC_ERANGE = -1005,   /* a field out of range (node id, entry type,
-                                entry index or term) */
-  RF_CODEC_EINVAL = -1006    /* bad argument (NULL, empty cluster name) */
+  RF_CODEC_ENOMEM = RF_ENOMEM,
+  RF_CODEC_ECLUSTER = RF_ECLUSTER, /* frame names another cluster */
+  RF_CODEC_EUNPACK = RF_EUNPACK,   /* bytes are not a packed Envelope */
+  RF_CODEC_ETYPE = RF_ETYPE,       /* no body / unknown message type */
+  RF_CODEC_ERANGE = RF_ERANGE,     /* a field out of range (node id, entry type,
+                                      entry index or term) */
+  RF_CODEC_EINVAL = RF_EINVAL      /* bad argument (NULL, empty cluster name) */
 };
-
-/* True for the codes above (they never collide with libuv's). */
-#define RF_CODEC_IS_ERR(e) ((e) <= -1001 && (e) >= -1006)
 
 typedef struct rf_decoded {
   raft_msg msg;       /* the message; valid until rf_decoded_free() */

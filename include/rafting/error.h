@@ -38,7 +38,16 @@ enum {
   RF_ESTALE = RF_E_BASE - 12,     /* older than what is already kept */
   RF_ESCRIPT = RF_E_BASE - 13,    /* a commands script failed to load */
   RF_ECONFIG = RF_E_BASE - 14,    /* the configuration cannot be used */
-  RF_E_LAST = RF_E_BASE - 15
+  /* forwarding to the leader (src/http/forward.c) */
+  RF_ECONNECT = RF_E_BASE - 15,   /* could not connect */
+  RF_ELOST = RF_E_BASE - 16,      /* connection lost after sending: unknown */
+  RF_EPROTO = RF_E_BASE - 17,     /* a malformed answer */
+  /* peer frames (src/net/codec.c) */
+  RF_ECLUSTER = RF_E_BASE - 18,   /* a frame of another cluster */
+  RF_EUNPACK = RF_E_BASE - 19,    /* bytes that do not unpack */
+  RF_ETYPE = RF_E_BASE - 20,      /* no body or an unknown message type */
+  RF_ERANGE = RF_E_BASE - 21,     /* a field out of range */
+  RF_E_LAST = RF_E_BASE - 22
 };
 
 /* A message for any RF_E* (or -errno) code; never NULL. */

@@ -46,6 +46,8 @@
 #ifndef RAFTING_FORWARD_H
 #define RAFTING_FORWARD_H
 
+#include "rafting/error.h"
+
 #include <stddef.h>
 #include <uv.h>
 
@@ -55,12 +57,12 @@
 #define RF_FWD_HEADER "X-Rafting-Forwarded"
 
 /* Outside libuv's range of error codes. */
-#define RF_FWD_ECONNECT (-30001)
-#define RF_FWD_ETIMEDOUT (-30002)
-#define RF_FWD_ELOST (-30003)
-#define RF_FWD_EPROTO (-30004)
-#define RF_FWD_ETOOBIG (-30005)
-#define RF_FWD_ECANCELED (-30006)
+#define RF_FWD_ECONNECT RF_ECONNECT
+#define RF_FWD_ETIMEDOUT RF_ETIMEDOUT
+#define RF_FWD_ELOST RF_ELOST
+#define RF_FWD_EPROTO RF_EPROTO
+#define RF_FWD_ETOOBIG RF_ETOOBIG
+#define RF_FWD_ECANCELED RF_ECANCELED
 
 typedef struct rf_fwd rf_fwd;
 

@@ -11,6 +11,8 @@
 #ifndef RAFTING_NODE_H
 #define RAFTING_NODE_H
 
+#include "rafting/error.h"
+
 #include <stdint.h>
 #include <uv.h>
 
@@ -20,9 +22,9 @@
 typedef struct rf_node rf_node;
 
 /* A commands script failed to load: a configuration error (exit 2). */
-#define RF_NODE_ESCRIPT (-20001)
+#define RF_NODE_ESCRIPT RF_ESCRIPT
 /* The data directory cannot be used (locked, corrupt): exit 2 as well. */
-#define RF_NODE_ESTORAGE (-20002)
+#define RF_NODE_ESTORAGE RF_ESTORAGE
 
 /* Returns 0, or a negative libuv/RAFT_E* code after logging what failed. */
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,

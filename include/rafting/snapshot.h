@@ -25,6 +25,8 @@
 #ifndef RAFTING_SNAPSHOT_H
 #define RAFTING_SNAPSHOT_H
 
+#include "rafting/error.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -32,10 +34,10 @@
 #include "rafting/buf.h"
 #include "rafting/store.h"
 
-#define RF_SNAP_ECORRUPT (-40001) /* bad magic, checksum, length or order */
-#define RF_SNAP_ENONE (-40002)    /* no snapshot with that index */
-#define RF_SNAP_EBUSY (-40003)    /* another receive/save is in progress */
-#define RF_SNAP_ESTALE (-40004)   /* older than the latest snapshot kept */
+#define RF_SNAP_ECORRUPT RF_ECORRUPT /* bad magic, checksum, length or order */
+#define RF_SNAP_ENONE RF_ENONE       /* no snapshot with that index */
+#define RF_SNAP_EBUSY RF_EBUSY       /* another receive/save is in progress */
+#define RF_SNAP_ESTALE RF_ESTALE     /* older than the latest snapshot kept */
 
 #define RF_SNAP_HDR 32     /* header bytes */
 #define RF_SNAP_MIN 40     /* the smallest snapshot: header + trailer */

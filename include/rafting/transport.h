@@ -30,6 +30,8 @@
 #ifndef RAFTING_TRANSPORT_H
 #define RAFTING_TRANSPORT_H
 
+#include "rafting/error.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "rafting/assert.h"
+#include "rafting/bytes.h"
 #include "rafting/raft.h"
 #include "log.h"
 #include "mem.h"
@@ -90,12 +91,7 @@ static void become_follower(raft *r, uint64_t term, uint64_t leader);
 
 /* ---------------------------------------------------------------- helpers */
 
-static uint64_t rng_next(raft *r) { /* splitmix64 */
-  uint64_t z = (r->rng += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
+static uint64_t rng_next(raft *r) { return rf_splitmix64(&r->rng); }
 
 static void reset_timeout(raft *r) {
   int e = r->cfg.election_ticks;

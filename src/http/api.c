@@ -9,10 +9,10 @@
 */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "http/api.h"
 #include "rafting/buf.h"
+#include "rafting/util.h"
 #include "rafting/forward.h"
 #include "rafting/http.h"
 #include "rafting/log.h"
@@ -122,11 +122,8 @@ static int has_flag(const rf_http_req *req, const char *name) {
   return rf_http_query_get(req, name, &n) != NULL;
 }
 
-static uint64_t now_ms(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
+/* The leader's timestamp for a command's context: wall-clock time. */
+static uint64_t now_ms(void) { return (uint64_t)rf_wall_ms(); }
 
 /* ------------------------------------------------------------ leader */
 
@@ -173,7 +170,9 @@ static int route_to_leader(rf_api *a, rf_http_req *req) {
   if (has_flag(req, "redirect")) {
     rf_buf loc;
     rf_buf_init(&loc);
-    rf_buf_printf(&loc, "http://%s:%d", lc->http_host, lc->http_port);
+    char hp[300];
+    rf_addr_format(hp, sizeof(hp), lc->http_host, lc->http_port);
+    rf_buf_printf(&loc, "http://%s", hp);
     rf_buf_add(&loc, req->target, req->target_len);
     rf_http_add_header(req, "Location", loc.p ? loc.p : "/");
     rf_buf_free(&loc);

@@ -680,7 +680,7 @@ const char *rf_fwd_strerror(int status) {
   case RF_FWD_EPROTO: return "malformed answer from the leader";
   case RF_FWD_ETOOBIG: return "answer from the leader too large";
   case RF_FWD_ECANCELED: return "forwarding cancelled";
-  default: return uv_strerror(status);
+  default: return rf_strerror(status);
   }
 }
 

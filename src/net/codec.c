@@ -314,15 +314,4 @@ void rf_decoded_free(rf_decoded *d) {
   memset(d, 0, sizeof(*d));
 }
 
-const char *rf_codec_strerror(int err) {
-  switch (err) {
-  case 0: return "success";
-  case RF_CODEC_ENOMEM: return "out of memory";
-  case RF_CODEC_ECLUSTER: return "frame from another cluster";
-  case RF_CODEC_EUNPACK: return "frame does not unpack";
-  case RF_CODEC_ETYPE: return "unknown message type";
-  case RF_CODEC_ERANGE: return "field out of range";
-  case RF_CODEC_EINVAL: return "invalid argument";
-  default: return "unknown codec error";
-  }
-}
+const char *rf_codec_strerror(int err) { return rf_strerror(err); }

@@ -617,13 +617,12 @@ int rf_transport_close(rf_transport *t, void (*done)(void *), void *ud) {
 }
 
 const char *rf_transport_strerror(int err) {
-  if (RF_CODEC_IS_ERR(err)) return rf_codec_strerror(err);
   switch (err) {
   case RF_TRANSPORT_EDOWN: return "peer not connected";
   case RF_TRANSPORT_EFULL: return "peer send queue full";
   case RF_TRANSPORT_ETOOBIG: return "frame over max_frame_bytes";
   case RF_TRANSPORT_ENOPEER: return "no such peer";
   case RF_TRANSPORT_ECLOSING: return "transport closing";
-  default: return uv_strerror(err);
+  default: return rf_strerror(err);
   }
 }

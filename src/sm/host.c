@@ -523,6 +523,6 @@ const char *rf_sm_strerror(int code) {
     case RF_SM_EFAILED: return "command failed";
     case RF_SM_EBADENTRY: return "malformed entry or arguments";
     case RF_SM_ENOMEM: return "out of memory";
-    default: return "unknown error";
+    default: return rf_strerror(code);
   }
 }

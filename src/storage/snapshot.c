@@ -221,6 +221,6 @@ const char *rf_snap_strerror(int err) {
   case RF_SNAP_ENONE: return "no such snapshot";
   case RF_SNAP_EBUSY: return "a snapshot save is already in progress";
   case RF_SNAP_ESTALE: return "older than the latest snapshot";
-  default: return uv_strerror(err);
+  default: return rf_strerror(err);
   }
 }

@@ -20,11 +20,18 @@ static const char *const own[] = {
   "older than what is already kept",
   "the commands script failed to load",
   "the configuration cannot be used",
+  "cannot connect",
+  "the connection was lost after sending; the outcome is unknown",
+  "a malformed answer",
+  "a frame from another cluster",
+  "a frame that does not unpack",
+  "an unknown message type",
+  "a field out of range",
 };
 
 const char *rf_strerror(int err) {
   switch (err) { /* the ones the core returns, in its own words */
-  case 0: return "ok";
+  case 0: return "success";
   case RF_ENOMEM: return "out of memory";
   case RF_EINVAL: return "invalid argument";
   case RF_EBUSY: return "busy";
