@@ -806,6 +806,7 @@ function Sim:_io(n)
   local sim = self
   return {
     save = function(hs, must_sync, entries, snap_index, snap_term)
+      if not must_sync then sim:_check_nosync(n, hs, entries, snap_index) end
       local rd = { hs = hs, must_sync = must_sync, entries = entries,
                    snap_index = snap_index > 0 and snap_index or nil,
                    snap_term = snap_term }
@@ -831,6 +832,20 @@ function Sim:_io(n)
   }
 end
 
+-- A write may skip its sync only when it changes nothing a crash must keep:
+-- no entries, no snapshot, the same term and vote (the commit index alone).
+function Sim:_check_nosync(n, hs, entries, snap_index)
+  local old = n.hs or { term = 0, vote = 0 }
+  if #entries > 0 or snap_index > 0 or (hs and (hs.term ~= old.term
+     or hs.vote ~= old.vote)) then
+    self:fail("only a commit-index change skips the sync", "node %d saved "
+              .. "%d entries, snapshot %d, term %s vote %s (stored %d/%d) "
+              .. "without a sync", n.id, #entries, snap_index,
+              tostring(hs and hs.term), tostring(hs and hs.vote), old.term,
+              old.vote)
+  end
+end
+
 -- What a node promises in a message must be durable when it leaves (the
 -- ready contract): a vote it grants, the log it acknowledges.  A leader's
 -- own appends may leave before its write (thesis 10.2.1).
@@ -854,10 +869,11 @@ function Sim:_check_durable(n, m)
                 n.last)
     end
   end
-  if n.hs and m.term > n.hs.term and ty ~= "prevote" and ty ~= "prevote_resp"
-  then
+  if m.term > (n.hs and n.hs.term or 0) and ty ~= "prevote"
+     and ty ~= "prevote_resp" then
     self:fail("a term is durable before it is used", "node %d sent %s in "
-              .. "term %d, persisted term %d", n.id, ty, m.term, n.hs.term)
+              .. "term %d, persisted term %d", n.id, ty, m.term,
+              n.hs and n.hs.term or 0)
   end
 end
 

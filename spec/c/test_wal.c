@@ -222,7 +222,7 @@ static void test_empty_and_compact(void) {
 
 /* Rewrite the format version of every segment under root/name/wal. */
 static int set_version(const char *name, uint32_t v) {
-  char dir[128], path[256];
+  char dir[128], path[128 + 1 + sizeof(((struct dirent *)0)->d_name)];
   uint8_t b[4];
   struct dirent *e;
   DIR *d;

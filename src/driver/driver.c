@@ -48,6 +48,7 @@ struct rf_driver {
   raft_ready rd;          /* the batch being written */
   int saving;             /* rd is out */
   int in_process;         /* process() is on the stack */
+  int depth;              /* driver calls on the stack (callbacks may nest) */
   int early;              /* rd's leader messages already left */
   raft_hard_state durable; /* last hard state known durable */
   uint64_t stable_last;   /* last log index known durable here */
@@ -108,22 +109,32 @@ static void answer_read(rf_driver *d, wait *w, int status) {
 
 /* Entry e was applied with result (rc, res): answer whoever proposed at
 ** its index -- or tell them another leader's entry took their place. */
+/* A callback may propose, read, step or even close the driver: every scan
+** below starts again from the head after an answer, and stops once the
+** driver is closing (whose close answered everyone). */
 static void writes_applied(rf_driver *d, const raft_entry *e, int rc,
                            const rf_buf *res) {
-  wait *w = d->writes.head, *next;
-  for (; w != NULL; w = next) {
-    next = w->next;
-    if (w->index != e->index) continue;
+  wait *w = d->writes.head;
+  while (w != NULL && !d->closing) {
+    if (w->index != e->index) {
+      w = w->next;
+      continue;
+    }
     if (w->term == e->term) answer_write(d, w, rc, res->p, res->n);
     else answer_write(d, w, RF_ENOTCOMMITTED, NULL, 0);
+    w = d->writes.head;
   }
 }
 
 static void reads_applied(rf_driver *d) {
-  wait *w = d->reads.head, *next;
-  for (; w != NULL; w = next) {
-    next = w->next;
-    if (w->confirmed && w->index <= d->applied) answer_read(d, w, 0);
+  wait *w = d->reads.head;
+  while (w != NULL && !d->closing) {
+    if (!w->confirmed || w->index > d->applied) {
+      w = w->next;
+      continue;
+    }
+    answer_read(d, w, 0);
+    w = d->reads.head;
   }
 }
 
@@ -140,35 +151,65 @@ static void read_confirmed(rf_driver *d, const raft_read_state *rs) {
 /* Unconfirmed reads died with the leadership (safe to retry elsewhere);
 ** writes keep waiting: a new leader may still commit them. */
 static void check_role(rf_driver *d) {
-  wait *w, *next;
+  wait *w = d->reads.head;
   if (raft_role_of(d->core) == RAFT_LEADER && !d->failed) return;
-  for (w = d->reads.head; w != NULL; w = next) {
-    next = w->next;
-    if (!w->confirmed) answer_read(d, w, RF_ENOTLEADER);
+  while (w != NULL && !d->closing) {
+    if (w->confirmed) {
+      w = w->next;
+      continue;
+    }
+    answer_read(d, w, RF_ENOTLEADER);
+    w = d->reads.head;
   }
 }
 
 /* A snapshot moved the state machine to index: a write at or below it can
 ** no longer be matched to its entry. */
 static void jumped(rf_driver *d, uint64_t index) {
-  wait *w = d->writes.head, *next;
-  for (; w != NULL; w = next) {
-    next = w->next;
-    if (w->index <= index) answer_write(d, w, RF_ESNAPSHOT, NULL, 0);
+  wait *w = d->writes.head;
+  while (w != NULL && !d->closing) {
+    if (w->index > index) {
+      w = w->next;
+      continue;
+    }
+    answer_write(d, w, RF_ESNAPSHOT, NULL, 0);
+    w = d->writes.head;
   }
   reads_applied(d);
 }
 
 static void expire(rf_driver *d, uint64_t now) {
-  wait *w, *next;
-  for (w = d->writes.head; w != NULL; w = next) {
-    next = w->next;
-    if (w->deadline <= now) answer_write(d, w, RF_ETIMEDOUT, NULL, 0);
+  wait *w = d->writes.head;
+  while (w != NULL && !d->closing) {
+    if (w->deadline > now) {
+      w = w->next;
+      continue;
+    }
+    answer_write(d, w, RF_ETIMEDOUT, NULL, 0);
+    w = d->writes.head;
   }
-  for (w = d->reads.head; w != NULL; w = next) {
-    next = w->next;
-    if (w->deadline <= now) answer_read(d, w, RF_ETIMEDOUT);
+  w = d->reads.head;
+  while (w != NULL && !d->closing) {
+    if (w->deadline > now) {
+      w = w->next;
+      continue;
+    }
+    answer_read(d, w, RF_ETIMEDOUT);
+    w = d->reads.head;
   }
+}
+
+static void destroy(rf_driver *d);
+
+/* Around every driver call that may run a callback: the driver is freed by
+** whichever call leaves last once it is closing (and no write is out).
+** release() says 1 when d is gone. */
+static void hold(rf_driver *d) { d->depth++; }
+
+static int release(rf_driver *d) {
+  if (--d->depth > 0 || !d->closing || d->saving) return 0;
+  destroy(d);
+  return 1;
 }
 
 static void cancel_all(rf_driver *d, int status) {
@@ -211,7 +252,7 @@ static void apply_entry(rf_driver *d, const raft_entry *e) {
   int rc = 0;
   rf_buf_reset(&d->res);
   rc = d->io->ops->apply(d->io, e, &d->res); /* every type: the I/O picks */
-  if (d->res.oom && rc == 0) rc = RF_ENOMEM;
+  if (d->res.oom) rf_buf_reset(&d->res); /* applied: answered without result */
   d->applied = e->index;
   writes_applied(d, e, rc, &d->res);
   reads_applied(d);
@@ -222,15 +263,10 @@ static void apply_entry(rf_driver *d, const raft_entry *e) {
 ** stops taking part: no ticks, no steps, no new requests.  Waiting writes
 ** may still commit through the others; they time out as unknown. */
 static void storage_failed(rf_driver *d, int status) {
-  wait *w, *next;
   d->failed = status < 0 ? status : RF_ESTORAGE;
-  for (w = d->reads.head; w != NULL; w = next) {
-    next = w->next;
-    answer_read(d, w, RF_ESTORAGE);
-  }
+  while (d->reads.head && !d->closing)
+    answer_read(d, d->reads.head, RF_ESTORAGE);
 }
-
-static void finish_close(rf_driver *d);
 
 /* Committed entries that are already durable here need not wait for this
 ** batch's write (which may be a whole fsync of new entries): apply them,
@@ -244,19 +280,24 @@ static void apply_durable(rf_driver *d) {
   if (rd->snap_index > 0) return;
   if (rd->n_entries > 0 && rd->entries[0].index <= limit)
     limit = rd->entries[0].index - 1;
-  while (k < rd->n_committed && rd->committed[k].index <= limit)
+  while (k < rd->n_committed && rd->committed[k].index <= limit &&
+         !d->closing)
     apply_entry(d, &rd->committed[k++]);
   d->applied_early = k;
 }
 
+static void saved_batch(rf_driver *d, int status);
+
 static void saved(void *ud, int status) {
   rf_driver *d = ud;
+  hold(d);
+  if (d->closing) d->saving = 0;
+  else saved_batch(d, status);
+  release(d);
+}
+
+static void saved_batch(rf_driver *d, int status) {
   const raft_ready *rd = &d->rd;
-  if (d->closing) {
-    d->saving = 0;
-    finish_close(d);
-    return;
-  }
   if (status < 0) { /* rd stays out for good: process() runs no more */
     d->saving = 0;
     storage_failed(d, status);
@@ -276,13 +317,16 @@ static void saved(void *ud, int status) {
     d->applied = rd->snap_index;
     jumped(d, rd->snap_index);
   }
-  for (size_t i = d->applied_early; i < rd->n_committed; i++)
+  for (size_t i = d->applied_early; i < rd->n_committed && !d->closing; i++)
     apply_entry(d, &rd->committed[i]);
-  for (size_t i = 0; i < rd->n_reads; i++) read_confirmed(d, &rd->reads[i]);
-  raft_advance(d->core);
+  for (size_t i = 0; i < rd->n_reads && !d->closing; i++)
+    read_confirmed(d, &rd->reads[i]);
   d->saving = 0;
+  if (d->closing) return; /* raft_free() lets the batch go */
+  raft_advance(d->core);
   check_role(d);
-  if (!d->in_process && raft_has_ready(d->core)) rf_driver_process(d);
+  if (!d->in_process && !d->closing && raft_has_ready(d->core))
+    rf_driver_process(d);
 }
 
 /* Must the batch be synced?  Not when only the commit index moved: a lost
@@ -322,40 +366,48 @@ static int start_batch(rf_driver *d) {
 }
 
 int rf_driver_process(rf_driver *d) {
-  int turns = 0;
-  if (d->in_process) return 0;
+  int turns = 0, more = 0;
+  if (d->in_process || d->closing) return 0;
+  hold(d);
   d->in_process = 1;
   while (!d->saving && !d->closing && !d->failed && raft_has_ready(d->core)) {
     if (turns++ == d->per_turn) { /* let the loop breathe */
-      d->in_process = 0;
-      wake(d);
-      return 1;
+      more = 1;
+      break;
     }
     if (start_batch(d) < 0) break; /* out of memory: the next tick retries */
   }
   d->in_process = 0;
-  return 0;
+  if (release(d)) return 0;
+  if (more) wake(d);
+  return more;
 }
 
 /* ------------------------------------------------------------ inputs */
 
 void rf_driver_tick(rf_driver *d) {
   if (d->closing) return;
+  hold(d);
   d->ticks++;
   expire(d, d->ticks);
-  if (d->failed) return;
+  if (d->closing || d->failed) {
+    release(d);
+    return;
+  }
   raft_tick(d->core);
   check_role(d);
-  wake(d);
+  if (!release(d)) wake(d);
 }
+
 
 int rf_driver_step(rf_driver *d, const raft_msg *m) {
   int rc;
   if (d->closing) return RF_ESTOPPING;
   if (d->failed) return d->failed;
+  hold(d);
   rc = raft_step(d->core, m);
   check_role(d);
-  wake(d);
+  if (!release(d)) wake(d);
   return rc;
 }
 
@@ -481,19 +533,20 @@ int rf_driver_new(const rf_driver_opts *o, const raft_restore *rs, rf_io *io,
   return 0;
 }
 
-static void finish_close(rf_driver *d) {
-  if (d->saving) return; /* saved() comes back here */
+static void destroy(rf_driver *d) {
   raft_free(d->core);
   rf_buf_free(&d->res);
   if (d->close_done) d->close_done(d->close_ud);
   mem_free(d, d);
 }
 
+/* Closing first, so that nothing new is taken while the callbacks run. */
 void rf_driver_close(rf_driver *d, void (*done)(void *ud), void *ud) {
   if (d->closing) return;
-  cancel_all(d, RF_ESTOPPING);
   d->closing = 1;
   d->close_done = done;
   d->close_ud = ud;
-  finish_close(d);
+  hold(d);
+  cancel_all(d, RF_ESTOPPING);
+  release(d); /* frees d now, or when the last call or the write ends */
 }

@@ -81,8 +81,12 @@ static void answer_error(rf_http_req *req, int rc, int write, const char *msg,
       retry_later(req, 503, "shutting_down", "the node is stopping");
     return;
   case RF_ESTORAGE:
-    rf_http_json_error(req, 503, "storage_failed",
-                       "this node's storage failed; use another node");
+    if (write)
+      rf_http_json_error(req, 504, "outcome_unknown", "this node's storage "
+                         "failed while the write waited; it may still commit");
+    else
+      rf_http_json_error(req, 503, "storage_failed",
+                         "this node's storage failed; use another node");
     return;
   case RF_ETIMEDOUT:
     if (write)
@@ -138,7 +142,9 @@ static void on_forwarded(void *ud, int status, const rf_fwd_resp *resp) {
   int http = rf_fwd_http_status(status);
   if (status == 0) {
     rf_fwd_relay(req, resp);
-  } else if (http == 504 && write) {
+  } else if (write && (http == 504 || http == 502 ||
+                       status == RF_FWD_ECANCELED)) {
+    /* the leader may have the request: only a refused connect is safe */
     char msg[160];
     snprintf(msg, sizeof(msg), "forwarding to the leader: %s; the write may "
              "still commit", rf_fwd_strerror(status));

@@ -52,6 +52,8 @@ typedef struct LDriver {
   void *done_ud;
   lua_Integer next_req;
   struct LDriver *outer; /* 'current' when this method call began */
+  lua_State *outer_L;    /* L and self of an enclosing call, restored */
+  int outer_self;
   lua_Integer allocs;    /* allocation calls so far (alloc_hook) */
   lua_Integer live;      /* blocks allocated and not freed */
   lua_Integer fail_lo, fail_hi; /* they fail while lo <= allocs <= hi */
@@ -103,16 +105,31 @@ static int callio (LDriver *ld, int nargs, int nres) {
   return 0;
 }
 
-/* Push io[name]; 0 (nothing pushed) when the driver already failed. */
+/* Keep an error of our own as if a callback had raised it. */
+static void keeperr (LDriver *ld, const char *msg, const char *name) {
+  if (ld->failed) return;
+  lua_pushfstring(ld->L, msg, name);
+  ld->failed = 1;
+  ld->err_ref = luaL_ref(ld->L, LUA_REGISTRYINDEX);
+}
+
+/* Push io[name]; 0 (nothing pushed) when the driver already failed or the
+** function is missing (kept as the error to raise: no luaL_error here,
+** the C driver is on the stack). */
 static int getio (LDriver *ld, const char *name) {
   lua_State *L = ld->L;
   if (ld->failed) return 0;
+  if (!lua_checkstack(L, 16)) {
+    ld->failed = 1; /* no room even for a message */
+    ld->err_ref = LUA_REFNIL;
+    return 0;
+  }
   lua_getiuservalue(L, ld->self, UV_IO);
   lua_getfield(L, -1, name);
   lua_remove(L, -2);
   if (lua_isfunction(L, -1)) return 1;
   lua_pop(L, 1);
-  luaL_error(L, "io.%s is not a function", name); /* before any driver call */
+  keeperr(ld, "io.%s is not a function", name);
   return 0;
 }
 
@@ -120,6 +137,10 @@ static int getio (LDriver *ld, const char *name) {
 static void raise_kept (LDriver *ld) {
   lua_State *L = ld->L;
   if (!ld->failed) return;
+  if (ld->err_ref == LUA_REFNIL) {
+    ld->failed = 0;
+    luaL_error(L, "driver: out of Lua stack in an I/O callback");
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, ld->err_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, ld->err_ref);
   ld->failed = 0;
@@ -227,6 +248,7 @@ static int takereq (LDriver *ld, void *ud) {
   lua_remove(L, -2);
   if (lua_isfunction(L, -1)) return 1;
   lua_pop(L, 1);
+  keeperr(ld, "driver: a request answered %s", "twice (or never asked)");
   return 0;
 }
 
@@ -267,8 +289,12 @@ static LDriver *check (lua_State *L) {
 }
 
 /* Before a call into the driver (which may call back into Lua). */
+/* Before a call into the driver (which may call back into Lua).  Every
+** argument is checked before: nothing may raise between enter and leave. */
 static LDriver *enter (lua_State *L) {
   LDriver *ld = check(L);
+  ld->outer_L = ld->L;
+  ld->outer_self = ld->self;
   ld->L = L;
   ld->self = 1;
   ld->outer = current;
@@ -276,19 +302,40 @@ static LDriver *enter (lua_State *L) {
   return ld;
 }
 
-static int leave (LDriver *ld, int nres) {
+/* After it: the enclosing call (if any) gets its stack back; L is this
+** call's, where a kept error is raised. */
+static lua_State *restore (LDriver *ld) {
+  lua_State *L = ld->L;
   current = ld->outer;
-  raise_kept(ld);
+  ld->L = ld->outer_L;
+  ld->self = ld->outer_self;
+  return L;
+}
+
+static void raise_on (LDriver *ld, lua_State *L) {
+  lua_State *keep = ld->L;
+  int self = ld->self;
+  if (!ld->failed) return;
+  ld->L = L;
+  ld->self = 1;
+  raise_kept(ld); /* does not return */
+  ld->L = keep;
+  ld->self = self;
+}
+
+static int leave (LDriver *ld, int nres) {
+  raise_on(ld, restore(ld));
   return nres;
 }
 
 static int pushresult (LDriver *ld, int rc) {
-  current = ld->outer;
-  raise_kept(ld);
-  if (rc < 0) return lraft_pusherr(ld->L, rc);
-  lua_pushboolean(ld->L, 1);
+  lua_State *L = restore(ld);
+  raise_on(ld, L);
+  if (rc < 0) return lraft_pusherr(L, rc);
+  lua_pushboolean(L, 1);
   return 1;
 }
+
 
 static int l_tick (lua_State *L) {
   LDriver *ld = enter(L);
@@ -297,12 +344,14 @@ static int l_tick (lua_State *L) {
 }
 
 static int l_step (lua_State *L) {
-  LDriver *ld = enter(L);
+  LDriver *ld;
   raft_msg m;
+  check(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   lua_newtable(L); /* 3: anchor */
   lraft_tomsg(L, 2, 3, &m);
+  ld = enter(L);
   return pushresult(ld, rf_driver_step(ld->d, &m));
 }
 
@@ -312,8 +361,7 @@ static int l_campaign (lua_State *L) {
 }
 
 /* Park cb at a fresh key of the requests table; the key is the ud. */
-static void *parkreq (LDriver *ld, int cb) {
-  lua_State *L = ld->L;
+static void *parkreq (lua_State *L, LDriver *ld, int cb) {
   lua_Integer key = ++ld->next_req;
   lua_getiuservalue(L, 1, UV_REQS);
   lua_pushvalue(L, cb);
@@ -331,14 +379,15 @@ static void dropreq (LDriver *ld, void *ud) {
 
 /* d:propose(data, cb) -> index, term | nil, err, message */
 static int l_propose (lua_State *L) {
-  LDriver *ld = enter(L);
+  LDriver *ld = check(L);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
   uint64_t index = 0, term = 0;
   void *key;
   int rc;
   luaL_checktype(L, 3, LUA_TFUNCTION);
-  key = parkreq(ld, 3);
+  key = parkreq(L, ld, 3);
+  enter(L);
   rc = rf_driver_propose(ld->d, data, len, on_written, key, &index, &term);
   if (rc < 0) {
     dropreq(ld, key);
@@ -351,11 +400,12 @@ static int l_propose (lua_State *L) {
 
 /* d:read(cb) -> true | nil, err, message */
 static int l_read (lua_State *L) {
-  LDriver *ld = enter(L);
+  LDriver *ld = check(L);
   void *key;
   int rc;
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  key = parkreq(ld, 2);
+  key = parkreq(L, ld, 2);
+  enter(L);
   rc = rf_driver_read(ld->d, on_readable, key);
   if (rc < 0) dropreq(ld, key);
   return pushresult(ld, rc);
@@ -371,10 +421,11 @@ static int l_process (lua_State *L) {
 
 /* d:saved(ok): the write in flight completed (ok) or failed */
 static int l_saved (lua_State *L) {
-  LDriver *ld = enter(L);
+  LDriver *ld = check(L);
   rf_io_done done = ld->done;
   int ok = lua_toboolean(L, 2);
   if (done == NULL) return luaL_error(L, "no write is in flight");
+  enter(L);
   ld->done = NULL;
   done(ld->done_ud, ok ? 0 : RF_EIO);
   return leave(ld, 0);
@@ -387,16 +438,17 @@ static int l_saving (lua_State *L) {
 }
 
 static int l_compact (lua_State *L) {
+  lua_Integer i = (check(L), luaL_checkinteger(L, 2));
   LDriver *ld = enter(L);
-  lua_Integer i = luaL_checkinteger(L, 2);
   return pushresult(ld, i <= 0 ? RF_EINVAL : rf_driver_compact(ld->d, (uint64_t)i));
 }
 
 static int l_report_snapshot (lua_State *L) {
-  LDriver *ld = enter(L);
-  lua_Integer to = luaL_checkinteger(L, 2);
+  LDriver *ld;
+  lua_Integer to = (check(L), luaL_checkinteger(L, 2));
   luaL_checkany(L, 3);
   if (to <= 0) return luaL_argerror(L, 2, "not a node id");
+  ld = enter(L);
   rf_driver_report_snapshot(ld->d, (uint64_t)to, lua_toboolean(L, 3));
   return leave(ld, 0);
 }
