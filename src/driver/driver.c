@@ -349,6 +349,10 @@ static int start_batch(rf_driver *d) {
                                   rd->hs.vote == d->durable.vote));
   if (d->early) send_msgs(d, 1);
   apply_durable(d);
+  if (d->closing) { /* an answer closed the driver: write nothing more */
+    d->saving = 0;
+    return 0;
+  }
   if (!rd->hs_changed && rd->n_entries == 0 && rd->snap_index == 0) {
     saved(d, 0); /* nothing to write */
     return 0;
