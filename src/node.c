@@ -247,8 +247,6 @@ static void status_json(void *ud, rf_buf *b) {
   rf_buf_str(b, "}");
 }
 
-void rf_node_status_json(rf_node *n, rf_buf *b) { status_json(n, b); }
-
 /* ------------------------------------------------------------ start */
 
 /* What the node restores: the latest snapshot into the state machine, then

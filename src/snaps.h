@@ -6,9 +6,9 @@
 ** Owned by the node (rf_snaps_open / rf_snaps_close).  It keeps its files
 ** in DIR/snap when the node has a data directory, else in memory.  Every
 ** transfer is one chunk at a time, acknowledged before the next is read,
-** so memory stays bounded on both sides; the core is reached through the
-** driver only; a transfer that stalls, loses its
-** peer or its leadership is abandoned and the core asks again later.
+** so memory stays bounded on both sides; a transfer that stalls, loses its
+** peer or its leadership is abandoned and the core asks again later.  The
+** core is reached through the driver only.
 */
 #ifndef RAFTING_SNAPS_H
 #define RAFTING_SNAPS_H

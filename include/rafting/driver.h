@@ -10,7 +10,7 @@
 **
 ** The same driver runs in the real node (rf_io over the WAL, the snapshot
 ** store and the peer transport, src/node.c) and in the simulator (rf_io in
-** Lua, src/lua/lmod_core.c), so the randomized seeds prove this code.
+** Lua, src/lua/lmod_driver.c), so the randomized seeds prove this code.
 **
 ** The fast write path (thesis 10.2.1): a leader's APPEND, HEARTBEAT and
 ** SNAPSHOT messages of a term already durable leave before its own write of

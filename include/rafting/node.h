@@ -16,7 +16,6 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "rafting/buf.h"
 #include "rafting/config.h"
 
 typedef struct rf_node rf_node;
@@ -31,7 +30,5 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
                   rf_node **out);
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud);
 
-/* The /status document (JSON) of this node. */
-void rf_node_status_json(rf_node *n, rf_buf *b);
 
 #endif

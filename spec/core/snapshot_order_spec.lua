@@ -4,23 +4,10 @@
 -- the committed entries that follow it (raft.h: "install the snapshot into
 -- the state machine before applying committed").
 local sim = require("rafting.sim")
+local H = require("spec.support.sim_helper")
+local other_than, caught_up = H.other_than, H.caught_up
 
 local REPLAY = "busted spec/core/snapshot_order_spec.lua"
-
-local function other_than(s, ...)
-  local skip = {}
-  for _, id in ipairs({ ... }) do skip[id] = true end
-  for _, id in ipairs(s.ids) do if not skip[id] then return id end end
-end
-
-local function caught_up(s, l)
-  local last = s:state(l).last_index
-  for _, id in ipairs(s.ids) do
-    local st = s:state(id)
-    if not st or st.applied < last then return false end
-  end
-  return true
-end
 
 local function one(s, pred)
   local ms = s:take(pred)

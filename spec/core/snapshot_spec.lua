@@ -4,6 +4,8 @@
 -- snapshots to followers the leader's log no longer reaches.
 local core = require("rafting.core")
 local sim = require("rafting.sim")
+local H = require("spec.support.sim_helper")
+local other_than, caught_up = H.other_than, H.caught_up
 
 local REPLAY = "busted spec/core/snapshot_spec.lua"
 
@@ -52,27 +54,12 @@ local function snapshot_msg(index, log_term)
            log_term = log_term }
 end
 
-local function other_than(s, ...)
-  local skip = {}
-  for _, id in ipairs({ ... }) do skip[id] = true end
-  for _, id in ipairs(s.ids) do if not skip[id] then return id end end
-end
-
 -- every node's state machine equals the leader's (applied index and hash)
 local function same_state(s, l)
   local li, lh = s:sm_state(l)
   for _, id in ipairs(s.ids) do
     local i, h = s:sm_state(id)
     if i ~= li or h ~= lh then return false end
-  end
-  return true
-end
-
-local function caught_up(s, l)
-  local last = s:state(l).last_index
-  for _, id in ipairs(s.ids) do
-    local st = s:state(id)
-    if not st or st.applied < last then return false end
   end
   return true
 end

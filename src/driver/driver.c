@@ -107,35 +107,45 @@ static void answer_read(rf_driver *d, wait *w, int status) {
   mem_free(d, w);
 }
 
+/* A callback may propose, read, step or even close the driver, so every
+** scan asks afresh for the first wait that matches after each answer, and
+** stops once the driver is closing (whose close answered everyone). */
+typedef int (*wait_match)(const wait *w, uint64_t arg);
+
+static wait *first(const rf_driver *d, const wlist *l, wait_match m,
+                   uint64_t arg) {
+  if (d->closing) return NULL;
+  for (wait *w = l->head; w != NULL; w = w->next)
+    if (m(w, arg)) return w;
+  return NULL;
+}
+
+static int at_index(const wait *w, uint64_t i) { return w->index == i; }
+static int up_to(const wait *w, uint64_t i) { return w->index <= i; }
+static int due(const wait *w, uint64_t now) { return w->deadline <= now; }
+static int unconfirmed(const wait *w, uint64_t unused) {
+  (void)unused;
+  return !w->confirmed;
+}
+static int readable(const wait *w, uint64_t applied) {
+  return w->confirmed && w->index <= applied;
+}
+
 /* Entry e was applied with result (rc, res): answer whoever proposed at
 ** its index -- or tell them another leader's entry took their place. */
-/* A callback may propose, read, step or even close the driver: every scan
-** below starts again from the head after an answer, and stops once the
-** driver is closing (whose close answered everyone). */
 static void writes_applied(rf_driver *d, const raft_entry *e, int rc,
                            const rf_buf *res) {
-  wait *w = d->writes.head;
-  while (w != NULL && !d->closing) {
-    if (w->index != e->index) {
-      w = w->next;
-      continue;
-    }
+  wait *w;
+  while ((w = first(d, &d->writes, at_index, e->index)) != NULL) {
     if (w->term == e->term) answer_write(d, w, rc, res->p, res->n);
     else answer_write(d, w, RF_ENOTCOMMITTED, NULL, 0);
-    w = d->writes.head;
   }
 }
 
 static void reads_applied(rf_driver *d) {
-  wait *w = d->reads.head;
-  while (w != NULL && !d->closing) {
-    if (!w->confirmed || w->index > d->applied) {
-      w = w->next;
-      continue;
-    }
+  wait *w;
+  while ((w = first(d, &d->reads, readable, d->applied)) != NULL)
     answer_read(d, w, 0);
-    w = d->reads.head;
-  }
 }
 
 static void read_confirmed(rf_driver *d, const raft_read_state *rs) {
@@ -151,52 +161,27 @@ static void read_confirmed(rf_driver *d, const raft_read_state *rs) {
 /* Unconfirmed reads died with the leadership (safe to retry elsewhere);
 ** writes keep waiting: a new leader may still commit them. */
 static void check_role(rf_driver *d) {
-  wait *w = d->reads.head;
+  wait *w;
   if (raft_role_of(d->core) == RAFT_LEADER && !d->failed) return;
-  while (w != NULL && !d->closing) {
-    if (w->confirmed) {
-      w = w->next;
-      continue;
-    }
+  while ((w = first(d, &d->reads, unconfirmed, 0)) != NULL)
     answer_read(d, w, RF_ENOTLEADER);
-    w = d->reads.head;
-  }
 }
 
 /* A snapshot moved the state machine to index: a write at or below it can
 ** no longer be matched to its entry. */
 static void jumped(rf_driver *d, uint64_t index) {
-  wait *w = d->writes.head;
-  while (w != NULL && !d->closing) {
-    if (w->index > index) {
-      w = w->next;
-      continue;
-    }
+  wait *w;
+  while ((w = first(d, &d->writes, up_to, index)) != NULL)
     answer_write(d, w, RF_ESNAPSHOT, NULL, 0);
-    w = d->writes.head;
-  }
   reads_applied(d);
 }
 
 static void expire(rf_driver *d, uint64_t now) {
-  wait *w = d->writes.head;
-  while (w != NULL && !d->closing) {
-    if (w->deadline > now) {
-      w = w->next;
-      continue;
-    }
+  wait *w;
+  while ((w = first(d, &d->writes, due, now)) != NULL)
     answer_write(d, w, RF_ETIMEDOUT, NULL, 0);
-    w = d->writes.head;
-  }
-  w = d->reads.head;
-  while (w != NULL && !d->closing) {
-    if (w->deadline > now) {
-      w = w->next;
-      continue;
-    }
+  while ((w = first(d, &d->reads, due, now)) != NULL)
     answer_read(d, w, RF_ETIMEDOUT);
-    w = d->reads.head;
-  }
 }
 
 static void destroy(rf_driver *d);
