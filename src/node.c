@@ -18,6 +18,7 @@
 #include "http/api.h"
 #include "rafting/driver.h"
 #include "rafting/log.h"
+#include "rafting/metrics.h"
 #include "rafting/node.h"
 #include "rafting/sm.h"
 #include "rafting/storage.h"
@@ -77,6 +78,7 @@ static void report_changes(rf_node *n) {
   raft_role role = rf_driver_role(n->drv);
   uint64_t term = rf_driver_term(n->drv), leader = rf_driver_leader(n->drv);
   int failed = rf_driver_failed(n->drv);
+  rf_metrics_raft_state((int)role, term, leader);
   if (failed && !n->storage_logged) {
     n->storage_logged = 1;
     rf_log(RF_ERROR, "storage: save failed: %s; this node stops taking part "
@@ -141,8 +143,11 @@ static int io_install(rf_io *io, uint64_t index, uint64_t term) {
 static int io_apply(rf_io *io, const raft_entry *e, rf_buf *res) {
   rf_node *n = (rf_node *)io;
   int rc = 0;
-  if (e->type == RAFT_ENTRY_NORMAL)
+  if (e->type == RAFT_ENTRY_NORMAL) {
+    uint64_t t0 = rf_metrics_now();
     rc = rf_sm_apply(n->sm, e->index, e->data, e->len, res);
+    rf_histo_since(&rf_metrics_g.sm_command, t0);
+  }
   rf_snaps_applied(n->snaps, e);
   return rc;
 }
@@ -166,6 +171,7 @@ static void on_tick(uv_timer_t *t) {
 static void on_peer_msg(void *ud, const raft_msg *m) {
   rf_node *n = ud;
   int rc;
+  rf_metrics_peer_msg(m->from, (int)m->type, 0);
   if (rf_driver_failed(n->drv)) return;
   if (m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_SNAPSHOT_RESP) {
     rf_snaps_recv(n->snaps, m); /* chunks travel between runtimes */
@@ -179,6 +185,7 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
 
 static void on_peer_state(void *ud, uint64_t peer, int connected) {
   rf_node *n = ud; /* the transport already logged it with the reason */
+  rf_metrics_peer_connected(peer, connected);
   if (!connected) rf_snaps_peer_down(n->snaps, peer);
   rf_log(RF_DEBUG, "peer %llu %s", (unsigned long long)peer,
          connected ? "up" : "down");

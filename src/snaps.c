@@ -16,6 +16,7 @@
 
 #include "rafting/driver.h"
 #include "rafting/log.h"
+#include "rafting/metrics.h"
 #include "snaps.h"
 
 #define STALL_MS 10000 /* a transfer with no progress for this long ends */
@@ -41,6 +42,7 @@ struct rf_snaps {
   uv_loop_t *loop;
   rf_snapstore *store;
   int saving;           /* a snapshot is being written */
+  uint64_t save_t0;     /* when it started (rafting_snapshot_duration) */
   uint64_t since_entries, since_bytes;
   sender tx[RAFT_MAX_NODES];
   receiver rx;
@@ -74,6 +76,8 @@ static void on_saved(void *ud, int status) {
     return;
   }
   if (rf_snapstore_latest(s->store, &m) != 0) return;
+  rf_histo_since(&rf_metrics_g.snapshot, s->save_t0);
+  RF_METRIC_SET(snapshot_bytes, m.size);
   rf_log(RF_INFO, "snapshot at index %llu (%llu keys, %llu bytes)",
          (unsigned long long)m.index, (unsigned long long)m.nkeys,
          (unsigned long long)m.size);
@@ -86,6 +90,7 @@ static void take(rf_snaps *s, const raft_entry *e) {
   rf_buf b;
   char *p;
   size_t len;
+  s->save_t0 = rf_metrics_now();
   rf_buf_init(&b);
   if (rf_snap_serialize(st, e->index, e->term, &b, &m) < 0 || b.oom) {
     rf_buf_free(&b);

@@ -16,6 +16,8 @@
 #include "rafting/forward.h"
 #include "rafting/http.h"
 #include "rafting/log.h"
+#include "rafting/metrics.h"
+#include "http/metrics_page.h"
 #include "rafting/sm.h"
 
 #define RANGE_LIMIT_DEFAULT 100
@@ -207,6 +209,8 @@ static void on_written(void *ud, int status, uint64_t index, uint64_t term,
                        const char *res, size_t len) {
   rf_http_req *req = ud;
   rf_buf b;
+  if (status < 0 && status != RF_EFAILED && status != RF_ENOTFOUND &&
+      status != RF_EBADENTRY) RF_METRIC_INC(proposals_failed);
   if (status == RF_EFAILED || status == RF_ENOTFOUND ||
       status == RF_EBADENTRY) { /* the entry is in the log and failed */
     rf_buf_init(&b);
@@ -244,6 +248,8 @@ static void propose(rf_api *a, rf_http_req *req, rf_buf *entry) {
   rc = rf_driver_propose(a->deps.drv, entry->p, entry->n, on_written, req,
                          NULL, NULL);
   rf_buf_free(entry);
+  RF_METRIC_INC(proposals);
+  if (rc < 0) RF_METRIC_INC(proposals_failed);
   if (rc < 0) answer_error(req, rc, 0, NULL, 0); /* refused: nothing done */
 }
 
@@ -463,12 +469,14 @@ static serve_fn serve_of(const rf_http_req *req) {
 typedef struct read_op {
   rf_api *a;
   rf_http_req *req;
+  uint64_t t0;          /* for rafting_raft_read_index_seconds */
 } read_op;
 
 static void on_readable(void *ud, int status) {
   read_op *op = ud;
   rf_api *a = op->a;
   rf_http_req *req = op->req;
+  if (status >= 0) rf_histo_since(&rf_metrics_g.read_index, op->t0);
   free(op);
   if (status < 0) answer_error(req, status, 0, NULL, 0);
   else serve_of(req)(a, req);
@@ -490,6 +498,7 @@ static void read(rf_api *a, rf_http_req *req) {
   }
   op->a = a;
   op->req = req;
+  op->t0 = rf_metrics_now();
   if ((rc = rf_driver_read(a->deps.drv, on_readable, op)) < 0) {
     free(op);
     answer_error(req, rc, 0, NULL, 0);
@@ -519,11 +528,19 @@ static void get_status(rf_api *a, rf_http_req *req) {
   respond_buf(req, 200, "application/json", &b);
 }
 
+static void get_metrics(rf_api *a, rf_http_req *req) {
+  rf_buf b;
+  rf_buf_init(&b);
+  rf_metrics_page(a->deps.drv, a->http, &b);
+  respond_buf(req, 200, RF_METRICS_CONTENT_TYPE, &b);
+}
+
 /* ------------------------------------------------------------ routing */
 
 static const route routes[] = {
   {"/health", "GET", get_health, NULL, NULL, NULL},
   {"/status", "GET", get_status, NULL, NULL, NULL},
+  {"/metrics", "GET", get_metrics, NULL, NULL, NULL},
   {"/kv", "GET", get_range, NULL, NULL, NULL},
   {"/kv/", "GET, PUT, DELETE", get_kv, put_kv, NULL, delete_kv},
   {"/cmd/", "POST", NULL, NULL, post_cmd, NULL},
@@ -569,7 +586,8 @@ static void on_request(void *ud, rf_http_req *req) {
     retry_later(req, 503, "shutting_down", "the node is stopping");
     return;
   }
-  if (rf_driver_failed(a->deps.drv) && fn != get_status && fn != get_health) {
+  if (rf_driver_failed(a->deps.drv) && fn != get_status && fn != get_health &&
+      fn != get_metrics) {
     rf_http_json_error(req, 503, "storage_failed",
                        "this node's storage failed; use another node");
     return;

@@ -18,6 +18,7 @@
 */
 #include "rafting/http.h"
 #include "rafting/buf.h"
+#include "rafting/metrics.h"
 #include "rafting/util.h"
 
 #include <assert.h>
@@ -50,6 +51,7 @@ typedef struct req_s {
   struct req_s *next;
   int state;
   int close_after; /* close the connection once this answer is written */
+  uint64_t t0;     /* dispatched at (rf_metrics_now), for the metrics */
   rf_buf url, hdr, body, extra, out;
   char *dec; /* decoded path, then decoded query pairs */
   qpair *q;
@@ -488,6 +490,7 @@ static void dispatch(conn *c) {
   c->ready = NULL;
   enqueue(c, r);
   r->state = R_APP;
+  r->t0 = rf_metrics_now();
   if (r->close_after) c->stopped = 1; /* what follows is never parsed */
   s->o.on_request(s->o.ud, &r->pub);
 }
@@ -893,6 +896,7 @@ void rf_http_respond(rf_http_req *req, int status, const char *content_type,
   req_s *r = (req_s *)req;
   conn *c = r->c;
   assert(r->state == R_APP);
+  rf_metrics_http(req->path, req->path_len, status, r->t0);
   if (c == NULL) { /* the client is gone: nothing to send */
     req_free(r);
     return;

@@ -19,6 +19,7 @@
 
 #include "rafting/bytes.h"
 #include "rafting/codec.h"
+#include "rafting/metrics.h"
 #include "rafting/transport.h"
 #include "rafting/util.h"
 
@@ -580,6 +581,7 @@ int rf_transport_send(rf_transport *t, const raft_msg *m) {
   }
   c->queued += len;
   p->sent++;
+  rf_metrics_peer_msg(m->to, (int)m->type, 1);
   return 0;
 }
 

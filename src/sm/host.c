@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "rafting/metrics.h"
 #include "smint.h"
 
 #ifndef RAFTING_LUA_DIR
@@ -434,6 +435,8 @@ static int run(rf_sm *sm, call *c, rf_buf *result) {
     rc = RF_SM_OK;
   } else {
     if (status == LUA_ERRMEM) sm->abort |= ABORT_MEM;
+    if (sm->abort & ABORT_BUDGET) RF_METRIC_INC(sm_budget_instructions);
+    else if (sm->abort & ABORT_MEM) RF_METRIC_INC(sm_budget_memory);
     failure(sm, status, result);
     rc = RF_SM_EFAILED;
   }

@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 
 #include "rafting/log.h"
+#include "rafting/metrics.h"
 #include "rafting/wal.h"
 #include "wal_internal.h"
 
@@ -203,9 +204,11 @@ static int flush_iov(wal *w, struct iovec *iov, int *n) {
 static int sync_seg(wal *w) {
   int rc = hook(w, "sync");
   if (rc < 0) return rc;
+  uint64_t t0 = rf_metrics_now();
   w->w_syncs++;
   while (fdatasync(w->fd) < 0)
     if (errno != EINTR) return -errno;
+  rf_histo_since(&rf_metrics_g.wal_fsync, t0);
   return 0;
 }
 
@@ -269,6 +272,7 @@ static void work_cb(uv_work_t *req) {
     iov[n++].iov_len = op->len;
     if (n == IOV_CHUNK && (rc = flush_iov(w, iov, &n)) < 0) break;
     cur->size += op->len;
+    RF_METRIC_ADD(wal_bytes, op->len);
     if (op->max_index > cur->max_index) cur->max_index = op->max_index;
     w->ws = op->after;
     if (op->compact) last_compact = op;
@@ -295,6 +299,7 @@ static void publish(wal *w) {
   uint64_t bytes = 0;
   for (size_t i = 0; i < w->nsegs; i++) bytes += w->segs[i].size;
   w->pub.segments = w->nsegs;
+  RF_METRIC_SET(wal_segments, w->nsegs);
   w->pub.disk_bytes = bytes;
   w->pub.syncs = w->w_syncs;
   w->pub.writes = w->w_writes;
