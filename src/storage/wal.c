@@ -252,6 +252,12 @@ static int remove_old(wal *w, uint64_t snap) {
   return rc;
 }
 
+static uint64_t batch_bytes(const wal_op *op) {
+  uint64_t n = 0;
+  for (; op != NULL; op = op->next) n += op->len;
+  return n;
+}
+
 static void work_cb(uv_work_t *req) {
   wal *w = req->data;
   struct iovec iov[IOV_CHUNK];
@@ -272,7 +278,6 @@ static void work_cb(uv_work_t *req) {
     iov[n++].iov_len = op->len;
     if (n == IOV_CHUNK && (rc = flush_iov(w, iov, &n)) < 0) break;
     cur->size += op->len;
-    RF_METRIC_ADD(wal_bytes, op->len);
     if (op->max_index > cur->max_index) cur->max_index = op->max_index;
     w->ws = op->after;
     if (op->compact) last_compact = op;
@@ -284,6 +289,7 @@ static void work_cb(uv_work_t *req) {
       ((w->o.sync == RF_WAL_SYNC_ALWAYS && must_sync) || last_compact))
     rc = sync_seg(w);
   if (wrote) w->w_writes++;
+  if (rc == 0) RF_METRIC_ADD(wal_bytes, batch_bytes(w->batch));
   w->work_rc = rc;
   for (op = w->batch; op != NULL; op = op->next) op->status = rc;
   /* a failed removal fails the compaction, not the log */
