@@ -117,9 +117,12 @@ describe("GET /metrics (3 real nodes)", function()
     assert.equal(0, value(F1, 'rafting_raft_role{role="leader"}'))
     assert.equal(1, value(F1, 'rafting_raft_role{role="follower"}'))
     assert.equal(value(L1, "rafting_raft_term"), value(F1, "rafting_raft_term"))
-    -- over 400 entries with snapshot_entries = 100: snapshots were taken
-    assert.is_true(value(L1, "rafting_snapshot_duration_seconds_count") >= 1)
-    assert.is_true(value(L1, "rafting_snapshot_bytes") > 0)
+    -- over 180 entries with snapshot_entries = 100: a snapshot is taken
+    -- (written off the loop, so it may still be finishing)
+    wait_metric(c, l, function(m)
+      local n = value(m, "rafting_snapshot_duration_seconds_count")
+      return n >= 1 and value(m, "rafting_snapshot_bytes") > 0, "snapshots " .. n
+    end, "a snapshot taken")
 
     for _, p in ipairs(D.others(c, l)) do
       local lbl = ('{peer="%d"}'):format(p)
