@@ -73,29 +73,34 @@ static void io_wake(rf_io *io) {
   uv_idle_start(&n->nowait, on_nowait);
 }
 
+/* One line per change: role, leader, storage failure (docs/logging.md). */
 static void report_changes(rf_node *n) {
   raft_role role = rf_driver_role(n->drv);
-  uint64_t term = rf_driver_term(n->drv), leader = rf_driver_leader(n->drv);
+  uint64_t leader = rf_driver_leader(n->drv);
   int failed = rf_driver_failed(n->drv);
+  rf_logrec r;
   if (failed && !n->storage_logged) {
     n->storage_logged = 1;
-    rf_log(RF_ERROR, "storage: save failed: %s; this node stops taking part "
-           "in the cluster (restart it once the disk is fixed)",
-           rf_strerror(failed));
+    rf_log_begin(&r, RF_ERROR, "storage failed");
+    rf_log_str(&r, "error", rf_strerror(failed));
+    rf_log_str(&r, "effect", "this node stops taking part in the cluster "
+               "(restart it once the disk is fixed)");
+    rf_log_end(&r);
   }
   if (role != n->last_role) {
-    if (role == RAFT_LEADER)
-      rf_log(RF_INFO, "became leader in term %llu", (unsigned long long)term);
-    else if (n->last_role == RAFT_LEADER)
-      rf_log(RF_INFO, "lost leadership in term %llu, now %s",
-             (unsigned long long)term, raft_role_name(role));
-    else
-      rf_log(RF_DEBUG, "now %s in term %llu", raft_role_name(role),
-             (unsigned long long)term);
+    rf_log_begin(&r, RF_INFO, role == RAFT_LEADER ? "became leader"
+                 : n->last_role == RAFT_LEADER ? "lost leadership"
+                 : "role changed");
+    rf_log_str(&r, "role", raft_role_name(role));
+    rf_log_str(&r, "from", raft_role_name(n->last_role));
+    rf_log_end(&r);
   }
-  if (leader != n->last_leader && leader != RAFT_NONE && leader != n->id)
-    rf_log(RF_INFO, "following leader %llu in term %llu",
-           (unsigned long long)leader, (unsigned long long)term);
+  if (leader != n->last_leader && leader != n->id) {
+    rf_log_begin(&r, RF_INFO, leader != RAFT_NONE ? "leader known"
+                                                  : "leader lost");
+    rf_log_u64(&r, "leader", leader != RAFT_NONE ? leader : n->last_leader);
+    rf_log_end(&r);
+  }
   n->last_role = role;
   n->last_leader = leader;
 }
@@ -104,8 +109,12 @@ static void report_changes(rf_node *n) {
 
 static void on_compacted(void *ud, int status) {
   (void)ud; /* a failed compaction fails the saves queued behind it too */
-  if (status < 0 && status != UV_ECANCELED)
-    rf_log(RF_WARN, "storage: compaction failed: %s", rf_strerror(status));
+  if (status < 0 && status != UV_ECANCELED) {
+    rf_logrec r;
+    rf_log_begin(&r, RF_WARN, "storage compaction failed");
+    rf_log_str(&r, "error", rf_strerror(status));
+    rf_log_end(&r);
+  }
 }
 
 static int io_save(rf_io *io, const rf_io_save *s, rf_io_done done, void *ud) {
@@ -178,10 +187,13 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
 }
 
 static void on_peer_state(void *ud, uint64_t peer, int connected) {
-  rf_node *n = ud; /* the transport already logged it with the reason */
+  rf_node *n = ud; /* the transport logs the reason at debug level */
+  rf_logrec r;
   if (!connected) rf_snaps_peer_down(n->snaps, peer);
-  rf_log(RF_DEBUG, "peer %llu %s", (unsigned long long)peer,
-         connected ? "up" : "down");
+  rf_log_begin(&r, connected ? RF_INFO : RF_WARN,
+               connected ? "peer connected" : "peer disconnected");
+  rf_log_u64(&r, "peer", peer);
+  rf_log_end(&r);
 }
 
 static void on_transport_log(void *ud, int level, const char *msg) {
@@ -288,6 +300,11 @@ static int load_state(rf_node *n, raft_restore *rs) {
   return 0;
 }
 
+static uint64_t log_term(void *ud) {
+  rf_node *n = ud;
+  return n->drv ? rf_driver_term(n->drv) : 0;
+}
+
 static int start_driver(rf_node *n) {
   uint64_t voters[RAFT_MAX_NODES];
   rf_driver_opts o;
@@ -313,6 +330,7 @@ static int start_driver(rf_node *n) {
   n->io.ops = &node_io;
   if ((rc = rf_driver_new(&o, &rs, &n->io, &n->drv)) < 0) return rc;
   rf_snaps_attach(n->snaps, n->drv);
+  rf_log_set_term(log_term, n);
   return 0;
 }
 
@@ -349,6 +367,7 @@ static int open_storage(rf_node *n) {
   snprintf(n->data_dir, sizeof(n->data_dir), "%s", dir);
   rf_wal_opts_default(&o);
   o.log = on_wal_log;
+  o.progress = 1;
   o.sync = n->cfg->wal_sync_none ? RF_WAL_SYNC_NONE : RF_WAL_SYNC_ALWAYS;
   o.segment_bytes = n->cfg->wal_segment_bytes;
   o.max_batch_bytes = n->cfg->wal_batch_bytes;
@@ -434,12 +453,26 @@ static void start_loop(rf_node *n) {
 /* Closing what start() opened before it failed; the loop finishes the
 ** transport's and the snapshots' handles. */
 static void start_failed(rf_node *n) {
+  rf_log_set_term(NULL, NULL);
   if (n->drv) rf_driver_close(n->drv, NULL, NULL);
   if (n->snaps) rf_snaps_close(n->snaps, NULL, NULL);
   if (n->transport) rf_transport_close(n->transport, NULL, NULL);
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   free(n);
+}
+
+static void log_started(rf_node *n, const rf_node_conf *self) {
+  char peer[RF_ADDR_MAX], http[RF_ADDR_MAX];
+  rf_logrec r;
+  rf_addr_format(peer, sizeof peer, self->peer_host, self->peer_port);
+  rf_addr_format(http, sizeof http, self->http_host, self->http_port);
+  rf_log_begin(&r, RF_INFO, "node started");
+  rf_log_str(&r, "cluster", n->cfg->cluster);
+  rf_log_str(&r, "peer", peer);
+  rf_log_str(&r, "http", http);
+  rf_log_str(&r, "storage", n->storage->ops->name);
+  rf_log_end(&r);
 }
 
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
@@ -474,10 +507,7 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
     goto fail;
   }
   start_loop(n);
-  rf_log(RF_INFO, "node %llu of cluster '%s': peers on %s:%d, http on %s:%d, "
-         "storage %s", (unsigned long long)id, cfg->cluster, self->peer_host,
-         self->peer_port, self->http_host, self->http_port,
-         n->storage->ops->name);
+  log_started(n, self);
   *out = n;
   return 0;
 fail:
@@ -503,6 +533,7 @@ static void on_handle_closed(uv_handle_t *h) { release(h->data); }
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   if (n->closing) return;
   n->closing = 1;
+  rf_log_set_term(NULL, NULL); /* the driver goes away */
   n->stop_done = done;
   n->stop_ud = ud;
   n->pending = 7;
