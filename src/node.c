@@ -48,6 +48,9 @@ struct rf_node {
   raft_role last_role;  /* for "became leader" / "lost leadership" lines */
   uint64_t last_leader;
   int storage_logged;
+  uint64_t replay_to;   /* commit restored at start; "node ready" once applied */
+  uint64_t start_ns;
+  int ready_logged;
 };
 
 /* ------------------------------------------------------------ scheduling */
@@ -71,6 +74,19 @@ static void io_wake(rf_io *io) {
   if (n->closing) return;
   uv_check_start(&n->runner, on_runner);
   uv_idle_start(&n->nowait, on_nowait);
+}
+
+/* "node ready": the log committed before the start is applied (what
+** /health waits for), with how long that took. */
+static void report_ready(rf_node *n) {
+  uint64_t applied = rf_driver_applied(n->drv);
+  rf_logrec r;
+  if (n->ready_logged || applied < n->replay_to) return;
+  n->ready_logged = 1;
+  rf_log_begin(&r, RF_INFO, "node ready");
+  rf_log_u64(&r, "applied", applied);
+  rf_log_num(&r, "seconds", (double)(uv_hrtime() - n->start_ns) / 1e9);
+  rf_log_end(&r);
 }
 
 /* One line per change: role, leader, storage failure (docs/logging.md). */
@@ -103,6 +119,7 @@ static void report_changes(rf_node *n) {
   }
   n->last_role = role;
   n->last_leader = leader;
+  report_ready(n);
 }
 
 /* ------------------------------------------------------------ the I/O */
@@ -309,6 +326,7 @@ static int start_driver(rf_node *n) {
   uint64_t voters[RAFT_MAX_NODES];
   rf_driver_opts o;
   raft_restore rs;
+  raft_status st;
   int rc;
   if (n->cfg->n_nodes > RAFT_MAX_NODES) return RF_EINVAL;
   for (size_t i = 0; i < n->cfg->n_nodes; i++) voters[i] = n->cfg->nodes[i].id;
@@ -331,6 +349,8 @@ static int start_driver(rf_node *n) {
   if ((rc = rf_driver_new(&o, &rs, &n->io, &n->drv)) < 0) return rc;
   rf_snaps_attach(n->snaps, n->drv);
   rf_log_set_term(log_term, n);
+  rf_driver_status(n->drv, &st); /* the restored commit, clamped to the log */
+  n->replay_to = st.commit;
   return 0;
 }
 
@@ -486,6 +506,7 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
   n->loop = loop;
   n->cfg = cfg;
   n->id = id;
+  n->start_ns = uv_hrtime();
   if ((rc = open_storage(n)) < 0) {
     free(n);
     return rc;
