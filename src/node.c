@@ -355,8 +355,15 @@ static int start_driver(rf_node *n) {
 }
 
 static void on_script_print(void *ud, const char *msg, size_t len) {
+  char text[513];
+  rf_logrec r;
   (void)ud;
-  rf_log(RF_INFO, "script: %.*s", (int)(len > 512 ? 512 : len), msg);
+  if (len > 512) len = 512;
+  memcpy(text, msg, len);
+  text[len] = '\0'; /* a NUL inside cuts it: it is a log line */
+  rf_log_begin(&r, RF_INFO, "script print");
+  rf_log_str(&r, "text", text);
+  rf_log_end(&r);
 }
 
 static void on_wal_log(void *ud, int level, const char *msg) {

@@ -134,6 +134,27 @@ describe("structured logs (real nodes)", function()
     assert(seen, "the leader logged no 'became leader' with term=" .. t)
   end)
 
+  it("print in a command is logged at info as a 'script print' line on every node", function()
+    c = H.start{ nodes = 3, storage = "memory", log = { format = "json" },
+                 commands = "spec/cluster/fixtures/printing.lua" }
+    local l = c:leader()
+    local text = 'say "hi"\tthere'
+    local code, body = c:http(l, "POST", "/cmd/shout", cjson.encode{ text = text })
+    assert.equal(200, code, body)
+    for _, id in ipairs(c.ids) do
+      c:wait_for(function()
+        for _, r in ipairs(json_lines(c, id)) do
+          if r.msg == "script print" then
+            assert.equal("info", r.level)
+            assert.equal("shout:\t" .. text, r.text)
+            return true
+          end
+        end
+        return false, "no 'script print' line"
+      end, 5000, ("node %d to log the print"):format(id))
+    end
+  end)
+
   it("a bad log option in the config is refused with a clear error", function()
     local ok, err = pcall(H.start, { nodes = 1, storage = "memory",
                                      log = { format = "xml" } })
