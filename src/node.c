@@ -12,6 +12,7 @@
 ** ready batch, and without waiting for another turn.  A save the WAL
 ** completes later runs the driver's next batch from its callback.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,14 @@ static void report_changes(rf_node *n) {
 }
 
 /* ------------------------------------------------------------ the I/O */
+
+/* "storage error": a WAL or snapshot failure, with what failed. */
+static void log_storage_error(int level, const char *err) {
+  rf_logrec r;
+  rf_log_begin(&r, level, "storage error");
+  rf_log_str(&r, "error", err);
+  rf_log_end(&r);
+}
 
 static void on_compacted(void *ud, int status) {
   (void)ud; /* a failed compaction fails the saves queued behind it too */
@@ -290,7 +299,7 @@ static int load_state(rf_node *n, raft_restore *rs) {
   memset(rs, 0, sizeof(*rs));
   rc = rf_snaps_restore(n->snaps, &m, err, sizeof(err));
   if (rc < 0 && rc != RF_SNAP_ENONE) {
-    rf_log(RF_ERROR, "snapshot: %s", err);
+    log_storage_error(RF_ERROR, err);
     return RF_NODE_ESTORAGE;
   }
   if ((rc = n->storage->ops->load(n->storage, &rs->hs, &rs->log, &rs->n)) < 0)
@@ -299,9 +308,10 @@ static int load_state(rf_node *n, raft_restore *rs) {
   rs->applied = m.index > rs->snap_index ? m.index : rs->snap_index;
   last = rs->snap_index + rs->n;
   if (m.index < rs->snap_index) {
-    rf_log(RF_ERROR, "storage: the log starts after %llu but the latest "
-           "snapshot is %llu: entries are missing", (unsigned long long)
-           rs->snap_index, (unsigned long long)m.index);
+    snprintf(err, sizeof(err), "the log starts after %llu but the latest "
+             "snapshot is %llu: entries are missing",
+             (unsigned long long)rs->snap_index, (unsigned long long)m.index);
+    log_storage_error(RF_ERROR, err);
     return RF_NODE_ESTORAGE;
   }
   if (m.index > last || (m.index > rs->snap_index &&
@@ -368,7 +378,8 @@ static void on_script_print(void *ud, const char *msg, size_t len) {
 
 static void on_wal_log(void *ud, int level, const char *msg) {
   (void)ud;
-  rf_log(level, "wal: %s", msg);
+  if (level >= RF_ERROR) log_storage_error(level, msg);
+  else rf_log(level, "wal: %s", msg);
 }
 
 /* The config's storage: "memory", or a WAL directory with %d -> node id. */
@@ -400,7 +411,7 @@ static int open_storage(rf_node *n) {
   o.max_batch_bytes = n->cfg->wal_batch_bytes;
   n->storage = rf_storage_wal(n->loop, dir, &o, err, sizeof(err));
   if (n->storage != NULL) return 0;
-  rf_log(RF_ERROR, "storage: %s", err);
+  log_storage_error(RF_ERROR, err);
   return RF_NODE_ESTORAGE;
 }
 
@@ -456,7 +467,7 @@ static int start_snaps(rf_node *n) {
   if (rf_snaps_open(&deps, n->loop, n->data_dir[0] ? n->data_dir : NULL,
                     &n->snaps, err, sizeof(err)) == 0)
     return 0;
-  rf_log(RF_ERROR, "snapshot: %s", err);
+  log_storage_error(RF_ERROR, err);
   return RF_NODE_ESTORAGE;
 }
 
