@@ -155,6 +155,14 @@ describe("structured logs (real nodes)", function()
     end
   end)
 
+  it("--log-format overrides the config's log.format", function()
+    c = H.start{ nodes = 1, storage = "memory", log = { format = "text" },
+                 log_format = "json" }
+    c:leader()
+    local recs = json_lines(c, 1)
+    assert(find(recs, "node started") and find(recs, "became leader"))
+  end)
+
   it("a bad log option in the config is refused with a clear error", function()
     local ok, err = pcall(H.start, { nodes = 1, storage = "memory",
                                      log = { format = "xml" } })
