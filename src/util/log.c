@@ -80,7 +80,11 @@ static int bare(const char *s) {
   return 1;
 }
 
-static void key(rf_logrec *r, const char *k) {
+/* Start a field; 0 when the line has no room left for it (and the fields
+** after it), so a full line still ends well-formed. */
+static int key(rf_logrec *r, const char *k) {
+  size_t room = sizeof(r->buf) - RESERVE - r->len;
+  if (!r->on || room < strlen(k) + 40) return 0; /* 40: any number, "" */
   if (r->json) {
     puts_(r, ",\"");
     puts_(r, k);
@@ -90,36 +94,33 @@ static void key(rf_logrec *r, const char *k) {
     puts_(r, k);
     puts_(r, "=");
   }
+  return 1;
 }
 
 void rf_log_u64(rf_logrec *r, const char *k, uint64_t v) {
   char num[24];
-  if (!r->on) return;
-  key(r, k);
+  if (!key(r, k)) return;
   put(r, num, (size_t)snprintf(num, sizeof num, "%" PRIu64, v));
 }
 
 void rf_log_i64(rf_logrec *r, const char *k, int64_t v) {
   char num[24];
-  if (!r->on) return;
-  key(r, k);
+  if (!key(r, k)) return;
   put(r, num, (size_t)snprintf(num, sizeof num, "%" PRId64, v));
 }
 
 void rf_log_num(rf_logrec *r, const char *k, double v) {
   char num[40];
   int n;
-  if (!r->on) return;
+  if (!key(r, k)) return;
   if (v != v || v > 1e18 || v < -1e18) v = 0; /* JSON has no NaN/inf */
   n = snprintf(num, sizeof num, "%.3f", v);
-  key(r, k);
   put(r, num, (size_t)(n > 0 && n < (int)sizeof num ? n : 0));
 }
 
 void rf_log_str(rf_logrec *r, const char *k, const char *v) {
-  if (!r->on) return;
+  if (!key(r, k)) return;
   if (v == NULL) v = "";
-  key(r, k);
   if (!r->json && bare(v)) puts_(r, v);
   else put_quoted(r, v, strlen(v));
 }
@@ -152,7 +153,7 @@ int rf_log_begin(rf_logrec *r, int level, const char *msg) {
   }
   if (log_node) rf_log_u64(r, "node", log_node);
   if (term) rf_log_u64(r, "term", term);
-  key(r, "msg");
+  key(r, "msg"); /* always fits: the line is still short */
   put_quoted(r, msg, strlen(msg)); /* quoted in text too: it has spaces */
   return 1;
 }
