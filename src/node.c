@@ -207,9 +207,14 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
     return;
   }
   rc = rf_driver_step(n->drv, m);
-  if (rc < 0)
-    rf_log(RF_WARN, "rejected %s from %llu: %s", raft_msg_type_name(m->type),
-           (unsigned long long)m->from, rf_strerror(rc));
+  if (rc < 0) {
+    rf_logrec r;
+    rf_log_begin(&r, RF_WARN, "message rejected");
+    rf_log_str(&r, "type", raft_msg_type_name(m->type));
+    rf_log_u64(&r, "from", m->from);
+    rf_log_str(&r, "error", rf_strerror(rc));
+    rf_log_end(&r);
+  }
 }
 
 static void on_peer_state(void *ud, uint64_t peer, int connected) {
@@ -500,6 +505,19 @@ static void start_failed(rf_node *n) {
   free(n);
 }
 
+static void log_start_failed(const char *what, const char *host, int port,
+                             int rc) {
+  char addr[RF_ADDR_MAX];
+  rf_logrec r;
+  rf_log_begin(&r, RF_ERROR, what);
+  if (host) {
+    rf_addr_format(addr, sizeof addr, host, port);
+    rf_log_str(&r, "addr", addr);
+  }
+  rf_log_str(&r, "error", rf_strerror(rc));
+  rf_log_end(&r);
+}
+
 static void log_started(rf_node *n, const rf_node_conf *self) {
   char peer[RF_ADDR_MAX], http[RF_ADDR_MAX];
   rf_logrec r;
@@ -531,18 +549,18 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
   }
   if ((rc = start_sm(n)) < 0) goto fail;
   if ((rc = start_transport(n)) < 0) {
-    rf_log(RF_ERROR, "cannot listen for peers on %s:%d: %s", self->peer_host,
-           self->peer_port, rf_strerror(rc));
+    log_start_failed("cannot listen for peers", self->peer_host,
+                     self->peer_port, rc);
     goto fail;
   }
   if ((rc = start_snaps(n)) < 0) goto fail;
   if ((rc = start_driver(n)) < 0) {
-    rf_log(RF_ERROR, "cannot start the Raft core: %s", rf_strerror(rc));
+    log_start_failed("cannot start the Raft core", NULL, 0, rc);
     goto fail;
   }
   if ((rc = start_api(n)) < 0) {
-    rf_log(RF_ERROR, "cannot listen for HTTP on %s:%d: %s", self->http_host,
-           self->http_port, rf_strerror(rc));
+    log_start_failed("cannot listen for HTTP", self->http_host,
+                     self->http_port, rc);
     goto fail;
   }
   start_loop(n);
