@@ -178,6 +178,38 @@ static void test_progress(void) {
   free(out);
 }
 
+/* A second since the last line (the clock moved back by hand, no sleep):
+** the next clock check writes a progress line, then none for a second. */
+static void test_progress_due(void) {
+  rf_progress p;
+  char *out, *nl;
+  json_t *v;
+  rf_log_set_format(RF_LOG_JSON);
+  capture();
+  rf_progress_start(&p, "snapshot send", "bytes", 1u << 20);
+  p.every = 1;
+  p.start_ns -= 2000000000u;
+  p.last_ns -= 1500000000u;
+  rf_progress_step(&p, 4096);
+  rf_progress_step(&p, 8192); /* within a second of the line before */
+  out = captured();
+  nl = strchr(out, '\n');
+  CHECK(nl != NULL && nl[1] == '\0'); /* exactly one line */
+  v = one_json(out);
+  CHECK(v != NULL);
+  if (v) {
+    CHECK(strcmp(json_string_value(json_object_get(v, "msg")),
+                 "snapshot send progress") == 0);
+    CHECK(json_integer_value(json_object_get(v, "done")) == 4096);
+    CHECK(json_integer_value(json_object_get(v, "total")) == 1 << 20);
+    CHECK(json_number_value(json_object_get(v, "seconds")) >= 2.0);
+    CHECK(json_number_value(json_object_get(v, "rate")) > 0 &&
+          json_number_value(json_object_get(v, "rate")) <= 2048.0);
+    json_decref(v);
+  }
+  free(out);
+}
+
 int main(void) {
   rf_log_init(1, RF_INFO);
   rf_log_set_term(get_term, &fake_term);
@@ -187,5 +219,6 @@ int main(void) {
   test_cut();
   test_levels_and_printf();
   test_progress();
+  test_progress_due();
   return check_summary("test_log");
 }
