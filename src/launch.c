@@ -56,7 +56,8 @@ typedef struct launcher {
   sigset_t mask, oldmask;     /* mask: INT, TERM, CHLD; oldmask for children */
   const char *exe;
   const char *config_path;
-  const char *log_level;
+  const char *log_level;  /* NULL: the children read the config's */
+  const char *log_format;
   char exe_buf[PATH_MAX];
 } launcher;
 
@@ -72,16 +73,23 @@ static struct timespec ms_ts(int64_t ms) {
 
 /* In the child after fork: only async-signal-safe calls. */
 static void exec_node(const launcher *l, const child *k, pid_t parent) {
-  char *argv[8];
+  char *argv[10];
   static const char msg[] = "rafting cluster: exec failed\n";
+  int i = 5;
   argv[0] = (char *)l->exe;
   argv[1] = "--config";
   argv[2] = (char *)l->config_path;
   argv[3] = "--node";
   argv[4] = (char *)k->id;
-  argv[5] = "--log-level";
-  argv[6] = (char *)l->log_level;
-  argv[7] = NULL;
+  if (l->log_level) {
+    argv[i++] = "--log-level";
+    argv[i++] = (char *)l->log_level;
+  }
+  if (l->log_format) {
+    argv[i++] = "--log-format";
+    argv[i++] = (char *)l->log_format;
+  }
+  argv[i] = NULL;
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   signal(SIGPIPE, SIG_DFL);
@@ -322,12 +330,13 @@ static int run(launcher *l) {
 }
 
 int rf_launch_cluster(const char *self_exe, const char *config_path,
-                      const char *log_level) {
+                      const char *log_level, const char *log_format) {
   launcher l;
   char err[1024];
   memset(&l, 0, sizeof l);
   l.config_path = config_path;
-  l.log_level = log_level ? log_level : "info";
+  l.log_level = log_level;
+  l.log_format = log_format;
   if (rf_config_load(config_path, &l.cfg, err, sizeof err) < 0) {
     fprintf(stderr, "rafting: %s\n", err);
     return 2;

@@ -1,8 +1,8 @@
 /*
 ** main.c -- the rafting command line.
 **
-**   rafting --config FILE --node ID [--log-level LEVEL]   run one node
-**   rafting cluster --config FILE [--log-level LEVEL]     run every node
+**   rafting --config FILE --node ID [--log-level L] [--log-format F]  one node
+**   rafting cluster --config FILE [--log-level L] [--log-format F]  all nodes
 **
 ** Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when the node fails
 ** at run time, 2 for usage and configuration errors.
@@ -25,13 +25,14 @@ typedef struct options {
   int cluster;
   const char *config;
   const char *node;
-  const char *level;
+  const char *level;   /* NULL: the config's log.level, else info */
+  const char *format;  /* NULL: the config's log.format, else text */
 } options;
 
 static void usage(FILE *f) {
   fprintf(f,
-    "usage: rafting --config FILE --node ID [--log-level LEVEL]\n"
-    "       rafting cluster --config FILE [--log-level LEVEL]\n"
+    "usage: rafting --config FILE --node ID [--log-level LEVEL] [--log-format F]\n"
+    "       rafting cluster --config FILE [--log-level LEVEL] [--log-format F]\n"
     "       rafting --help | --version\n"
     "\n"
     "Runs one node of a Raft cluster described by a Lua config file, or with\n"
@@ -39,7 +40,9 @@ static void usage(FILE *f) {
     "\n"
     "  --config FILE      cluster config (see config/local3.lua)\n"
     "  --node ID          which node of the config this process is\n"
-    "  --log-level LEVEL  debug, info (default), warn or error\n");
+    "  --log-level LEVEL  debug, info (default), warn or error\n"
+    "  --log-format F     text (default) or json; both override the config's\n"
+    "                     log = { level = ..., format = ... }\n");
 }
 
 static int fail_usage(const char *fmt, const char *arg) {
@@ -52,7 +55,6 @@ static int fail_usage(const char *fmt, const char *arg) {
 static int parse(int argc, char **argv, options *o) {
   int i = 1;
   memset(o, 0, sizeof(*o));
-  o->level = "info";
   if (argc > 1 && strcmp(argv[1], "cluster") == 0) {
     o->cluster = 1;
     i = 2;
@@ -71,6 +73,7 @@ static int parse(int argc, char **argv, options *o) {
     if (strcmp(a, "--config") == 0) slot = &o->config;
     else if (strcmp(a, "--node") == 0) slot = &o->node;
     else if (strcmp(a, "--log-level") == 0) slot = &o->level;
+    else if (strcmp(a, "--log-format") == 0) slot = &o->format;
     else return fail_usage("unknown argument '%s'", a);
     if (i + 1 >= argc) return fail_usage("%s needs a value", a);
     *slot = argv[++i];
@@ -78,9 +81,11 @@ static int parse(int argc, char **argv, options *o) {
   if (o->config == NULL) return fail_usage("%s", "--config FILE is required");
   if (!o->cluster && o->node == NULL)
     return fail_usage("%s", "--node ID is required (or use 'rafting cluster')");
-  if (rf_log_level_parse(o->level) < 0)
+  if (o->level && rf_log_level_parse(o->level) < 0)
     return fail_usage("unknown log level '%s' (debug, info, warn, error)",
                       o->level);
+  if (o->format && rf_log_format_parse(o->format) < 0)
+    return fail_usage("unknown log format '%s' (text, json)", o->format);
   return 0;
 }
 
@@ -109,9 +114,12 @@ static void on_stopped(void *ud) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   runner *r = h->data;
+  rf_logrec l;
   if (r->stopping) return;
   r->stopping = 1;
-  rf_log(RF_INFO, "signal %d: stopping", signum);
+  rf_log_begin(&l, RF_INFO, "stopping");
+  rf_log_i64(&l, "signal", signum);
+  rf_log_end(&l);
   rf_node_stop(r->node, on_stopped, r);
 }
 
@@ -145,7 +153,8 @@ int main(int argc, char **argv) {
   uint64_t id = 0;
   int rc;
   if ((rc = parse(argc, argv, &o)) != 0) return rc;
-  if (o.cluster) return rf_launch_cluster(argv[0], o.config, o.level);
+  if (o.cluster)
+    return rf_launch_cluster(argv[0], o.config, o.level, o.format);
   if ((id = parse_id(o.node)) == 0)
     return fail_usage("--node wants a positive integer id, not '%s'", o.node);
   if (rf_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
@@ -158,7 +167,8 @@ int main(int argc, char **argv) {
     rf_config_free(&cfg);
     return 2;
   }
-  rf_log_init(id, rf_log_level_parse(o.level));
+  rf_log_init(id, o.level ? rf_log_level_parse(o.level) : cfg.log_level);
+  rf_log_set_format(o.format ? rf_log_format_parse(o.format) : cfg.log_format);
   rc = run_node(&cfg, id);
   rf_config_free(&cfg);
   return rc;

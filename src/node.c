@@ -12,6 +12,7 @@
 ** ready batch, and without waiting for another turn.  A save the WAL
 ** completes later runs the driver's next batch from its callback.
 */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,6 +50,9 @@ struct rf_node {
   raft_role last_role;  /* for "became leader" / "lost leadership" lines */
   uint64_t last_leader;
   int storage_logged;
+  uint64_t replay_to;   /* commit restored at start; "node ready" once applied */
+  uint64_t start_ns;
+  int ready_logged;
 };
 
 /* ------------------------------------------------------------ scheduling */
@@ -74,40 +78,71 @@ static void io_wake(rf_io *io) {
   uv_idle_start(&n->nowait, on_nowait);
 }
 
+/* "node ready": the log committed before the start is applied (what
+** /health waits for), with how long that took. */
+static void report_ready(rf_node *n) {
+  uint64_t applied = rf_driver_applied(n->drv);
+  rf_logrec r;
+  if (n->ready_logged || applied < n->replay_to) return;
+  n->ready_logged = 1;
+  rf_log_begin(&r, RF_INFO, "node ready");
+  rf_log_u64(&r, "applied", applied);
+  rf_log_num(&r, "seconds", (double)(uv_hrtime() - n->start_ns) / 1e9);
+  rf_log_end(&r);
+}
+
+/* One line per change: role, leader, storage failure (docs/logging.md). */
 static void report_changes(rf_node *n) {
   raft_role role = rf_driver_role(n->drv);
-  uint64_t term = rf_driver_term(n->drv), leader = rf_driver_leader(n->drv);
+  uint64_t leader = rf_driver_leader(n->drv);
   int failed = rf_driver_failed(n->drv);
-  rf_metrics_raft_state((int)role, term, leader);
+  rf_logrec r;
+  rf_metrics_raft_state((int)role, rf_driver_term(n->drv), leader);
   if (failed && !n->storage_logged) {
     n->storage_logged = 1;
-    rf_log(RF_ERROR, "storage: save failed: %s; this node stops taking part "
-           "in the cluster (restart it once the disk is fixed)",
-           rf_strerror(failed));
+    rf_log_begin(&r, RF_ERROR, "storage failed");
+    rf_log_str(&r, "error", rf_strerror(failed));
+    rf_log_str(&r, "effect", "this node stops taking part in the cluster "
+               "(restart it once the disk is fixed)");
+    rf_log_end(&r);
   }
   if (role != n->last_role) {
-    if (role == RAFT_LEADER)
-      rf_log(RF_INFO, "became leader in term %llu", (unsigned long long)term);
-    else if (n->last_role == RAFT_LEADER)
-      rf_log(RF_INFO, "lost leadership in term %llu, now %s",
-             (unsigned long long)term, raft_role_name(role));
-    else
-      rf_log(RF_DEBUG, "now %s in term %llu", raft_role_name(role),
-             (unsigned long long)term);
+    rf_log_begin(&r, RF_INFO, role == RAFT_LEADER ? "became leader"
+                 : n->last_role == RAFT_LEADER ? "lost leadership"
+                 : "role changed");
+    rf_log_str(&r, "role", raft_role_name(role));
+    rf_log_str(&r, "from", raft_role_name(n->last_role));
+    rf_log_end(&r);
   }
-  if (leader != n->last_leader && leader != RAFT_NONE && leader != n->id)
-    rf_log(RF_INFO, "following leader %llu in term %llu",
-           (unsigned long long)leader, (unsigned long long)term);
+  if (leader != n->last_leader && leader != n->id) {
+    rf_log_begin(&r, RF_INFO, leader != RAFT_NONE ? "leader known"
+                                                  : "leader lost");
+    rf_log_u64(&r, "leader", leader != RAFT_NONE ? leader : n->last_leader);
+    rf_log_end(&r);
+  }
   n->last_role = role;
   n->last_leader = leader;
+  report_ready(n);
 }
 
 /* ------------------------------------------------------------ the I/O */
 
+/* "storage error": a WAL or snapshot failure, with what failed. */
+static void log_storage_error(int level, const char *err) {
+  rf_logrec r;
+  rf_log_begin(&r, level, "storage error");
+  rf_log_str(&r, "error", err);
+  rf_log_end(&r);
+}
+
 static void on_compacted(void *ud, int status) {
   (void)ud; /* a failed compaction fails the saves queued behind it too */
-  if (status < 0 && status != UV_ECANCELED)
-    rf_log(RF_WARN, "storage: compaction failed: %s", rf_strerror(status));
+  if (status < 0 && status != UV_ECANCELED) {
+    rf_logrec r;
+    rf_log_begin(&r, RF_WARN, "storage compaction failed");
+    rf_log_str(&r, "error", rf_strerror(status));
+    rf_log_end(&r);
+  }
 }
 
 static int io_save(rf_io *io, const rf_io_save *s, rf_io_done done, void *ud) {
@@ -178,17 +213,25 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
     return;
   }
   rc = rf_driver_step(n->drv, m);
-  if (rc < 0)
-    rf_log(RF_WARN, "rejected %s from %llu: %s", raft_msg_type_name(m->type),
-           (unsigned long long)m->from, rf_strerror(rc));
+  if (rc < 0) {
+    rf_logrec r;
+    rf_log_begin(&r, RF_WARN, "message rejected");
+    rf_log_str(&r, "type", raft_msg_type_name(m->type));
+    rf_log_u64(&r, "from", m->from);
+    rf_log_str(&r, "error", rf_strerror(rc));
+    rf_log_end(&r);
+  }
 }
 
 static void on_peer_state(void *ud, uint64_t peer, int connected) {
-  rf_node *n = ud; /* the transport already logged it with the reason */
+  rf_node *n = ud; /* the transport logs the reason at debug level */
+  rf_logrec r;
   rf_metrics_peer_connected(peer, connected);
   if (!connected) rf_snaps_peer_down(n->snaps, peer);
-  rf_log(RF_DEBUG, "peer %llu %s", (unsigned long long)peer,
-         connected ? "up" : "down");
+  rf_log_begin(&r, connected ? RF_INFO : RF_WARN,
+               connected ? "peer connected" : "peer disconnected");
+  rf_log_u64(&r, "peer", peer);
+  rf_log_end(&r);
 }
 
 static void on_transport_log(void *ud, int level, const char *msg) {
@@ -268,7 +311,7 @@ static int load_state(rf_node *n, raft_restore *rs) {
   memset(rs, 0, sizeof(*rs));
   rc = rf_snaps_restore(n->snaps, &m, err, sizeof(err));
   if (rc < 0 && rc != RF_SNAP_ENONE) {
-    rf_log(RF_ERROR, "snapshot: %s", err);
+    log_storage_error(RF_ERROR, err);
     return RF_NODE_ESTORAGE;
   }
   if ((rc = n->storage->ops->load(n->storage, &rs->hs, &rs->log, &rs->n)) < 0)
@@ -277,9 +320,10 @@ static int load_state(rf_node *n, raft_restore *rs) {
   rs->applied = m.index > rs->snap_index ? m.index : rs->snap_index;
   last = rs->snap_index + rs->n;
   if (m.index < rs->snap_index) {
-    rf_log(RF_ERROR, "storage: the log starts after %llu but the latest "
-           "snapshot is %llu: entries are missing", (unsigned long long)
-           rs->snap_index, (unsigned long long)m.index);
+    snprintf(err, sizeof(err), "the log starts after %llu but the latest "
+             "snapshot is %llu: entries are missing",
+             (unsigned long long)rs->snap_index, (unsigned long long)m.index);
+    log_storage_error(RF_ERROR, err);
     return RF_NODE_ESTORAGE;
   }
   if (m.index > last || (m.index > rs->snap_index &&
@@ -295,10 +339,16 @@ static int load_state(rf_node *n, raft_restore *rs) {
   return 0;
 }
 
+static uint64_t log_term(void *ud) {
+  rf_node *n = ud;
+  return n->drv ? rf_driver_term(n->drv) : 0;
+}
+
 static int start_driver(rf_node *n) {
   uint64_t voters[RAFT_MAX_NODES];
   rf_driver_opts o;
   raft_restore rs;
+  raft_status st;
   int rc;
   if (n->cfg->n_nodes > RAFT_MAX_NODES) return RF_EINVAL;
   for (size_t i = 0; i < n->cfg->n_nodes; i++) voters[i] = n->cfg->nodes[i].id;
@@ -320,17 +370,28 @@ static int start_driver(rf_node *n) {
   n->io.ops = &node_io;
   if ((rc = rf_driver_new(&o, &rs, &n->io, &n->drv)) < 0) return rc;
   rf_snaps_attach(n->snaps, n->drv);
+  rf_log_set_term(log_term, n);
+  rf_driver_status(n->drv, &st); /* the restored commit, clamped to the log */
+  n->replay_to = st.commit;
   return 0;
 }
 
 static void on_script_print(void *ud, const char *msg, size_t len) {
+  char text[513];
+  rf_logrec r;
   (void)ud;
-  rf_log(RF_INFO, "script: %.*s", (int)(len > 512 ? 512 : len), msg);
+  if (len > 512) len = 512;
+  memcpy(text, msg, len);
+  text[len] = '\0'; /* a NUL inside cuts it: it is a log line */
+  rf_log_begin(&r, RF_INFO, "script print");
+  rf_log_str(&r, "text", text);
+  rf_log_end(&r);
 }
 
 static void on_wal_log(void *ud, int level, const char *msg) {
   (void)ud;
-  rf_log(level, "wal: %s", msg);
+  if (level >= RF_ERROR) log_storage_error(level, msg);
+  else rf_log(level, "wal: %s", msg);
 }
 
 /* The config's storage: "memory", or a WAL directory with %d -> node id. */
@@ -356,12 +417,13 @@ static int open_storage(rf_node *n) {
   snprintf(n->data_dir, sizeof(n->data_dir), "%s", dir);
   rf_wal_opts_default(&o);
   o.log = on_wal_log;
+  o.progress = 1;
   o.sync = n->cfg->wal_sync_none ? RF_WAL_SYNC_NONE : RF_WAL_SYNC_ALWAYS;
   o.segment_bytes = n->cfg->wal_segment_bytes;
   o.max_batch_bytes = n->cfg->wal_batch_bytes;
   n->storage = rf_storage_wal(n->loop, dir, &o, err, sizeof(err));
   if (n->storage != NULL) return 0;
-  rf_log(RF_ERROR, "storage: %s", err);
+  log_storage_error(RF_ERROR, err);
   return RF_NODE_ESTORAGE;
 }
 
@@ -417,7 +479,7 @@ static int start_snaps(rf_node *n) {
   if (rf_snaps_open(&deps, n->loop, n->data_dir[0] ? n->data_dir : NULL,
                     &n->snaps, err, sizeof(err)) == 0)
     return 0;
-  rf_log(RF_ERROR, "snapshot: %s", err);
+  log_storage_error(RF_ERROR, err);
   return RF_NODE_ESTORAGE;
 }
 
@@ -441,12 +503,39 @@ static void start_loop(rf_node *n) {
 /* Closing what start() opened before it failed; the loop finishes the
 ** transport's and the snapshots' handles. */
 static void start_failed(rf_node *n) {
+  rf_log_set_term(NULL, NULL);
   if (n->drv) rf_driver_close(n->drv, NULL, NULL);
   if (n->snaps) rf_snaps_close(n->snaps, NULL, NULL);
   if (n->transport) rf_transport_close(n->transport, NULL, NULL);
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   free(n);
+}
+
+static void log_start_failed(const char *what, const char *host, int port,
+                             int rc) {
+  char addr[RF_ADDR_MAX];
+  rf_logrec r;
+  rf_log_begin(&r, RF_ERROR, what);
+  if (host) {
+    rf_addr_format(addr, sizeof addr, host, port);
+    rf_log_str(&r, "addr", addr);
+  }
+  rf_log_str(&r, "error", rf_strerror(rc));
+  rf_log_end(&r);
+}
+
+static void log_started(rf_node *n, const rf_node_conf *self) {
+  char peer[RF_ADDR_MAX], http[RF_ADDR_MAX];
+  rf_logrec r;
+  rf_addr_format(peer, sizeof peer, self->peer_host, self->peer_port);
+  rf_addr_format(http, sizeof http, self->http_host, self->http_port);
+  rf_log_begin(&r, RF_INFO, "node started");
+  rf_log_str(&r, "cluster", n->cfg->cluster);
+  rf_log_str(&r, "peer", peer);
+  rf_log_str(&r, "http", http);
+  rf_log_str(&r, "storage", n->storage->ops->name);
+  rf_log_end(&r);
 }
 
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
@@ -460,31 +549,29 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
   n->loop = loop;
   n->cfg = cfg;
   n->id = id;
+  n->start_ns = uv_hrtime();
   if ((rc = open_storage(n)) < 0) {
     free(n);
     return rc;
   }
   if ((rc = start_sm(n)) < 0) goto fail;
   if ((rc = start_transport(n)) < 0) {
-    rf_log(RF_ERROR, "cannot listen for peers on %s:%d: %s", self->peer_host,
-           self->peer_port, rf_strerror(rc));
+    log_start_failed("cannot listen for peers", self->peer_host,
+                     self->peer_port, rc);
     goto fail;
   }
   if ((rc = start_snaps(n)) < 0) goto fail;
   if ((rc = start_driver(n)) < 0) {
-    rf_log(RF_ERROR, "cannot start the Raft core: %s", rf_strerror(rc));
+    log_start_failed("cannot start the Raft core", NULL, 0, rc);
     goto fail;
   }
   if ((rc = start_api(n)) < 0) {
-    rf_log(RF_ERROR, "cannot listen for HTTP on %s:%d: %s", self->http_host,
-           self->http_port, rf_strerror(rc));
+    log_start_failed("cannot listen for HTTP", self->http_host,
+                     self->http_port, rc);
     goto fail;
   }
   start_loop(n);
-  rf_log(RF_INFO, "node %llu of cluster '%s': peers on %s:%d, http on %s:%d, "
-         "storage %s", (unsigned long long)id, cfg->cluster, self->peer_host,
-         self->peer_port, self->http_host, self->http_port,
-         n->storage->ops->name);
+  log_started(n, self);
   *out = n;
   return 0;
 fail:
@@ -510,6 +597,7 @@ static void on_handle_closed(uv_handle_t *h) { release(h->data); }
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   if (n->closing) return;
   n->closing = 1;
+  rf_log_set_term(NULL, NULL); /* the driver goes away */
   n->stop_done = done;
   n->stop_ud = ud;
   n->pending = 7;

@@ -28,6 +28,7 @@ typedef struct sender {
   uint64_t deadline;
   int reading;          /* a chunk read is in flight */
   struct rf_snaps *owner;
+  rf_progress prog;     /* "snapshot send" progress lines */
 } sender;
 
 typedef struct receiver {
@@ -44,6 +45,7 @@ struct rf_snaps {
   int saving;           /* a snapshot is being written */
   uint64_t save_t0;     /* when it started (rafting_snapshot_duration) */
   uint64_t since_entries, since_bytes;
+  rf_progress rx_prog;  /* "snapshot receive" progress lines */
   sender tx[RAFT_MAX_NODES];
   receiver rx;
   uint64_t rx_gen;      /* bumped whenever rx is dropped or replaced */
@@ -68,19 +70,24 @@ static void compact(rf_snaps *s, uint64_t index) {
 static void on_saved(void *ud, int status) {
   rf_snaps *s = ud;
   rf_snap_meta m;
+  rf_logrec r;
   s->saving = 0;
   if (status == UV_ECANCELED || s->closing) return;
   if (status == RF_SNAP_ESTALE) return; /* a newer one was installed */
   if (status < 0) {
-    rf_log(RF_ERROR, "snapshot: save failed: %s", rf_snap_strerror(status));
+    rf_log_begin(&r, RF_ERROR, "snapshot save failed");
+    rf_log_str(&r, "error", rf_snap_strerror(status));
+    rf_log_end(&r);
     return;
   }
   if (rf_snapstore_latest(s->store, &m) != 0) return;
   rf_histo_since(&rf_metrics_g.snapshot, s->save_t0);
   RF_METRIC_SET(snapshot_bytes, m.size);
-  rf_log(RF_INFO, "snapshot at index %llu (%llu keys, %llu bytes)",
-         (unsigned long long)m.index, (unsigned long long)m.nkeys,
-         (unsigned long long)m.size);
+  rf_log_begin(&r, RF_INFO, "snapshot taken");
+  rf_log_u64(&r, "index", m.index);
+  rf_log_u64(&r, "keys", m.nkeys);
+  rf_log_u64(&r, "bytes", m.size);
+  rf_log_end(&r);
   compact(s, m.index);
 }
 
@@ -123,13 +130,18 @@ static sender *sender_of(rf_snaps *s, uint64_t to) {
 
 static void sender_end(rf_snaps *s, sender *t, int ok, const char *why) {
   uint64_t to = t->to;
-  if (!ok)
-    rf_log(RF_WARN, "snapshot %llu to node %llu abandoned: %s",
-           (unsigned long long)t->meta.index, (unsigned long long)to, why);
-  else
-    rf_log(RF_INFO, "snapshot %llu sent to node %llu (%llu bytes)",
-           (unsigned long long)t->meta.index, (unsigned long long)to,
-           (unsigned long long)t->meta.size);
+  rf_logrec r;
+  rf_log_begin(&r, ok ? RF_INFO : RF_WARN,
+               ok ? "snapshot sent" : "snapshot abandoned");
+  rf_log_u64(&r, "index", t->meta.index);
+  rf_log_u64(&r, "to", to);
+  rf_log_u64(&r, "bytes", ok ? t->meta.size : t->offset);
+  if (!ok) rf_log_str(&r, "error", why);
+  rf_log_end(&r);
+  if (ok) {
+    rf_progress_step(&t->prog, t->meta.size);
+    rf_progress_end(&t->prog);
+  }
   t->to = 0;
   rf_driver_report_snapshot(s->drv, to, ok);
 }
@@ -173,6 +185,7 @@ static void send_chunk(rf_snaps *s, sender *t) {
 }
 
 void rf_snaps_send(rf_snaps *s, const raft_msg *m) {
+  rf_logrec r;
   sender *t;
   if (sender_of(s, m->to) != NULL) return; /* already streaming to it */
   if ((t = sender_of(s, 0)) == NULL) return;
@@ -183,9 +196,13 @@ void rf_snaps_send(rf_snaps *s, const raft_msg *m) {
   t->to = m->to;
   t->offset = 0;
   t->owner = s;
-  rf_log(RF_INFO, "sending snapshot %llu (%llu bytes) to node %llu",
-         (unsigned long long)t->meta.index, (unsigned long long)t->meta.size,
-         (unsigned long long)m->to);
+  rf_log_begin(&r, RF_INFO, "snapshot sending");
+  rf_log_u64(&r, "index", t->meta.index);
+  rf_log_u64(&r, "to", m->to);
+  rf_log_u64(&r, "bytes", t->meta.size);
+  rf_log_end(&r);
+  rf_progress_start(&t->prog, "snapshot send", "bytes", t->meta.size);
+  t->prog.every = 1; /* a clock read per chunk acked is cheap */
   send_chunk(s, t);
 }
 
@@ -198,6 +215,7 @@ static void on_ack(rf_snaps *s, const raft_msg *m) {
     sender_end(s, t, 1, NULL);
   } else if (m->offset > t->offset || m->offset == 0) {
     t->offset = m->offset; /* 0: the follower restarted the transfer */
+    rf_progress_step(&t->prog, t->offset);
     send_chunk(s, t);
   }
 }
@@ -251,9 +269,12 @@ static void on_finished(void *ud, int status) {
   s->finishing = 0;
   if (status == UV_ECANCELED || s->closing) return;
   if (status < 0) {
-    rf_log(RF_WARN, "snapshot %llu from node %llu rejected: %s",
-           (unsigned long long)r.meta.index, (unsigned long long)r.from,
-           rf_snap_strerror(status));
+    rf_logrec lr;
+    rf_log_begin(&lr, RF_WARN, "snapshot rejected");
+    rf_log_u64(&lr, "index", r.meta.index);
+    rf_log_u64(&lr, "from", r.from);
+    rf_log_str(&lr, "error", rf_snap_strerror(status));
+    rf_log_end(&lr);
     ack(s, r.from, r.meta.index, 0, 1);
     return;
   }
@@ -295,8 +316,13 @@ static void on_chunk_written(void *ud, int status) {
     rx_drop(s);
     return;
   }
-  if (rf_snapstore_recv_offset(s->store) >= r.meta.size) finish(s);
-  else ack(s, r.from, r.meta.index, rf_snapstore_recv_offset(s->store), 0);
+  rf_progress_step(&s->rx_prog, rf_snapstore_recv_offset(s->store));
+  if (rf_snapstore_recv_offset(s->store) >= r.meta.size) {
+    rf_progress_end(&s->rx_prog);
+    finish(s);
+  } else {
+    ack(s, r.from, r.meta.index, rf_snapstore_recv_offset(s->store), 0);
+  }
 }
 
 static int begin(rf_snaps *s, const raft_msg *m) {
@@ -306,6 +332,8 @@ static int begin(rf_snaps *s, const raft_msg *m) {
   s->rx.from = m->from;
   s->rx.term = m->term;
   s->rx.meta = meta;
+  rf_progress_start(&s->rx_prog, "snapshot receive", "bytes", meta.size);
+  s->rx_prog.every = 1;
   return 0;
 }
 
@@ -342,6 +370,7 @@ void rf_snaps_recv(rf_snaps *s, const raft_msg *m) {
 int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
   rf_store *st = rf_sm_store(s->deps.sm);
   rf_snap_meta m;
+  rf_logrec r;
   char err[256];
   rf_buf b;
   int rc;
@@ -358,13 +387,17 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
   }
   rf_buf_free(&b);
   if (rc < 0) {
-    rf_log(RF_ERROR, "snapshot: cannot install %llu: %s",
-           (unsigned long long)index, err);
+    rf_log_begin(&r, RF_ERROR, "snapshot install failed");
+    rf_log_u64(&r, "index", index);
+    rf_log_str(&r, "error", err);
+    rf_log_end(&r);
     return rc;
   }
   s->since_entries = s->since_bytes = 0;
-  rf_log(RF_INFO, "installed snapshot %llu (%llu keys)",
-         (unsigned long long)index, (unsigned long long)m.nkeys);
+  rf_log_begin(&r, RF_INFO, "snapshot installed");
+  rf_log_u64(&r, "index", index);
+  rf_log_u64(&r, "keys", m.nkeys);
+  rf_log_end(&r);
   return 0;
 }
 

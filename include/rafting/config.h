@@ -42,6 +42,10 @@ typedef struct rf_config {
   size_t wal_segment_bytes; /* default 64 MiB */
   size_t wal_batch_bytes;   /* bytes per write+sync round, default 8 MiB */
 
+  /* log = { level = "info", format = "text" }: RF_INFO.., RF_LOG_TEXT.. */
+  int log_level;
+  int log_format;
+
   /* limits */
   size_t max_frame_bytes;    /* peer frame, default 4 MiB */
   size_t max_msg_bytes;      /* entry bytes per AppendEntries, default 2 MiB */

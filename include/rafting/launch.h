@@ -3,7 +3,8 @@
 ** process and supervise them until SIGINT/SIGTERM.
 **
 ** rf_launch_cluster() loads config_path, forks+execs
-** `self_exe --config config_path --node ID --log-level log_level` for each
+** `self_exe --config config_path --node ID [--log-level L] [--log-format F]`
+** (each flag only when given, else the nodes read the config's) for each
 ** node (children die with the launcher: PR_SET_PDEATHSIG), prints where each
 ** node listens, waits up to 10 s for a leader and prints it, then waits for
 ** signals.  SIGINT/SIGTERM are forwarded to the nodes as SIGTERM (SIGKILL
@@ -19,6 +20,6 @@
 #define RAFTING_LAUNCH_H
 
 int rf_launch_cluster(const char *self_exe, const char *config_path,
-                      const char *log_level);
+                      const char *log_level, const char *log_format);
 
 #endif

@@ -51,6 +51,7 @@ typedef struct rf_wal_opts {
   ** "wal: ..." lines on stderr. */
   void (*log)(void *ud, int level, const char *msg);
   void *log_ud;
+  int progress;  /* log "wal replay" progress lines on open (the node) */
   /* Tests only: called on the worker before each write, fsync, rename and
   ** unlink ("write", "sync", "rename", "unlink", "syncdir"); a negative
   ** return is taken as that call's error.  NULL in production. */

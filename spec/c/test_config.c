@@ -3,6 +3,7 @@
 ** every kind of bad config fails with a message naming the file and field.
 */
 #include "rafting/config.h"
+#include "rafting/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -324,6 +325,35 @@ static void test_storage(void) {
     failures++;
 }
 
+/* log = { level, format }: defaults, values, clear errors. */
+static void test_log(void) {
+  rf_config c;
+  if (good("return { cluster = 'x', nodes = {" NODE1 "} }", &c)) {
+    CHECK(c.log_level == RF_INFO && c.log_format == RF_LOG_TEXT);
+    rf_config_free(&c);
+  } else {
+    failures++;
+  }
+  if (good("return { cluster = 'x', nodes = {" NODE1 "}, "
+           "log = { level = 'debug', format = 'json' } }", &c)) {
+    CHECK(c.log_level == RF_DEBUG && c.log_format == RF_LOG_JSON);
+    rf_config_free(&c);
+  } else {
+    failures++;
+  }
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, log = { format = 'xml' } }",
+      ": log.format: must be \"text\" or \"json\", got \"xml\"");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, log = { level = 'loud' } }",
+      ": log.level: must be \"debug\", \"info\", \"warn\" or \"error\", "
+      "got \"loud\"");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, log = { level = 3 } }",
+      ": log.level: expected a string, got number");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, log = 'json' }",
+      ": log: expected a table, got string");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, log = { fmt = 'json' } }",
+      ": log.fmt: unknown key (expected one of: level, format)");
+}
+
 /* Errors raised by the chunk itself carry its line; no io/os/require. */
 static void test_lua_errors(void) {
   char err[1024];
@@ -360,6 +390,7 @@ int main(void) {
   test_required_and_ranges();
   test_ids_and_addresses();
   test_storage();
+  test_log();
   test_lua_errors();
   return check_summary("test_config");
 }

@@ -234,12 +234,12 @@ describe("durability (real nodes, WAL storage)", function()
     assert(s.first_index > fs.last_index + 1,
            ("node %d: first_index %d, it had last_index %d"):format(f, s.first_index, fs.last_index))
     local llog = c:log(l)
-    assert(llog:find("sending snapshot %d+ %(%d+ bytes%) to node " .. f),
-           "the leader's log has no 'sending snapshot ... to node " .. f .. "'")
-    assert(llog:find("snapshot %d+ sent to node " .. f),
-           "the leader's log has no 'snapshot ... sent to node " .. f .. "'")
-    assert(log_since_start(c, f):find("installed snapshot %d+"),
-           "node " .. f .. " logged no 'installed snapshot'")
+    assert(llog:find('msg="snapshot sending" index=%d+ to=' .. f .. ' bytes=%d+'),
+           "the leader's log has no 'snapshot sending ... to=" .. f .. "'")
+    assert(llog:find('msg="snapshot sent" index=%d+ to=' .. f .. ' '),
+           "the leader's log has no 'snapshot sent ... to=" .. f .. "'")
+    assert(log_since_start(c, f):find('msg="snapshot installed" index=%d+'),
+           "node " .. f .. " logged no 'snapshot installed'")
     -- and it serves the same data
     for _, id in ipairs(c.ids) do D.wait_applied(c, id, top) end
     local found, bad = check_on_node(c, f, acks)

@@ -30,6 +30,8 @@ struct rf_api {
   int closing;
   void (*stop_done)(void *);
   void *stop_ud;
+  uint64_t replay_to;   /* the commit restored at start: /health waits */
+  int ready;            /* applied reached replay_to once */
 };
 
 typedef void (*route_fn)(rf_api *a, rf_http_req *req);
@@ -516,8 +518,20 @@ static void get_kv(rf_api *a, rf_http_req *req) {
 static void get_range(rf_api *a, rf_http_req *req) { read(a, req); }
 static void get_query(rf_api *a, rf_http_req *req) { read(a, req); }
 
+/* "starting" (503) until the entries committed locally before the start
+** are applied, so orchestration does not route to a node still replaying. */
 static void get_health(rf_api *a, rf_http_req *req) {
-  (void)a;
+  uint64_t applied = rf_driver_applied(a->deps.drv);
+  char body[128];
+  int n;
+  if (!a->ready && applied < a->replay_to) {
+    n = snprintf(body, sizeof body, "{\"ok\":false,\"status\":\"starting\","
+                 "\"applied\":%llu,\"target\":%llu}",
+                 (unsigned long long)applied, (unsigned long long)a->replay_to);
+    rf_http_respond(req, 503, "application/json", body, (size_t)n);
+    return;
+  }
+  a->ready = 1;
   rf_http_respond(req, 200, "application/json", "{\"ok\":true}", 11);
 }
 
@@ -615,6 +629,12 @@ static int start_http(rf_api *a, uv_loop_t *loop) {
   return rf_http_start(loop, &o, &a->http);
 }
 
+static uint64_t restored_commit(const rf_driver *drv) {
+  raft_status st;
+  rf_driver_status(drv, &st);
+  return st.commit;
+}
+
 int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
   const rf_config *cfg = deps->cfg;
   rf_fwd_opts fo;
@@ -624,6 +644,7 @@ int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
   *out = NULL;
   if (a == NULL) return UV_ENOMEM;
   a->deps = *deps;
+  a->replay_to = restored_commit(deps->drv);
   rf_fwd_opts_init(&fo);
   snprintf(via, sizeof(via), "node-%llu", (unsigned long long)deps->id);
   fo.via = via;

@@ -13,6 +13,7 @@
 ** Strings are copied out of Lua; nothing points into the (closed) state.
 */
 #include "rafting/config.h"
+#include "rafting/log.h"
 #include "rafting/util.h"
 
 #include <arpa/inet.h>
@@ -42,7 +43,8 @@ typedef struct ctx {
 
 static const char *const top_keys[] = {"cluster", "nodes", "timing",
                                        "storage", "wal", "commands",
-                                       "limits", NULL};
+                                       "limits", "log", NULL};
+static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const wal_keys[] = {"sync", "segment_bytes", "batch_bytes",
                                        NULL};
 static const char *const node_keys[] = {"id", "peer", "http", NULL};
@@ -391,6 +393,24 @@ static void load_wal(lua_State *L, const ctx *x, int top) {
   lua_pop(L, 1);
 }
 
+/* log = { level = "debug"|"info"|"warn"|"error", format = "text"|"json" } */
+static void load_log(lua_State *L, const ctx *x, int top) {
+  rf_config *c = x->out;
+  const char *v;
+  int t = opt_table(L, x, top, "log");
+  if (t == 0) return;
+  check_keys(L, x, t, "log", log_keys);
+  if ((v = get_str(L, x, t, "log.level", "level", 0)) != NULL &&
+      (c->log_level = rf_log_level_parse(v)) < 0)
+    fail(L, x, "log.level", "must be \"debug\", \"info\", \"warn\" or "
+         "\"error\", got \"%s\"", v);
+  lua_pop(L, 1);
+  if ((v = get_str(L, x, t, "log.format", "format", 0)) != NULL &&
+      (c->log_format = rf_log_format_parse(v)) < 0)
+    fail(L, x, "log.format", "must be \"text\" or \"json\", got \"%s\"", v);
+  lua_pop(L, 2);
+}
+
 static void check_timing(lua_State *L, const ctx *x) {
   const rf_config *c = x->out;
   if (c->election_ticks <= c->heartbeat_ticks)
@@ -498,6 +518,7 @@ static int validate(lua_State *L) {
   check_timing(L, x);
   load_storage(L, x, top);
   load_wal(L, x, top);
+  load_log(L, x, top);
   load_commands(L, x, top);
   load_limits(L, x, top);
   check_limits(L, x);
@@ -553,6 +574,8 @@ static void set_defaults(rf_config *c) {
   c->check_quorum = 1;
   c->wal_segment_bytes = 64u << 20;
   c->wal_batch_bytes = 8u << 20;
+  c->log_level = RF_INFO;
+  c->log_format = RF_LOG_TEXT;
 }
 
 /* Run the chunk, then validate its table; -1 with the message at top. */

@@ -182,7 +182,7 @@ static void out_drop(outconn *c, const char *what, int err) {
   uv_close((uv_handle_t *)&c->tcp, on_out_closed);
   if (t->closing) return;
   if (was_up) {
-    tlog(t, RF_LOG_WARN, "peer %" PRIu64 " gone: %s: %s", p->id, what,
+    tlog(t, RF_LOG_DEBUG, "peer %" PRIu64 " gone: %s: %s", p->id, what,
          uv_strerror(err));
     if (t->peer_state != NULL) t->peer_state(t->ud, p->id, 0);
     if (t->closing) return; /* the callback closed us */
@@ -231,7 +231,7 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   p->up = 1;
   p->fails = 0;
-  tlog(t, RF_LOG_INFO, "peer %" PRIu64 " connected (%s:%d)", p->id, p->host,
+  tlog(t, RF_LOG_DEBUG, "peer %" PRIu64 " connected (%s:%d)", p->id, p->host,
        p->port);
   if (t->peer_state != NULL) t->peer_state(t->ud, p->id, 1);
 }

@@ -28,6 +28,7 @@
 #include <xxhash.h>
 
 #include "rafting/bytes.h"
+#include "rafting/log.h"
 #include "snap_internal.h"
 
 /* ------------------------------------------------------------ serialize */
@@ -144,9 +145,16 @@ static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
                          size_t rlen) {
   size_t pos = RF_SNAP_HDR, prev = 0, prevlen = 0;
   uint64_t klen, vlen;
+  rf_progress prog; /* loading into a store: "snapshot load" lines */
   int rc;
+  rf_progress_start(&prog, "snapshot load", "keys", nkeys);
+  prog.count_name = "bytes";
   for (uint64_t i = 0; i < nkeys; i++) {
     size_t at = pos;
+    if (into) {
+      prog.count = pos;
+      rf_progress_step(&prog, i);
+    }
     if ((rc = get_len(p, &pos, end, i, "key", &klen, off, reason, rlen)))
       return rc;
     if (i > 0 && rf_store_keycmp(p + prev, prevlen, p + pos, klen) >= 0)
@@ -166,6 +174,11 @@ static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
     return bad(off, pos, reason, rlen,
                "%zu unexpected bytes after the last of %llu records",
                end - pos, (unsigned long long)nkeys);
+  if (into) {
+    prog.count = end;
+    rf_progress_step(&prog, nkeys);
+    rf_progress_end(&prog);
+  }
   return 0;
 }
 

@@ -681,7 +681,8 @@ rf_storage *rf_storage_wal(uv_loop_t *loop, const char *dir,
     fail(err, errlen, "cannot open %s: %s", w->path, strerror(errno));
     goto out;
   }
-  if (wal_recover(w->dirfd, w->path, 1, &w->rec, w->o.log, w->o.log_ud, err,
+  if (wal_recover(w->dirfd, w->path, WAL_RECOVER_REPAIR |
+                  (w->o.progress ? WAL_RECOVER_PROGRESS : 0), &w->rec, w->o.log, w->o.log_ud, err,
                   errlen) < 0) {
     wal_recovery_free(&w->rec); /* what it read before giving up */
     goto out;

@@ -124,14 +124,17 @@ typedef struct wal_recovery {
 
 typedef void (*wal_warn_fn)(void *ud, int level, const char *msg);
 
+enum { WAL_RECOVER_REPAIR = 1, WAL_RECOVER_PROGRESS = 2 }; /* flags */
+
 /*
-** Read every segment under dirfd (path names it in messages).  With repair
-** set: remove leftover temp files, truncate a torn tail, remove a last
+** Read every segment under dirfd (path names it in messages).  With
+** WAL_RECOVER_PROGRESS, log "wal replay" progress lines (rafting/log.h).
+** With WAL_RECOVER_REPAIR: remove leftover temp files, truncate a torn tail, remove a last
 ** segment whose creation never finished, and fsync what changed.  Returns 0,
 ** or -1 with a message in err (corruption names the file and offset), or
 ** -errno for an I/O error (also with a message).
 */
-int wal_recover(int dirfd, const char *path, int repair, wal_recovery *rec,
+int wal_recover(int dirfd, const char *path, int flags, wal_recovery *rec,
                 wal_warn_fn warn, void *warn_ud, char *err, size_t errlen);
 void wal_recovery_free(wal_recovery *rec);
 

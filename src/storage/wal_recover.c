@@ -40,6 +40,8 @@ typedef struct scan {
   void *warn_ud;
   char *err;
   size_t errlen;
+  rf_progress *prog;     /* NULL: no progress lines */
+  uint64_t done;         /* bytes of the segments before this one */
 } scan;
 
 static int corrupt(scan *s, uint64_t off, const char *fmt, ...)
@@ -301,8 +303,23 @@ static int replay(scan *s, size_t i, const uint8_t *buf, uint64_t size,
     }
     if (err < 0) return err;
     off += WAL_HDR + r.len;
+    if (s->prog) {
+      s->prog->count = s->rec->n;
+      rf_progress_step(s->prog, s->done + off);
+    }
   }
   return 0;
+}
+
+/* The bytes to replay, for progress: the segments' sizes now. */
+static uint64_t total_bytes(int dirfd, scan *s) {
+  uint64_t total = 0;
+  struct stat st;
+  for (size_t i = 0; i < s->rec->nsegs; i++) {
+    wal_seg_name(s->name, s->rec->segs[i].seq, s->rec->segs[i].base);
+    if (fstatat(dirfd, s->name, &st, 0) == 0) total += (uint64_t)st.st_size;
+  }
+  return total;
 }
 
 /* Cut the torn tail of the last segment (or the whole file if even its
@@ -345,40 +362,58 @@ static int repair_tail(int dirfd, scan *s, uint64_t tail, uint64_t size,
   return 0;
 }
 
-int wal_recover(int dirfd, const char *path, int repair, wal_recovery *rec,
-                wal_warn_fn warnf, void *warn_ud, char *err, size_t errlen) {
-  scan s = {.rec = rec, .path = path, .warn = warnf, .warn_ud = warn_ud,
-            .err = err, .errlen = errlen};
+static int replay_all(int dirfd, scan *s, int repair) {
+  wal_recovery *rec = s->rec;
   int rc;
-  memset(rec, 0, sizeof(*rec));
-  rec->next = 1;
-  s.first = 1;
-  if ((rc = list_segments(dirfd, repair, &s)) < 0) return rc;
   if (rec->nsegs > 0) {
     rec->bufs = calloc(rec->nsegs, sizeof(*rec->bufs));
-    if (rec->bufs == NULL) return io_error(&s, ENOMEM, "recover");
+    if (rec->bufs == NULL) return io_error(s, ENOMEM, "recover");
   }
   for (size_t i = 0; i < rec->nsegs; i++) {
     uint8_t *buf = NULL;
     uint64_t size = 0, tail;
     int why = WAL_OK;
-    wal_seg_name(s.name, rec->segs[i].seq, rec->segs[i].base);
-    if ((rc = read_file(dirfd, &s, &buf, &size)) < 0) return rc;
+    wal_seg_name(s->name, rec->segs[i].seq, rec->segs[i].base);
+    if ((rc = read_file(dirfd, s, &buf, &size)) < 0) return rc;
     rec->bufs[rec->nbufs++] = buf;
     rec->segs[i].size = size;
-    if ((rc = replay(&s, i, buf, size, &tail, &why)) < 0) return rc;
+    if ((rc = replay(s, i, buf, size, &tail, &why)) < 0) return rc;
+    s->done += size;
     if (tail < size || size == 0) {
-      if ((rc = repair_tail(dirfd, &s, tail, size, why, repair)) < 0)
+      if ((rc = repair_tail(dirfd, s, tail, size, why, repair)) < 0)
         return rc;
     }
   }
   /* the log must pick up right after the snapshot */
-  if (s.first != rec->snap_index + 1 && rec->nsegs > 0) {
-    wal_seg_name(s.name, rec->segs[0].seq, rec->segs[0].base);
-    return corrupt(&s, 0, "log starts at %llu but the snapshot ends at %llu: "
+  if (s->first != rec->snap_index + 1 && rec->nsegs > 0) {
+    wal_seg_name(s->name, rec->segs[0].seq, rec->segs[0].base);
+    return corrupt(s, 0, "log starts at %llu but the snapshot ends at %llu: "
                    "segments before this one are missing",
-                   (unsigned long long)s.first,
+                   (unsigned long long)s->first,
                    (unsigned long long)rec->snap_index);
+  }
+  return 0;
+}
+
+int wal_recover(int dirfd, const char *path, int flags, wal_recovery *rec,
+                wal_warn_fn warnf, void *warn_ud, char *err, size_t errlen) {
+  scan s = {.rec = rec, .path = path, .warn = warnf, .warn_ud = warn_ud,
+            .err = err, .errlen = errlen};
+  int repair = flags & WAL_RECOVER_REPAIR, rc;
+  rf_progress prog;
+  memset(rec, 0, sizeof(*rec));
+  rec->next = 1;
+  s.first = 1;
+  if ((rc = list_segments(dirfd, repair, &s)) < 0) return rc;
+  if (flags & WAL_RECOVER_PROGRESS) {
+    rf_progress_start(&prog, "wal replay", "bytes", total_bytes(dirfd, &s));
+    prog.count_name = "entries";
+    s.prog = &prog;
+  }
+  if ((rc = replay_all(dirfd, &s, repair)) < 0) return rc;
+  if (s.prog) {
+    prog.count = rec->n;
+    rf_progress_end(&prog);
   }
   return 0;
 }

@@ -38,7 +38,7 @@ M.LOG_TAIL_LINES = 6          -- per node, in timeout messages
 -- written into the generated config as is.
 local HARNESS_KEYS = {
   nodes = true, binary = true, log_dir = true, log_level = true, wait = true,
-  timeout_ms = true, env = true, keep = true,
+  timeout_ms = true, env = true, keep = true, log_format = true,
 }
 
 -- -- process-wide registry ------------------------------------------------
@@ -256,6 +256,7 @@ local function new_cluster(opts)
     dir = dir, argv = argv, env = opts.env,
     log_dir = opts.log_dir or dir,
     log_level = opts.log_level or "info",
+    log_format = opts.log_format, -- nil: the config's log.format
     keep = opts.keep or os.getenv("RAFTING_KEEP_TMP") ~= nil,
     nodes = {}, ids = {}, observed = {},
   }, C)
@@ -388,6 +389,10 @@ function C:start_node(id, opts)
   for _, a in ipairs{ "--config", self.config_path, "--node", tostring(id),
                       "--log-level", self.log_level } do
     argv[#argv + 1] = a
+  end
+  if self.log_format then
+    argv[#argv + 1] = "--log-format"
+    argv[#argv + 1] = self.log_format
   end
   n.starts = n.starts + 1
   local f = io.open(n.log, "a")
