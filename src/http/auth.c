@@ -64,14 +64,12 @@ int rf_auth_role(const rf_config *cfg, const char *h, size_t len) {
 
 int rf_auth_allow(const rf_config *cfg, rf_http_req *req) {
   int need, have;
-  size_t hlen = 0;
-  const char *h;
+  const char *h = req->authorization;
   char msg[128];
   if (cfg->n_tokens == 0) return 1;
   if ((need = rf_auth_required(req->method, req->path, req->path_len)) == 0)
     return 1;
-  h = rf_http_header(req, "Authorization", &hlen);
-  if ((have = rf_auth_role(cfg, h, hlen)) == 0) {
+  if ((have = rf_auth_role(cfg, h, h ? strlen(h) : 0)) == 0) {
     rf_http_add_header(req, "WWW-Authenticate", h == NULL
         ? "Bearer realm=\"rafting\""
         : "Bearer realm=\"rafting\", error=\"invalid_token\"");

@@ -204,8 +204,8 @@ static int job_build(job *j, const rf_http_req *req) {
   const char *m = req->method, *ct = req->content_type;
   /* the caller's credentials go along unchanged: the leader checks the
   ** same token against the same list (src/http/auth.h) */
-  size_t aulen = 0;
-  const char *au = rf_http_header(req, "Authorization", &aulen);
+  const char *au = req->authorization;
+  size_t aulen = au ? strlen(au) : 0;
   rf_buf *o = &j->out;
   if (m == NULL || !is_token(m) || tg == NULL || (ct && !is_value(ct)) ||
       (req->body_len && req->body == NULL) || (au && !is_value(au)))

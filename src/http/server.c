@@ -232,6 +232,7 @@ static int finalize(req_s *r) {
   if (parse_query(r, r->dec + n + 1)) return UV_ENOMEM;
   q->content_type = hdr_find(&r->hdr, "content-type", NULL);
   q->host = hdr_find(&r->hdr, "host", NULL);
+  q->authorization = hdr_find(&r->hdr, "authorization", NULL);
   q->body = r->body.p ? r->body.p : "";
   q->body_len = r->body.n;
   return 0;
