@@ -233,7 +233,7 @@ static int send_loop(ctl *c, rf_hc_resp *r) {
   size_t i = 0, failed = 0, redirects = 0;
   rf_hc_url u = c->ep[0];
   rf_buf target;
-  char err[256] = "", last[512] = "";
+  char err[256] = "", last[1024] = "";
   int rc;
   rf_buf_init(&target);
   rf_buf_add(&target, c->target.p, c->target.n + 1);
