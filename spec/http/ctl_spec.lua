@@ -160,3 +160,48 @@ describe("rafting ctl (3 real nodes)", function()
     end
   end)
 end)
+
+describe("rafting ctl retries 503 until its deadline", function()
+  local c
+  setup(function() c = H.start{ nodes = 3 } end)
+  teardown(function()
+    H.shutdown(c)
+    cluster.kill_all()
+  end)
+
+  it("a write while the cluster has no quorum waits, then succeeds once a quorum is back", function()
+    local leader = c:leader()
+    local others = H.others(c, leader)
+    c:kill(others[1])
+    c:kill(others[2])
+    -- the leader steps down (check-quorum): it answers 503 from then on
+    c:wait_for(function()
+      local code = c:http(leader, "GET", "/kv/x")
+      return code == 503
+    end, 5000, "the lone node to answer 503")
+    -- with a short timeout: exit 3, the 503 named
+    local code, _, err = X.run{ "--endpoints", X.endpoints(c, { leader }),
+                                "--timeout", "0.5", "put", "q", "1" }
+    assert.equal(3, code)
+    assert.matches("503", err)
+    -- a long one outlasts the outage
+    local out = os.tmpname()
+    local pid = assert(cluster.spawn{
+      argv = { os.getenv("RAFTING_BIN") or "./build/rafting", "ctl",
+               "--endpoints", X.endpoints(c, { leader }), "--timeout", "20",
+               "put", "q", "after-outage" },
+      stdout = out, stderr = out })
+    c:start_node(others[1])
+    local how, status = cluster.wait_pid(pid, 25000)
+    local f = io.open(out, "rb")
+    local text = f and f:read("a") or ""
+    if f then f:close() end
+    os.remove(out)
+    assert.equal("exited", how, text)
+    assert.equal(0, status, text)
+    assert.is_true(cjson.decode(text).result)
+    local code2, body = c:http(leader, "GET", "/kv/q")
+    assert.equal(200, code2)
+    assert.equal("after-outage", body)
+  end)
+end)
