@@ -240,10 +240,8 @@ static int send_loop(ctl *c, rf_hc_resp *r) {
   for (;;) {
     rf_hc_req q = {c->method, target.p, c->body.p, c->body.n, c->token,
                    c->cacert, deadline, NULL};
-    if (strncmp(target.p, "/watch", 6) == 0) {
-      q.stream = stdout; /* a watch runs until the server ends it */
-      q.deadline_ms = UINT64_MAX;
-    }
+    if (strncmp(target.p, "/watch", 6) == 0)
+      q.stream = stdout; /* after the request, no deadline (see rf_hc_req) */
     rc = rf_hc_request(&u, &q, r, err, sizeof(err));
     if (rc == 0 && r->status != 503 && r->status != 307 && r->status != 308)
       break;

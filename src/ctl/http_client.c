@@ -389,6 +389,7 @@ int rf_hc_request(const rf_hc_url *u, const rf_hc_req *q, rf_hc_resp *r,
     goto done;
   }
   r->sent = 1;
+  if (q->stream) c.deadline = UINT64_MAX; /* a stream ends when the server ends it */
   rc = read_answer(&c, r, q->stream, err, errlen);
 done:
   rf_buf_free(&out);

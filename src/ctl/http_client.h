@@ -32,7 +32,8 @@ typedef struct rf_hc_req {
   const char *token;     /* Authorization: Bearer <token>, or NULL */
   const char *cacert;    /* CA file for TLS, or NULL: the system's */
   uint64_t deadline_ms;  /* absolute, on rf_hc_now_ms()'s clock */
-  FILE *stream;          /* non-NULL: a 2xx body goes here as it arrives */
+  FILE *stream;          /* non-NULL: a 2xx body goes here as it arrives,
+                            and once sent the answer has no deadline */
 } rf_hc_req;
 
 typedef struct rf_hc_resp {
