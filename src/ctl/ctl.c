@@ -325,8 +325,9 @@ static int answer(ctl *c, rf_hc_resp *r) {
     return RF_CTL_OK;
   }
   while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
-  fprintf(stderr, "rafting ctl: HTTP %d: %.*s\n", st, (int)(n > 2000 ? 2000 : n),
-          p);
+  fprintf(stderr, "rafting ctl: HTTP %d: %.*s%s\n", st,
+          (int)(n > 2000 ? 2000 : n), p, st == 401 && c->token == NULL
+          ? " (no token given: --token T or RAFTING_TOKEN)" : "");
   if (st == 404) return RF_CTL_NOTFOUND;
   if (st / 100 == 4) return RF_CTL_REFUSED;
   return RF_CTL_UNAVAILABLE;
@@ -363,6 +364,7 @@ static int parse_opts(ctl *c, int argc, char **argv, int *first) {
   const char *endpoints = getenv("RAFTING_ENDPOINTS");
   int i;
   c->token = getenv("RAFTING_TOKEN");
+  if (c->token && *c->token == '\0') c->token = NULL; /* set but empty */
   c->timeout_s = 10;
   c->limit = 1000;
   for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
