@@ -3,6 +3,7 @@
 **
 **   rafting --config FILE --node ID [--log-level L] [--log-format F]  one node
 **   rafting cluster --config FILE [--log-level L] [--log-format F]  all nodes
+**   rafting ctl [OPTIONS] COMMAND ...               the client (src/ctl/)
 **
 ** Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when the node fails
 ** at run time, 2 for usage and configuration errors.
@@ -16,6 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "ctl/ctl.h"
 #include "rafting/config.h"
 #include "rafting/launch.h"
 #include "rafting/log.h"
@@ -33,6 +35,7 @@ static void usage(FILE *f) {
   fprintf(f,
     "usage: rafting --config FILE --node ID [--log-level LEVEL] [--log-format F]\n"
     "       rafting cluster --config FILE [--log-level LEVEL] [--log-format F]\n"
+    "       rafting ctl [OPTIONS] COMMAND ...  (see rafting ctl --help)\n"
     "       rafting --help | --version\n"
     "\n"
     "Runs one node of a Raft cluster described by a Lua config file, or with\n"
@@ -152,6 +155,8 @@ int main(int argc, char **argv) {
   char err[1024];
   uint64_t id = 0;
   int rc;
+  if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+    return rf_ctl_main(argc - 1, argv + 1);
   if ((rc = parse(argc, argv, &o)) != 0) return rc;
   if (o.cluster)
     return rf_launch_cluster(argv[0], o.config, o.level, o.format);

@@ -20,6 +20,14 @@ typedef struct rf_node_conf {
   int http_port;
 } rf_node_conf;
 
+/* auth.tokens: who may call the REST API, and what (see src/http/auth.h) */
+enum { RF_ROLE_READ = 1, RF_ROLE_WRITE = 2, RF_ROLE_ADMIN = 3 };
+typedef struct rf_token_conf {
+  char *name;  /* for logs; the token itself is never logged */
+  char *token;
+  int role;    /* RF_ROLE_* */
+} rf_token_conf;
+
 typedef struct rf_config {
   char *path;            /* the file it came from */
   char *cluster;         /* cluster name, carried in every peer frame */
@@ -36,6 +44,8 @@ typedef struct rf_config {
   /* storage: "memory", or a data directory ("%d" is replaced by the id) */
   char *storage;
   char *commands;        /* Lua file of extra commands, or NULL */
+  rf_token_conf *tokens; /* auth = {...}; n_tokens == 0: the API is open */
+  size_t n_tokens;
 
   /* wal = { ... }: the write-ahead log of a data directory */
   int wal_sync_none;        /* sync = "none": no fdatasync (benchmarks) */

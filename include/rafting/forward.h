@@ -84,6 +84,7 @@ typedef struct rf_fwd_resp {
   const char *retry_after;
   const char *location;
   const char *allow;
+  const char *www_authenticate;
   const char *body;
   size_t body_len;
 } rf_fwd_resp;

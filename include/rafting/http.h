@@ -79,6 +79,7 @@ struct rf_http_req {
   size_t query_len;
   const char *content_type;  /* NULL if absent */
   const char *host;          /* NULL if absent */
+  const char *authorization; /* NULL if absent (forwarded as is) */
   const char *body;          /* "" if none; chunked bodies are joined */
   size_t body_len;
   int http_minor;            /* HTTP/1.<minor> */

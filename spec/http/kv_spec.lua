@@ -166,7 +166,7 @@ describe("REST key/value (3 real nodes)", function()
       assert.is_false(H.decode(body).more)
       code, body = c:http(id, "GET", "/kv?prefix=none-such")
       assert.equal(200, code, body)
-      assert.equal('{"items":[],"more":false}', body)
+      assert.equal('{"items":[],"more":false}\n', body)
     end
   end)
 

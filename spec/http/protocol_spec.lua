@@ -232,7 +232,7 @@ describe("HTTP protocol and error answers (3 real nodes)", function()
       assert.equal("", body)
       code, body = H.read_response(sock) -- the next answer is not eaten by HEAD's
       assert.equal(200, code)
-      assert.equal('{"ok":true}', body)
+      assert.equal('{"ok":true}\n', body)
       sock:close()
     end
   end)
@@ -267,7 +267,7 @@ describe("HTTP protocol and error answers (3 real nodes)", function()
       end
     end
     add(req("PUT", "/kv/" .. tag .. "-p1", "one"), ok_json(function(v) assert.is_true(v.result) end))
-    add(req("GET", "/health"), function(code, body) assert.equal(200, code) assert.equal('{"ok":true}', body) end)
+    add(req("GET", "/health"), function(code, body) assert.equal(200, code) assert.equal('{"ok":true}\n', body) end)
     add(req("GET", "/kv/" .. pre[1]), function(code, body) assert.equal(200, code) assert.equal("value 1", body) end)
     add(req("GET", "/nope"), function(code) assert.equal(404, code) end)
     add(req("POST", "/cmd/incr", '{"key":"' .. tag .. '-n","by":1}'), ok_json())

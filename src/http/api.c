@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "http/api.h"
+#include "http/auth.h"
 #include "rafting/buf.h"
 #include "rafting/util.h"
 #include "rafting/forward.h"
@@ -44,8 +45,11 @@ typedef struct route {
 
 /* ------------------------------------------------------------ answers */
 
+/* JSON answers end with a newline (friendlier in a terminal); raw values
+** (GET /kv/K) are the user's bytes and get none. */
 static void respond_buf(rf_http_req *req, int status, const char *type,
                         rf_buf *b) {
+  if (strcmp(type, "application/json") == 0) rf_buf_add(b, "\n", 1);
   if (b->oom) {
     rf_buf_free(b);
     rf_http_json_error(req, 500, "internal", "out of memory");
@@ -526,13 +530,13 @@ static void get_health(rf_api *a, rf_http_req *req) {
   int n;
   if (!a->ready && applied < a->replay_to) {
     n = snprintf(body, sizeof body, "{\"ok\":false,\"status\":\"starting\","
-                 "\"applied\":%llu,\"target\":%llu}",
+                 "\"applied\":%llu,\"target\":%llu}\n",
                  (unsigned long long)applied, (unsigned long long)a->replay_to);
     rf_http_respond(req, 503, "application/json", body, (size_t)n);
     return;
   }
   a->ready = 1;
-  rf_http_respond(req, 200, "application/json", "{\"ok\":true}", 11);
+  rf_http_respond(req, 200, "application/json", "{\"ok\":true}\n", 12);
 }
 
 static void get_status(rf_api *a, rf_http_req *req) {
@@ -596,6 +600,7 @@ static void on_request(void *ud, rf_http_req *req) {
     rf_http_json_error(req, 405, "method_not_allowed", msg);
     return;
   }
+  if (!rf_auth_allow(a->deps.cfg, req)) return;
   if (a->closing) {
     retry_later(req, 503, "shutting_down", "the node is stopping");
     return;

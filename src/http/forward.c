@@ -30,9 +30,10 @@
 #define MAX_HEADER_BYTES (64u << 10)
 
 enum { H_NONE, H_FIELD, H_VALUE }; /* header parsing state */
-enum { K_CTYPE, K_RETRY, K_LOCATION, K_ALLOW, K_N };
+enum { K_CTYPE, K_RETRY, K_LOCATION, K_ALLOW, K_AUTHN, K_N };
 static const char *const kept[K_N] = {"content-type", "retry-after",
-                                      "location", "allow"};
+                                      "location", "allow",
+                                      "www-authenticate"};
 
 typedef struct target target;
 typedef struct conn conn;
@@ -201,15 +202,19 @@ static int job_build(job *j, const rf_http_req *req) {
   int slash;
   const char *tg = origin_form(req->target, req->target_len, &tlen, &slash);
   const char *m = req->method, *ct = req->content_type;
+  /* the caller's credentials go along unchanged: the leader checks the
+  ** same token against the same list (src/http/auth.h) */
+  const char *au = req->authorization;
+  size_t aulen = au ? strlen(au) : 0;
   rf_buf *o = &j->out;
   if (m == NULL || !is_token(m) || tg == NULL || (ct && !is_value(ct)) ||
-      (req->body_len && req->body == NULL))
+      (req->body_len && req->body == NULL) || (au && !is_value(au)))
     return UV_EINVAL;
   snprintf(num, sizeof num, "%zu", req->body_len);
   /* all at once: the appends below cannot fail */
   if (rf_buf_reserve(o, 128 + strlen(m) + tlen + strlen(j->t->hosthdr) +
                             strlen(j->f->via) + (ct ? strlen(ct) : 0) +
-                            req->body_len) != 0)
+                            aulen + req->body_len) != 0)
     return UV_ENOMEM;
   rf_buf_str(o, m);
   rf_buf_str(o, slash ? " /" : " ");
@@ -218,6 +223,10 @@ static int job_build(job *j, const rf_http_req *req) {
   rf_buf_str(o, j->t->hosthdr);
   rf_buf_str(o, "\r\n" RF_FWD_HEADER ": ");
   rf_buf_str(o, j->f->via);
+  if (au) {
+    rf_buf_str(o, "\r\nAuthorization: ");
+    rf_buf_add(o, au, aulen);
+  }
   rf_buf_str(o, "\r\nContent-Length: ");
   rf_buf_str(o, num);
   if (ct) {
@@ -256,6 +265,7 @@ static void job_finish(job *j, int status) {
     r.retry_after = j->kv[K_RETRY];
     r.location = j->kv[K_LOCATION];
     r.allow = j->kv[K_ALLOW];
+    r.www_authenticate = j->kv[K_AUTHN];
     r.body = j->body.p ? j->body.p : "";
     r.body_len = j->body.n;
   }
@@ -665,6 +675,8 @@ void rf_fwd_relay(rf_http_req *req, const rf_fwd_resp *resp) {
                                             resp->retry_after);
   if (resp->location) rf_http_add_header(req, "Location", resp->location);
   if (resp->allow) rf_http_add_header(req, "Allow", resp->allow);
+  if (resp->www_authenticate)
+    rf_http_add_header(req, "WWW-Authenticate", resp->www_authenticate);
   rf_http_respond(req, resp->status, resp->content_type, resp->body,
                   resp->body_len);
 }

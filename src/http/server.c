@@ -234,6 +234,7 @@ static int finalize(req_s *r) {
   if (parse_query(r, r->dec + n + 1)) return UV_ENOMEM;
   q->content_type = hdr_find(&r->hdr, "content-type", NULL);
   q->host = hdr_find(&r->hdr, "host", NULL);
+  q->authorization = hdr_find(&r->hdr, "authorization", NULL);
   q->body = r->body.p ? r->body.p : "";
   q->body_len = r->body.n;
   return 0;
@@ -915,7 +916,7 @@ void rf_http_json_error(rf_http_req *req, int status, const char *code,
                         const char *message) {
   size_t a = rf_json_quote(NULL, 0, code, strlen(code));
   size_t b = rf_json_quote(NULL, 0, message, strlen(message));
-  size_t n = a + b + sizeof "{\"error\":,\"message\":}";
+  size_t n = a + b + sizeof "{\"error\":,\"message\":}\n";
   char *s = malloc(n);
   if (s == NULL) {
     rf_http_respond(req, status, NULL, NULL, 0);
@@ -925,8 +926,8 @@ void rf_http_json_error(rf_http_req *req, int status, const char *code,
   rf_json_quote(s + 9, a + 1, code, strlen(code));
   memcpy(s + 9 + a, ",\"message\":", 11);
   rf_json_quote(s + 20 + a, b + 1, message, strlen(message));
-  memcpy(s + 20 + a + b, "}", 2);
-  rf_http_respond(req, status, "application/json", s, 21 + a + b);
+  memcpy(s + 20 + a + b, "}\n", 3); /* JSON answers end with a newline */
+  rf_http_respond(req, status, "application/json", s, 22 + a + b);
   free(s);
 }
 

@@ -43,7 +43,7 @@ typedef struct ctx {
 
 static const char *const top_keys[] = {"cluster", "nodes", "timing",
                                        "storage", "wal", "commands",
-                                       "limits", "log", NULL};
+                                       "limits", "log", "auth", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const wal_keys[] = {"sync", "segment_bytes", "batch_bytes",
                                        NULL};
@@ -240,6 +240,8 @@ static int same_addr(const char *h1, int p1, const char *h2, int p2) {
 }
 
 /* An address (node i, kind) must not repeat any address seen before it. */
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
 static void check_dup_addr(lua_State *L, const ctx *x, size_t i, int http) {
   const rf_node_conf *n = &x->out->nodes[i];
   const char *h = http ? n->http_host : n->peer_host;
@@ -505,6 +507,132 @@ static void check_limits(lua_State *L, const ctx *x) {
          (lua_Integer)(c->max_frame_bytes + FRAME_HEADER));
 }
 
+/* ---- auth -------------------------------------------------------------- */
+
+#define TOKEN_MIN 16   /* bytes: shorter ones are guessable */
+#define TOKEN_MAX 1024
+#define TOKENS_MAX 1024
+
+static const char *const auth_keys[] = {"tokens", "tokens_file", NULL};
+static const char *const token_keys[] = {"name", "token", "role", NULL};
+static const char *const role_names[] = {"read", "write", "admin", NULL};
+
+/* Visible ASCII only: a token travels in a header and a name in logs. */
+static int visible(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] <= ' ' || s[i] > '~') return 0;
+  return 1;
+}
+
+static void load_token(lua_State *L, const ctx *x, int t, const char *f) {
+  rf_config *c = x->out;
+  rf_token_conf *tk = &c->tokens[c->n_tokens];
+  const char *v;
+  size_t n;
+  int r;
+  check_keys(L, x, t, f, token_keys);
+  lua_pushfstring(L, "%s.name", f);
+  v = get_str(L, x, t, lua_tostring(L, -1), "name", 1);
+  n = lua_rawlen(L, -1);
+  if (n == 0 || n > 64 || !visible(v, n))
+    fail(L, x, lua_tostring(L, -2), "1 to 64 visible ASCII characters");
+  for (size_t i = 0; i < c->n_tokens; i++)
+    if (strcmp(c->tokens[i].name, v) == 0)
+      fail(L, x, lua_tostring(L, -2), "duplicate name \"%s\"", v);
+  tk->name = dup_or_raise(L, v);
+  c->n_tokens++; /* owned now: freed with the config on any error below */
+  lua_pushfstring(L, "%s.token", f);
+  v = get_str(L, x, t, lua_tostring(L, -1), "token", 1);
+  n = lua_rawlen(L, -1);
+  if (n < TOKEN_MIN || n > TOKEN_MAX || !visible(v, n))
+    fail(L, x, lua_tostring(L, -2), "%d to %d visible ASCII characters "
+         "(e.g. openssl rand -hex 32)", TOKEN_MIN, TOKEN_MAX);
+  for (size_t i = 0; i + 1 < c->n_tokens; i++)
+    if (strcmp(c->tokens[i].token, v) == 0)
+      fail(L, x, lua_tostring(L, -2), "same token as \"%s\"",
+           c->tokens[i].name);
+  tk->token = dup_or_raise(L, v);
+  lua_pushfstring(L, "%s.role", f);
+  v = get_str(L, x, t, lua_tostring(L, -1), "role", 1);
+  for (r = 0; role_names[r] && strcmp(role_names[r], v) != 0; r++) {}
+  if (role_names[r] == NULL)
+    fail(L, x, lua_tostring(L, -2), "\"%s\": expected read, write or admin",
+         v);
+  tk->role = RF_ROLE_READ + r;
+}
+
+/* The list at the top of the stack; field names it in messages. */
+static void load_token_list(lua_State *L, const ctx *x, const char *field) {
+  int t = lua_gettop(L);
+  size_t n;
+  if (!lua_istable(L, t))
+    fail(L, x, field, "expected a list of tokens, got %s",
+         luaL_typename(L, t));
+  n = lua_rawlen(L, t);
+  if (n == 0 || n > TOKENS_MAX)
+    fail(L, x, field, "1 to %d tokens expected", TOKENS_MAX);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_Integer i = lua_isinteger(L, -2) ? lua_tointeger(L, -2) : 0;
+    lua_pop(L, 1);
+    if (i < 1 || (size_t)i > n) {
+      push_keyname(L, field, -1);
+      fail(L, x, lua_tostring(L, -1), "not an element of the list");
+    }
+  }
+  if ((x->out->tokens = calloc(n, sizeof(rf_token_conf))) == NULL)
+    luaL_error(L, "out of memory");
+  for (size_t i = 1; i <= n; i++) {
+    int top = lua_gettop(L);
+    const char *f = lua_pushfstring(L, "%s[%d]", field, (int)i);
+    if (lua_rawgeti(L, t, (lua_Integer)i) != LUA_TTABLE)
+      fail(L, x, f, "expected a table { name =, token =, role = }, got %s",
+           luaL_typename(L, -1));
+    load_token(L, x, lua_gettop(L), f);
+    lua_settop(L, top);
+  }
+}
+
+/* tokens_file: a Lua file returning the list, relative to the config's
+** directory, run like the config (text only, same libraries, budget). */
+static void load_tokens_file(lua_State *L, const ctx *x, const char *s) {
+  const char *slash = strrchr(x->path, '/');
+  ctx y = *x;
+  if (*s != '/' && slash != NULL)
+    lua_pushfstring(L, "%s/%s", lua_pushlstring(L, x->path,
+                                                (size_t)(slash - x->path)), s);
+  else
+    lua_pushstring(L, s);
+  y.path = lua_tostring(L, -1);
+  if (luaL_loadfilex(L, y.path, "t") != LUA_OK) lua_error(L);
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, CFG_INSTR_STEP);
+  lua_call(L, 0, 1);
+  lua_sethook(L, NULL, 0, 0);
+  load_token_list(L, &y, "tokens");
+}
+
+static void load_auth(lua_State *L, const ctx *x, int top) {
+  int t = opt_table(L, x, top, "auth");
+  int ty;
+  if (t == 0) return;
+  check_keys(L, x, t, "auth", auth_keys);
+  ty = rawfield(L, t, "tokens_file");
+  if (ty != LUA_TNIL) {
+    if (ty != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+      fail(L, x, "auth.tokens_file", "expected the path of a Lua file");
+    if (rawfield(L, t, "tokens") != LUA_TNIL)
+      fail(L, x, "auth", "give tokens or tokens_file, not both");
+    lua_pop(L, 1);
+    load_tokens_file(L, x, lua_tostring(L, -1));
+  } else {
+    lua_pop(L, 1);
+    if (rawfield(L, t, "tokens") == LUA_TNIL)
+      fail(L, x, "auth", "tokens or tokens_file is required");
+    load_token_list(L, x, "auth.tokens");
+  }
+  lua_settop(L, top);
+}
+
 /* ---- loading ----------------------------------------------------------- */
 
 /* lua_CFunction run in protected mode: validate(ctx, table). */
@@ -522,6 +650,7 @@ static int validate(lua_State *L) {
   load_commands(L, x, top);
   load_limits(L, x, top);
   check_limits(L, x);
+  load_auth(L, x, top);
   return 0;
 }
 
@@ -629,6 +758,11 @@ void rf_config_free(rf_config *c) {
   free(c->cluster);
   free(c->storage);
   free(c->commands);
+  for (size_t i = 0; c->tokens && i < c->n_tokens; i++) {
+    free(c->tokens[i].name);
+    free(c->tokens[i].token);
+  }
+  free(c->tokens);
   memset(c, 0, sizeof *c);
 }
 

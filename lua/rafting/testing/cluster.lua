@@ -38,7 +38,7 @@ M.LOG_TAIL_LINES = 6          -- per node, in timeout messages
 -- written into the generated config as is.
 local HARNESS_KEYS = {
   nodes = true, binary = true, log_dir = true, log_level = true, wait = true,
-  timeout_ms = true, env = true, keep = true, log_format = true,
+  timeout_ms = true, env = true, keep = true, log_format = true, token = true,
 }
 
 -- -- process-wide registry ------------------------------------------------
@@ -253,7 +253,7 @@ local function new_cluster(opts)
   end
   local dir = assert(proc.mkdtemp(tmp_root() .. "/rafting-cluster-"))
   local c = setmetatable({
-    dir = dir, argv = argv, env = opts.env,
+    dir = dir, argv = argv, env = opts.env, token = opts.token,
     log_dir = opts.log_dir or dir,
     log_level = opts.log_level or "info",
     log_format = opts.log_format, -- nil: the config's log.format
@@ -505,10 +505,16 @@ end
 
 -- c:http(id, method, path, body, { headers =, timeout_ms = })
 --   -> code, body, headers | nil, err
+-- Without opts.headers, a cluster started with token = T sends
+-- "Authorization: Bearer T" (so status and waits work under auth).
 function C:http(id, method, path, body, opts)
   opts = opts or {}
   local n = self:node(id)
-  return http_request(n.host, n.port, method, path, body, opts.headers,
+  local headers = opts.headers
+  if headers == nil and self.token then
+    headers = { Authorization = "Bearer " .. self.token }
+  end
+  return http_request(n.host, n.port, method, path, body, headers,
                       opts.timeout_ms or M.HTTP_TIMEOUT_MS)
 end
 
