@@ -17,9 +17,18 @@
 #include <uv.h>
 
 #include "rafting/config.h"
+#include "rafting/error.h"
 #include "rafting/launch.h"
 #include "rafting/log.h"
 #include "rafting/node.h"
+#include "rafting/notify.h"
+
+#ifndef RAFTING_GIT_REV
+#define RAFTING_GIT_REV "unknown"
+#endif
+#ifndef RAFTING_BUILD_TYPE
+#define RAFTING_BUILD_TYPE "unknown"
+#endif
 
 typedef struct options {
   int cluster;
@@ -65,7 +74,8 @@ static int parse(int argc, char **argv, options *o) {
       exit(0);
     }
     if (strcmp(a, "--version") == 0) {
-      printf("rafting %s\n", RAFTING_VERSION);
+      printf("rafting %s (git %s, %s build)\n", RAFTING_VERSION,
+             RAFTING_GIT_REV, RAFTING_BUILD_TYPE);
       exit(0);
     }
     if (strcmp(a, "--config") == 0) slot = &o->config;
@@ -112,6 +122,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   if (r->stopping) return;
   r->stopping = 1;
   rf_log(RF_INFO, "signal %d: stopping", signum);
+  rf_notify("STOPPING=1");
   rf_node_stop(r->node, on_stopped, r);
 }
 
@@ -132,6 +143,9 @@ static int run_node(const rf_config *cfg, uint64_t id) {
   r.sigterm.data = r.sigint.data = &r;
   uv_signal_start(&r.sigterm, on_signal, SIGTERM);
   uv_signal_start(&r.sigint, on_signal, SIGINT);
+  /* listening on both ports: ready for systemd's Type=notify */
+  if ((rc = rf_notify("READY=1")) < 0)
+    rf_log(RF_WARN, "NOTIFY_SOCKET: %s", rf_strerror(rc));
   uv_run(&loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(&loop);
   rf_log(RF_INFO, "stopped");
