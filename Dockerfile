@@ -21,7 +21,8 @@ ARG GIT_REV=unknown
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DRAFTING_GIT_REV="$GIT_REV" \
  && cmake --build build -j"$(nproc)" --target rafting \
- && cmake --install build --prefix /opt/rafting --strip --component node
+ && DESTDIR=/out cmake --install build --prefix /usr/local --strip \
+      --component node
 
 FROM debian:12-slim
 RUN apt-get update \
@@ -31,7 +32,7 @@ RUN apt-get update \
  && useradd --system --home-dir /var/lib/rafting --shell /usr/sbin/nologin rafting \
  && mkdir -p /etc/rafting /var/lib/rafting \
  && chown rafting:rafting /var/lib/rafting
-COPY --from=build /opt/rafting/ /usr/local/
+COPY --from=build /out/usr/local/ /usr/local/
 COPY dist/docker/cluster.lua /etc/rafting/cluster.lua
 USER rafting
 WORKDIR /var/lib/rafting

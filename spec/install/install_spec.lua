@@ -170,6 +170,39 @@ describe("the installed tree", function()
                               5000, "no installed rafting left"))
   end)
 
+  it("tells systemd READY=1 once it listens and STOPPING=1 on SIGTERM", function()
+    local unix = require "socket.unix"
+    local ports = { proc.free_port(2) }
+    local dir = tmpdir("notify")
+    write_file(dir .. "/one.lua", ([[
+return { cluster = "notify", storage = "memory",
+  nodes = { { id = 1, peer = "127.0.0.1:%d", http = "127.0.0.1:%d" } } }
+]]):format(ports[1], ports[2]))
+    local sock = assert(unix.dgram())
+    assert(sock:bind(dir .. "/notify"))
+    local pid = assert(cluster.spawn{
+      argv = { prefix .. "/bin/rafting", "--config", "one.lua", "--node", "1" },
+      cwd = dir, stdout = dir .. "/log", stderr = dir .. "/log",
+      env = { NOTIFY_SOCKET = dir .. "/notify" },
+    })
+    local ok, err = pcall(function()
+      sock:settimeout(TIMEOUT_MS / 1000)  -- the deadline for the datagram
+      assert.equal("READY=1", sock:receive())
+      -- ready means listening: the first request is answered
+      assert.equal(200, (http(ports[2], "GET", "/health")))
+      proc.kill(pid, "TERM")
+      assert.equal("STOPPING=1", sock:receive())
+      local how, rc = cluster.wait_pid(pid, 10000)
+      assert.equal("exited", how)
+      assert.equal(0, rc)
+    end)
+    sock:close()
+    if not ok then proc.kill(pid, "KILL"); cluster.wait_pid(pid) end
+    local logtext = read_file(dir .. "/log")
+    sh("rm -rf " .. q(dir))
+    assert(ok, tostring(err) .. "\n" .. logtext)
+  end)
+
   it("lets busted outside the tree require rafting.testing.cluster", function()
     local spec = away .. "/outside_spec.lua"
     write_file(spec, [[
