@@ -23,9 +23,7 @@
 #include "rafting/node.h"
 #include "rafting/notify.h"
 
-#ifndef RAFTING_GIT_REV
-#define RAFTING_GIT_REV "unknown"
-#endif
+#include "gitrev.h" /* generated: RAFTING_GIT_REV */
 #ifndef RAFTING_BUILD_TYPE
 #define RAFTING_BUILD_TYPE "unknown"
 #endif

@@ -113,7 +113,7 @@ describe("the installed tree", function()
   it("prints version, git revision and build type", function()
     local ok, out = sh("cd " .. q(away) .. " && " .. q(prefix .. "/bin/rafting") .. " --version")
     assert(ok, out)
-    assert.truthy(out:match("^rafting %d+%.%d+%.%d+ %(git [%w]+, [%w]+ build%)\n$"), out)
+    assert.truthy(out:match("^rafting %d+%.%d+%.%d+ %(git [%w%-]+, [%w]+ build%)\n$"), out)
   end)
 
   it("runs a 3-node cluster from another directory without LUA_PATH", function()
