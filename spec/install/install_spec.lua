@@ -106,7 +106,13 @@ describe("the installed tree", function()
 
   it("has a binary that names no path of the source tree or the build", function()
     local bin = read_file(prefix .. "/bin/rafting")
-    assert.falsy(bin:find(root, 1, true), "the binary contains " .. root)
+    if bin:find("__asan_init", 1, true) then
+      return pending("a sanitizer build keeps source paths for its reports")
+    end
+    local build = assert(io.popen("cd " .. q(BUILD) .. " && pwd")):read("l")
+    for _, dir in ipairs{ root, build } do
+      assert.falsy(bin:find(dir .. "/", 1, true), "the binary contains " .. dir)
+    end
     assert.falsy(bin:find("RAFTING_LUA_DIR", 1, true))
   end)
 
@@ -246,7 +252,7 @@ end)
 
   it("has a man page that renders without warnings", function()
     if not sh("command -v groff") then return pending("groff not installed") end
-    local ok, out = sh("groff -man -Tutf8 -ww -z " .. q(prefix .. "/share/man/man1/rafting.1"))
+    local ok, out = sh("env -u LD_PRELOAD groff -man -Tutf8 -ww -z " .. q(prefix .. "/share/man/man1/rafting.1"))
     assert(ok, out)
     assert.equal("", out)
   end)
@@ -261,7 +267,7 @@ end)
     -- an instance named like a real one; --man=no: the page is not in MANPATH
     local inst = away .. "/rafting@1.service"
     write_file(inst, unit)
-    local ok, out = sh("systemd-analyze verify --man=no " .. q(inst))
+    local ok, out = sh("env -u LD_PRELOAD systemd-analyze verify --man=no " .. q(inst))
     assert(ok, out)
     assert.equal("", out)
   end)
