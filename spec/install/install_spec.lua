@@ -255,6 +255,10 @@ end)
     local ok, out = sh("env -u LD_PRELOAD groff -man -Tutf8 -ww -z " .. q(prefix .. "/share/man/man1/rafting.1"))
     assert(ok, out)
     assert.equal("", out)
+    -- the page names the version of the binary beside it
+    local _, version = sh(q(prefix .. "/bin/rafting") .. " --version")
+    local page = read_file(prefix .. "/share/man/man1/rafting.1")
+    assert.truthy(page:find('"rafting ' .. version:match("^rafting (%S+)") .. '"', 1, true))
   end)
 
   it("has a systemd unit for the installed binary", function()
