@@ -135,7 +135,7 @@ end
 local function want(dir) return not only or dir:find(only, 1, true) end
 
 local suites = { "spec/core", "spec/sm", "spec/storage", "spec/http",
-                 "spec/cluster" }
+                 "spec/cluster", "spec/install" }
 
 ctest("build")
 for _, d in ipairs(suites) do

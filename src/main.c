@@ -19,9 +19,16 @@
 
 #include "ctl/ctl.h"
 #include "rafting/config.h"
+#include "rafting/error.h"
 #include "rafting/launch.h"
 #include "rafting/log.h"
 #include "rafting/node.h"
+#include "rafting/notify.h"
+
+#include "gitrev.h" /* generated: RAFTING_GIT_REV */
+#ifndef RAFTING_BUILD_TYPE
+#define RAFTING_BUILD_TYPE "unknown"
+#endif
 
 typedef struct options {
   int cluster;
@@ -70,7 +77,8 @@ static int parse(int argc, char **argv, options *o) {
       exit(0);
     }
     if (strcmp(a, "--version") == 0) {
-      printf("rafting %s\n", RAFTING_VERSION);
+      printf("rafting %s (git %s, %s build)\n", RAFTING_VERSION,
+             RAFTING_GIT_REV, RAFTING_BUILD_TYPE);
       exit(0);
     }
     if (strcmp(a, "--config") == 0) slot = &o->config;
@@ -123,6 +131,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   rf_log_begin(&l, RF_INFO, "stopping");
   rf_log_i64(&l, "signal", signum);
   rf_log_end(&l);
+  rf_notify("STOPPING=1");
   rf_node_stop(r->node, on_stopped, r);
 }
 
@@ -143,6 +152,9 @@ static int run_node(const rf_config *cfg, uint64_t id) {
   r.sigterm.data = r.sigint.data = &r;
   uv_signal_start(&r.sigterm, on_signal, SIGTERM);
   uv_signal_start(&r.sigint, on_signal, SIGINT);
+  /* listening on both ports: ready for systemd's Type=notify */
+  if ((rc = rf_notify("READY=1")) < 0)
+    rf_log(RF_WARN, "NOTIFY_SOCKET: %s", rf_strerror(rc));
   uv_run(&loop, UV_RUN_DEFAULT);
   rc = uv_loop_close(&loop);
   rf_log(RF_INFO, "stopped");

@@ -53,7 +53,7 @@ typedef struct rf_sm rf_sm;
 
 typedef struct rf_sm_opts {
   const char *commands; /* user script (commands + queries); NULL: none */
-  const char *builtin;  /* NULL: RAFTING_LUA_DIR "/rafting/sm/kv.lua" */
+  const char *builtin;  /* NULL: kv.lua as compiled in; else a file */
   uint64_t budget;      /* VM instructions per call; 0: the default */
   size_t memory;        /* Lua heap + write batch cap; 0: the default */
   /* print() from scripts; NULL: discarded.  msg is not NUL-terminated. */

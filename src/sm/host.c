@@ -23,9 +23,9 @@
 #include "rafting/metrics.h"
 #include "smint.h"
 
-#ifndef RAFTING_LUA_DIR
-#define RAFTING_LUA_DIR "lua"
-#endif
+/* lua/rafting/sm/kv.lua, compiled in by cmake/embed.cmake */
+extern const char rf_sm_kv_lua[];
+extern const size_t rf_sm_kv_lua_len;
 
 #define HOOKSTEP 1000 /* instructions between budget checks */
 #define KEEPSCRATCH (64 * 1024)
@@ -264,6 +264,19 @@ static int readscript(rf_sm *sm, int i, const char *path, const char *name,
   return sm->script[i] ? 0 : -1;
 }
 
+/* The compiled-in kv.lua as script 0, named "kv.lua" in errors. */
+static int embedscript(rf_sm *sm, char *err, size_t errlen) {
+  if ((sm->src[0] = malloc(rf_sm_kv_lua_len + 1)) == NULL ||
+      (sm->script[0] = strdup("kv.lua")) == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  memcpy(sm->src[0], rf_sm_kv_lua, rf_sm_kv_lua_len + 1);
+  sm->srclen[0] = rf_sm_kv_lua_len;
+  sm->nscripts = 1;
+  return 0;
+}
+
 static void freesources(rf_sm *sm) {
   int i;
   for (i = 0; i < 2; i++) {
@@ -273,8 +286,6 @@ static void freesources(rf_sm *sm) {
 }
 
 static int setup(rf_sm *sm, const rf_sm_opts *o, char *err, size_t errlen) {
-  const char *builtin = o->builtin ? o->builtin
-                                   : RAFTING_LUA_DIR "/rafting/sm/kv.lua";
   int status;
   sm->budget = o->budget ? o->budget : RF_SM_DEFAULT_BUDGET;
   sm->memcap = o->memory ? o->memory : RF_SM_DEFAULT_MEMORY;
@@ -282,7 +293,8 @@ static int setup(rf_sm *sm, const rf_sm_opts *o, char *err, size_t errlen) {
   sm->log_ud = o->log_ud;
   if ((sm->store = rf_store_new()) == NULL || (sm->batch = rf_store_new()) == NULL)
     return snprintf(err, errlen, "out of memory"), -1;
-  if (readscript(sm, 0, builtin, "kv.lua", err, errlen) ||
+  if ((o->builtin ? readscript(sm, 0, o->builtin, "kv.lua", err, errlen)
+                  : embedscript(sm, err, errlen)) ||
       (o->commands && readscript(sm, 1, o->commands, o->commands, err, errlen)))
     return -1;
   if ((sm->L = lua_newstate(alloc, sm)) == NULL)

@@ -236,8 +236,14 @@ C.__index = C
 
 local function live(n) return n.state == "running" or n.state == "paused" end
 
+-- $RAFTING_BIN, else the source tree's build (specs run from its root),
+-- else `rafting` from PATH (an installed harness).
 local function default_binary()
-  return os.getenv("RAFTING_BIN") or "./build/rafting"
+  local bin = os.getenv("RAFTING_BIN")
+  if bin and bin ~= "" then return bin end
+  local f = io.open("./build/rafting", "rb")
+  if f then f:close(); return "./build/rafting" end
+  return "rafting"
 end
 
 local function new_cluster(opts)
