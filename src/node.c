@@ -172,8 +172,9 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
     return;
   }
   rc = rf_driver_step(n->drv, m);
-  if (rc < 0)
-    rf_log(RF_WARN, "rejected %s from %llu: %s", raft_msg_type_name(m->type),
+  if (rc < 0) /* a forged leader's message is worth an operator's look */
+    rf_log(rc == RF_EFORGED ? RF_ERROR : RF_WARN, "rejected %s from %llu: %s",
+           raft_msg_type_name(m->type),
            (unsigned long long)m->from, rf_strerror(rc));
 }
 
