@@ -395,6 +395,10 @@ static int start_transport(rf_node *n) {
   tc.n_peers = np;
   tc.max_frame_bytes = n->cfg->max_frame_bytes;
   tc.send_queue_bytes = n->cfg->send_queue_bytes;
+  tc.max_inbound = (size_t)n->cfg->max_peer_connections;
+  tc.first_frame_ms = (unsigned)n->cfg->peer_handshake_timeout_ms;
+  tc.frame_ms = (unsigned)n->cfg->peer_frame_timeout_ms;
+  tc.inbound_buffer_bytes = n->cfg->peer_buffer_bytes;
   tc.backoff_min_ms = 20;
   tc.backoff_max_ms = 1000;
   tc.seed = (uint64_t)uv_hrtime() ^ n->id;
