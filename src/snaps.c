@@ -339,6 +339,13 @@ static int begin(rf_snaps *s, const raft_msg *m) {
 static void on_chunk(rf_snaps *s, const raft_msg *m) {
   rx_op *op;
   if (m->from != rf_driver_leader(s->drv) || m->term != rf_driver_term(s->drv)) {
+    /* another term's is a leftover; another node in ours, a forgery */
+    if (m->term == rf_driver_term(s->drv) && rf_driver_leader(s->drv) != 0)
+      rf_log(RF_ERROR, "snapshot %llu from node %llu refused: node %llu "
+             "leads term %llu", (unsigned long long)m->index,
+             (unsigned long long)m->from,
+             (unsigned long long)rf_driver_leader(s->drv),
+             (unsigned long long)m->term);
     ack(s, m->from, m->index, 0, 1); /* only the current leader's */
     return;
   }

@@ -104,6 +104,7 @@ struct rf_transport {
 };
 
 static void dial(peer *p);
+static void on_write(uv_write_t *req, int status);
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -223,6 +224,24 @@ static void on_out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     out_drop(c, "read", (int)nread);
 }
 
+/* An empty frame (length 0) is a hello: the dialer sends one at once, so
+** an inbound connection that stays silent past first_ms is not a peer. */
+static void send_hello(outconn *c) {
+  static const uint8_t hello[RF_FRAME_HEADER];
+  wreq *w = malloc(sizeof(*w));
+  uv_buf_t b = uv_buf_init((char *)hello, sizeof(hello));
+  if (w == NULL) return; /* the peer closes us at its deadline: redial */
+  w->req.data = w;
+  w->c = c;
+  w->frame = NULL;
+  w->len = sizeof(hello);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+    free(w);
+    return;
+  }
+  c->queued += w->len;
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   outconn *c = req->data;
   peer *p = c->peer;
@@ -239,6 +258,7 @@ static void on_connect(uv_connect_t *req, int status) {
     out_drop(c, "read_start", rc);
     return;
   }
+  send_hello(c);
   p->up = 1;
   p->fails = 0;
   tlog(t, RF_LOG_INFO, "peer %" PRIu64 " connected (%s:%d)", p->id, p->host,
@@ -377,7 +397,7 @@ static size_t parse_frames(inconn *c) {
       return 0;
     }
     if (c->len - off - RF_FRAME_HEADER < n) break;
-    if (deliver(c, c->buf + off + RF_FRAME_HEADER, n) < 0) return 0;
+    if (n > 0 && deliver(c, c->buf + off + RF_FRAME_HEADER, n) < 0) return 0;
     off += RF_FRAME_HEADER + n;
   }
   if (c->closing || off == 0) return 0; /* recv may have closed us */
