@@ -135,7 +135,7 @@ end
 local function want(dir) return not only or dir:find(only, 1, true) end
 
 local suites = { "spec/core", "spec/sm", "spec/storage", "spec/http",
-                 "spec/cluster" }
+                 "spec/cluster", "spec/security" }
 
 ctest("build")
 for _, d in ipairs(suites) do
@@ -160,8 +160,7 @@ if not quick then
       " ASAN_OPTIONS=detect_leaks=0:abort_on_error=1" ..
       " UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1" ..
       " RAFTING_BIN=./build-asan/rafting"
-    for _, d in ipairs({ "spec/core", "spec/sm", "spec/storage", "spec/http",
-                         "spec/cluster" }) do
+    for _, d in ipairs(suites) do
       if want(d) and has_specs(d) then busted(d, "build-asan", env) end
     end
     -- the plain build ran the full count; under ASan a sample will do

@@ -518,7 +518,8 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   name_remote(c);
   if (t->n_in > t->max_in) {
-    in_fail(c, "%zu inbound peer connections open, the maximum", t->max_in);
+    in_fail(c, "already %zu inbound peer connections (the maximum)",
+            t->max_in);
     return;
   }
   tlog(t, RF_LOG_DEBUG, "peer connection from %s", c->name);
