@@ -24,8 +24,9 @@ describe("forged peer frames (3 real nodes, plaintext)", function()
   setup(function() c = D.start{ nodes = 3, limits = LIMITS } end)
   teardown(function()
     if w then w:kill() end
-    if c then c:shutdown() end
+    local ok, bad = c:shutdown() -- every node exits 0: no crash, no ASan report
     cluster.kill_all()
+    assert(ok, bad and ("unclean stop: " .. table.concat(bad, "; ")))
   end)
 
   -- leader, term, the two followers
@@ -255,9 +256,12 @@ describe("forged peer frames (3 real nodes, plaintext)", function()
     print(("# flood: %d connections, %d refused while sending, %d open after; "
            .. "RSS %d -> %d KiB"):format(n, refused, open, rss0, rss1))
     assert.is_true(open <= MAX_CONNS, open .. " attacker connections open")
-    -- 16 MiB of partial frames at most, plus the read chunks' slack
-    assert.is_true(rss1 - rss0 < 32 * 1024,
-                   ("RSS grew by %d KiB"):format(rss1 - rss0))
+    -- 16 MiB of partial frames at most, plus the read chunks' slack; an
+    -- ASan build keeps freed memory in quarantine, so its RSS says nothing
+    if not (os.getenv("LD_PRELOAD") or ""):find("asan", 1, true) then
+      assert.is_true(rss1 - rss0 < 32 * 1024,
+                     ("RSS grew by %d KiB"):format(rss1 - rss0))
+    end
     local text = c:log(f1):sub(mark + 1)
     assert.truthy(text:find(("already %d inbound peer connections (the maximum)")
                                 :format(MAX_CONNS), 1, true))
