@@ -448,6 +448,18 @@ void rf_snaps_status_json(rf_snaps *s, rf_buf *b) {
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* At start: say so when a snapshot of the allowed size would not fit. */
+static void warn_space(rf_snaps *s) {
+  struct statvfs vfs;
+  uint64_t cap = s->deps.cfg->max_snapshot_bytes, avail;
+  if (s->dir == NULL || statvfs(s->dir, &vfs) != 0) return;
+  avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+  if (cap > avail)
+    rf_log(RF_WARN, "limits.max_snapshot_bytes is %llu but %s has %llu bytes "
+           "free: a larger snapshot from the leader will be refused",
+           (unsigned long long)cap, s->dir, (unsigned long long)avail);
+}
+
 int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
                   rf_snaps **out, char *err, size_t errlen) {
   rf_snaps *s = calloc(1, sizeof(*s));
@@ -465,6 +477,7 @@ int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
     free(s);
     return RF_SNAP_ECORRUPT;
   }
+  warn_space(s);
   *out = s;
   return 0;
 }
