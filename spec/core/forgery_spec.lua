@@ -140,3 +140,31 @@ describe("forged messages", function()
     assert.equal("candidate", c:status().role)
   end)
 end)
+
+describe("forged messages after a leader stepped down", function()
+  it("a leader that stepped down (check-quorum) drops an append of the term "
+     .. "it led from another node", function()
+    local c = core.new{ id = 1, voters = { 1, 2, 3 }, seed = 5,
+                        pre_vote = false }
+    assert(c:campaign())
+    drain(c)
+    c:step{ type = "vote_resp", from = 2, to = 1, term = 1 }
+    drain(c)
+    assert.equal("leader", c:status().role)
+    local ticks = 0
+    while c:status().role == "leader" do -- no answers: it steps down
+      c:tick()
+      drain(c)
+      ticks = ticks + 1
+      assert.is_true(ticks < 1000, "the leader never stepped down")
+    end
+    assert.equal(1, c:status().term)
+    local ok, err = c:step{ type = "append", from = 3, to = 1, term = 1,
+                            index = 1, log_term = 1, commit = 2,
+                            entries = { { term = 1, index = 2, data = "f" } } }
+    assert.is_nil(ok)
+    assert.equal("forged", err)
+    assert.equal(1, c:status().last_index)
+    assert.equal(0, c:status().leader)
+  end)
+end)

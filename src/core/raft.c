@@ -47,6 +47,8 @@ struct raft {
   uint64_t commit;
   raft_role role;
   uint64_t leader;
+  uint64_t led;         /* the last term this node led (a leader that steps
+                           down still knows no one else leads that term) */
   int elapsed;          /* ticks since last heard from a leader / election */
   int hb_elapsed;       /* leader: ticks since last heartbeat */
   int timeout;          /* randomized election timeout in ticks */
@@ -334,6 +336,7 @@ static void bcast_commit(raft *r) {
 static void become_leader(raft *r) {
   r->role = RAFT_LEADER;
   r->leader = r->id;
+  r->led = r->term;
   r->hb_elapsed = 0;
   r->elapsed = 0;
   reset_peers(r);
@@ -661,6 +664,7 @@ static int from_leader(const raft *r, const raft_msg *m) {
 static int step_follower(raft *r, const raft_msg *m) {
   int leads = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
               m->type == RAFT_MSG_SNAPSHOT;
+  if (leads && r->led == m->term) return RAFT_EFORGED; /* we led it */
   if ((leads && r->leader != RAFT_NONE && !from_leader(r, m)) ||
       (m->type == RAFT_MSG_TIMEOUT_NOW && !from_leader(r, m)))
     return r->leader != RAFT_NONE ? RAFT_EFORGED : RAFT_OK;
@@ -693,6 +697,7 @@ static int step_candidate(raft *r, const raft_msg *m) {
   int lost;
   if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
       m->type == RAFT_MSG_SNAPSHOT) {
+    if (r->led == m->term) return RAFT_EFORGED; /* a pre-candidate led it */
     become_follower(r, m->term, m->from); /* a leader of this term exists */
     return step_follower(r, m);
   }
