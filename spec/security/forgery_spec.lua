@@ -146,8 +146,12 @@ describe("forged peer frames (3 real nodes, plaintext)", function()
       c:wait_for(function() return W.closed(sock) end, 5000, "the close")
       sock:close()
     end
+    -- the forged term would show as 2^64-1 or 2^63; an election under a
+    -- loaded machine may add one or two
     for _, id in ipairs(c.ids) do
-      assert.equal(t, assert(c:status(id)).term, "term of node " .. id)
+      local term = assert(c:status(id)).term
+      assert.is_true(term >= t and term < t + 10,
+                     ("node %d: term %s, was %d"):format(id, tostring(term), t))
     end
     check_identical()
   end)
