@@ -215,7 +215,9 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
   rc = rf_driver_step(n->drv, m);
   if (rc < 0) {
     rf_logrec r;
-    rf_log_begin(&r, RF_WARN, "message rejected");
+    /* a forged leader's message is worth an operator's look */
+    rf_log_begin(&r, rc == RF_EFORGED ? RF_ERROR : RF_WARN,
+                 "message rejected");
     rf_log_str(&r, "type", raft_msg_type_name(m->type));
     rf_log_u64(&r, "from", m->from);
     rf_log_str(&r, "error", rf_strerror(rc));
@@ -463,6 +465,10 @@ static int start_transport(rf_node *n) {
   tc.n_peers = np;
   tc.max_frame_bytes = n->cfg->max_frame_bytes;
   tc.send_queue_bytes = n->cfg->send_queue_bytes;
+  tc.max_inbound = (size_t)n->cfg->max_peer_connections;
+  tc.first_frame_ms = (unsigned)n->cfg->peer_handshake_timeout_ms;
+  tc.frame_ms = (unsigned)n->cfg->peer_frame_timeout_ms;
+  tc.inbound_buffer_bytes = n->cfg->peer_buffer_bytes;
   tc.backoff_min_ms = 20;
   tc.backoff_max_ms = 1000;
   tc.seed = (uint64_t)uv_hrtime() ^ n->id;

@@ -13,6 +13,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 #include "rafting/driver.h"
 #include "rafting/log.h"
@@ -42,6 +43,7 @@ struct rf_snaps {
   rf_driver *drv;       /* set by rf_snaps_attach() */
   uv_loop_t *loop;
   rf_snapstore *store;
+  char *dir;            /* where received snapshots go; NULL: memory */
   int saving;           /* a snapshot is being written */
   uint64_t save_t0;     /* when it started (rafting_snapshot_duration) */
   uint64_t since_entries, since_bytes;
@@ -325,6 +327,36 @@ static void on_chunk_written(void *ud, int status) {
   }
 }
 
+/* A declared size is a claim: refuse one over max_snapshot_bytes or over
+** the free space of the data directory before a byte is written. */
+static int size_ok(rf_snaps *s, const raft_msg *m) {
+  struct statvfs vfs;
+  uint64_t cap = s->deps.cfg->max_snapshot_bytes;
+  if (m->size > cap) {
+    rf_log(RF_ERROR, "snapshot %llu from node %llu refused: %llu bytes "
+           "declared, limits.max_snapshot_bytes is %llu",
+           (unsigned long long)m->index, (unsigned long long)m->from,
+           (unsigned long long)m->size, (unsigned long long)cap);
+    return 0;
+  }
+  if (s->dir != NULL && statvfs(s->dir, &vfs) == 0 &&
+      m->size > (uint64_t)vfs.f_bavail * vfs.f_frsize) {
+    rf_log(RF_ERROR, "snapshot %llu from node %llu refused: %llu bytes "
+           "declared, %llu free in %s", (unsigned long long)m->index,
+           (unsigned long long)m->from, (unsigned long long)m->size,
+           (unsigned long long)vfs.f_bavail * vfs.f_frsize, s->dir);
+    return 0;
+  }
+  return 1;
+}
+
+/* Every chunk of a transfer repeats its index, term and size; a chunk that
+** disagrees, or says done short of the size, ends the transfer. */
+static int chunk_matches(const rf_snaps *s, const raft_msg *m) {
+  if (m->log_term != s->rx.meta.term || m->size != s->rx.meta.size) return 0;
+  return !m->done || m->offset + m->data_len == m->size;
+}
+
 static int begin(rf_snaps *s, const raft_msg *m) {
   rf_snap_meta meta = {m->index, m->log_term, m->size, 0};
   if (s->finishing || rf_snapstore_recv_begin(s->store, &meta) < 0) return -1;
@@ -340,16 +372,33 @@ static int begin(rf_snaps *s, const raft_msg *m) {
 static void on_chunk(rf_snaps *s, const raft_msg *m) {
   rx_op *op;
   if (m->from != rf_driver_leader(s->drv) || m->term != rf_driver_term(s->drv)) {
+    /* another term's is a leftover; another node in ours, a forgery */
+    if (m->term == rf_driver_term(s->drv) && rf_driver_leader(s->drv) != 0)
+      rf_log(RF_ERROR, "snapshot %llu from node %llu refused: node %llu "
+             "leads term %llu", (unsigned long long)m->index,
+             (unsigned long long)m->from,
+             (unsigned long long)rf_driver_leader(s->drv),
+             (unsigned long long)m->term);
     ack(s, m->from, m->index, 0, 1); /* only the current leader's */
     return;
   }
   if (m->offset == 0) {
-    if (begin(s, m) < 0) {
+    if (!size_ok(s, m) || begin(s, m) < 0) {
       ack(s, m->from, m->index, 0, 1); /* busy finishing: the core retries */
       return;
     }
   } else if (s->rx.from != m->from || s->rx.meta.index != m->index) {
     ack(s, m->from, m->index, 0, 0); /* we lost the start: begin again */
+    return;
+  }
+  if (!chunk_matches(s, m)) {
+    rf_log(RF_ERROR, "snapshot %llu from node %llu refused: a chunk at %llu "
+           "does not match the transfer's term, size or end",
+           (unsigned long long)m->index, (unsigned long long)m->from,
+           (unsigned long long)m->offset);
+    rf_snapstore_recv_abort(s->store);
+    rx_drop(s);
+    ack(s, m->from, m->index, 0, 1);
     return;
   }
   s->rx.deadline = now(s) + STALL_MS;
@@ -437,6 +486,18 @@ void rf_snaps_status_json(rf_snaps *s, rf_buf *b) {
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* At start: say so when a snapshot of the allowed size would not fit. */
+static void warn_space(rf_snaps *s) {
+  struct statvfs vfs;
+  uint64_t cap = s->deps.cfg->max_snapshot_bytes, avail;
+  if (s->dir == NULL || statvfs(s->dir, &vfs) != 0) return;
+  avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+  if (cap > avail)
+    rf_log(RF_WARN, "limits.max_snapshot_bytes is %llu but %s has %llu bytes "
+           "free: a larger snapshot from the leader will be refused",
+           (unsigned long long)cap, s->dir, (unsigned long long)avail);
+}
+
 int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
                   rf_snaps **out, char *err, size_t errlen) {
   rf_snaps *s = calloc(1, sizeof(*s));
@@ -444,11 +505,17 @@ int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
   if (s == NULL) return UV_ENOMEM;
   s->deps = *deps;
   s->loop = loop;
+  if (dir != NULL && (s->dir = strdup(dir)) == NULL) {
+    free(s);
+    return UV_ENOMEM;
+  }
   s->store = rf_snapstore_open(loop, dir, err, errlen);
   if (s->store == NULL) {
+    free(s->dir);
     free(s);
     return RF_SNAP_ECORRUPT;
   }
+  warn_space(s);
   *out = s;
   return 0;
 }
@@ -470,6 +537,7 @@ void rf_snaps_attach(rf_snaps *s, rf_driver *drv) { s->drv = drv; }
 static void on_store_closed(void *ud) {
   rf_snaps *s = ud;
   if (s->done) s->done(s->done_ud);
+  free(s->dir);
   free(s);
 }
 

@@ -75,6 +75,11 @@ typedef struct rf_config {
   size_t snapshot_log_bytes; /* ... or after this many bytes, 64 MiB */
   size_t snapshot_trailing;  /* entries kept behind a snapshot, 1000 */
   size_t snapshot_chunk_bytes; /* InstallSnapshot chunk size, 256 KiB */
+  size_t max_snapshot_bytes; /* largest snapshot received, 1 GiB */
+  int max_peer_connections;  /* inbound peer connections, 4 per node */
+  int peer_handshake_timeout_ms; /* accept to first whole frame, 5000 */
+  int peer_frame_timeout_ms; /* a partly received frame must end in, 10000 */
+  size_t peer_buffer_bytes;  /* partial frames, all inbound together, 32 MiB */
 } rf_config;
 
 /*

@@ -47,7 +47,8 @@ enum {
   RF_EUNPACK = RF_E_BASE - 19,    /* bytes that do not unpack */
   RF_ETYPE = RF_E_BASE - 20,      /* no body or an unknown message type */
   RF_ERANGE = RF_E_BASE - 21,     /* a field out of range */
-  RF_E_LAST = RF_E_BASE - 22
+  RF_EFORGED = RF_E_BASE - 22,    /* a message no correct peer sends */
+  RF_E_LAST = RF_E_BASE - 23
 };
 
 /* A message for any RF_E* (or -errno) code; never NULL. */

@@ -35,6 +35,9 @@
 
 #define RAFT_NONE 0       /* "no node": node ids are > 0 */
 #define RAFT_MAX_NODES 64 /* voters (and later learners) per cluster */
+/* Terms and indexes at or above 2^63 are malformed: no arithmetic on them
+** can wrap, and they fit a Lua integer. */
+#define RAFT_TERM_LIMIT (UINT64_C(1) << 63)
 
 /* The core's codes are rafting's (rafting/error.h), under its own names. */
 enum {
@@ -43,7 +46,8 @@ enum {
   RAFT_ENOMEM = RF_ENOMEM,
   RAFT_EINVAL = RF_EINVAL,   /* malformed input (bad config, message to someone else) */
   RAFT_EBUSY = RF_EBUSY,     /* a ready is already outstanding */
-  RAFT_ETOOBIG = RF_ETOOBIG  /* proposal larger than max_msg_bytes */
+  RAFT_ETOOBIG = RF_ETOOBIG, /* proposal larger than max_msg_bytes */
+  RAFT_EFORGED = RF_EFORGED  /* a second leader in a term (dropped) */
 };
 
 typedef enum {

@@ -67,6 +67,15 @@ typedef struct rf_transport_config {
                                 jittered into [d/2, d]; 0: 50 */
   unsigned backoff_max_ms;   /* cap; 0: 1000 */
   uint64_t seed;             /* backoff jitter */
+  /* Inbound limits (a peer may be buggy or forged): connections open at
+  ** once, 0: 4 per node; a connection must deliver a whole frame within
+  ** first_frame_ms of being accepted (0: 5000) and finish every frame it
+  ** starts within frame_ms (0: 10000); bytes buffered for partial frames
+  ** over all inbound connections, >= 4 + max frame (0: 32 MiB or one
+  ** frame).  Over any of them the connection is closed and logged. */
+  size_t max_inbound;
+  unsigned first_frame_ms, frame_ms;
+  size_t inbound_buffer_bytes;
   void *ud;                  /* passed to every callback */
   /* A message addressed to this node; valid only during the call. */
   void (*recv)(void *ud, const raft_msg *m);

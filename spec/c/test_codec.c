@@ -38,7 +38,7 @@ static const raft_msg msgs[] = {
   {.type = RAFT_MSG_HEARTBEAT_RESP, .term = 8, .context = 99, .index = 12},
   {.type = RAFT_MSG_SNAPSHOT, .term = 8, .index = 100, .log_term = 8},
   {.type = RAFT_MSG_SNAPSHOT_RESP, .term = 8, .reject = 1, .index = 100},
-  {.type = RAFT_MSG_TIMEOUT_NOW, .term = (uint64_t)1 << 63},
+  {.type = RAFT_MSG_TIMEOUT_NOW, .term = RAFT_TERM_LIMIT - 1},
 };
 #define N_MSGS (sizeof(msgs) / sizeof(msgs[0]))
 
@@ -207,6 +207,57 @@ static void test_decode_rejects(void) {
   rf_decoded_free(NULL);
 }
 
+/* A term or index at or above 2^63 is malformed in every message: the
+** term-2^64-1 heartbeat of issue 8 would make the next term wrap to 0. */
+static void test_terms_below_2_63(void) {
+  Rafting__Envelope env = RAFTING__ENVELOPE__INIT;
+  Rafting__Heartbeat hb = RAFTING__HEARTBEAT__INIT;
+  Rafting__AppendEntries app = RAFTING__APPEND_ENTRIES__INIT;
+  Rafting__InstallSnapshot snap = RAFTING__INSTALL_SNAPSHOT__INIT;
+  raft_msg m = msgs[0];
+  uint8_t *buf = NULL;
+  size_t len;
+
+  env.cluster = "alpha";
+  env.from = 1;
+  env.to = 2;
+  env.body_case = RAFTING__ENVELOPE__BODY_HEARTBEAT;
+  env.heartbeat = &hb;
+  env.term = UINT64_MAX;
+  CHECK_RC(decode_env(&env, NULL, 0), RF_CODEC_ERANGE);
+  env.term = RAFT_TERM_LIMIT;
+  CHECK_RC(decode_env(&env, NULL, 0), RF_CODEC_ERANGE);
+  env.term = RAFT_TERM_LIMIT - 1;
+  CHECK_RC(decode_env(&env, NULL, 0), 0);
+  hb.commit = RAFT_TERM_LIMIT;
+  CHECK_RC(decode_env(&env, NULL, 0), RF_CODEC_ERANGE);
+
+  env.term = 3;
+  env.body_case = RAFTING__ENVELOPE__BODY_APPEND;
+  env.append = &app;
+  app.prev_log_index = RAFT_TERM_LIMIT;
+  CHECK_RC(decode_env(&env, NULL, 0), RF_CODEC_ERANGE);
+  app.prev_log_index = 1;
+  app.prev_log_term = UINT64_MAX;
+  CHECK_RC(decode_env(&env, NULL, 0), RF_CODEC_ERANGE);
+
+  env.body_case = RAFTING__ENVELOPE__BODY_SNAPSHOT;
+  env.snapshot = &snap;
+  snap.snapshot_index = 10;
+  snap.snapshot_term = 3;
+  snap.size = UINT64_MAX; /* the declared size of a 16 EiB snapshot */
+  CHECK_RC(decode_env(&env, NULL, 0), RF_CODEC_ERANGE);
+  snap.size = 100;
+  snap.offset = RAFT_TERM_LIMIT;
+  CHECK_RC(decode_env(&env, NULL, 0), RF_CODEC_ERANGE);
+
+  m.from = 1;
+  m.to = 2;
+  m.term = RAFT_TERM_LIMIT; /* the encoder refuses what the decoder would */
+  CHECK_RC(rf_codec_encode("alpha", &m, &buf, &len), RF_CODEC_ERANGE);
+  CHECK(buf == NULL);
+}
+
 static void test_frame_len(void) {
   uint8_t p[4];
   rf_frame_put_len(p, 0x01020304u);
@@ -222,5 +273,6 @@ int main(void) {
   test_big_append();
   test_encode_rejects();
   test_decode_rejects();
+  test_terms_below_2_63();
   return check_summary("test_codec");
 }

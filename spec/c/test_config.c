@@ -87,6 +87,9 @@ static void test_defaults(void) {
   CHECK(c.pre_vote == 1 && c.check_quorum == 1);
   CHECK(strcmp(c.storage, "memory") == 0 && c.commands == NULL);
   CHECK(c.max_frame_bytes == 4u << 20 && c.max_msg_bytes == 2u << 20);
+  CHECK(c.max_snapshot_bytes == 1u << 30 && c.peer_buffer_bytes == 32u << 20);
+  CHECK(c.peer_handshake_timeout_ms == 5000 && c.peer_frame_timeout_ms == 10000);
+  CHECK(c.max_peer_connections == 4); /* 4 per node */
   CHECK(c.max_inflight == 64 && c.send_queue_bytes == 8u << 20);
   CHECK(c.max_body_bytes == 1u << 20 && c.max_header_bytes == 8u << 10);
   CHECK(c.max_url_bytes == 4u << 10 && c.max_connections == 1024);
@@ -256,6 +259,22 @@ static void test_required_and_ranges(void) {
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ idle_timeout_ms = 1 << 40 } }",
       "limits.idle_timeout_ms: must be between 1 and 2147483647");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ max_frame_bytes = 1 << 31 } }", /* issue 8: failed only at listen */
+      "limits.max_frame_bytes: must be at most 1073741824 (1 GiB: a frame's "
+      "length and libuv's buffers are 32-bit), got 2147483648");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ max_header_bytes = 1 << 40 } }",
+      "limits.max_header_bytes: must be at most 1048576 (1 MiB)");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ snapshot_chunk_bytes = 2 << 30 } }",
+      "limits.snapshot_chunk_bytes: must be at most 1073741824");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ peer_buffer_bytes = 1 << 20 } }",
+      "limits.peer_buffer_bytes: must be at least limits.max_frame_bytes + 4");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ max_peer_connections = 0 } }",
+      "limits.max_peer_connections: must be positive, got 0");
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ max_frame_bytes = 1000 } }",
       "limits.max_frame_bytes: must be at least limits.max_msg_bytes + 1024 "

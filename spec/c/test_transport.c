@@ -10,7 +10,10 @@
 **   raw TCP clients send garbage, an oversize length, another cluster's
 **   frame, a frame for another node and one from an unknown node: each is
 **   closed (with a log line) while a raw client sending a valid frame in
-**   pieces is served, and node 1 -> 2 still works;
+**   pieces is served, and node 1 -> 2 still works; so are a client that
+**   never sends (first-frame deadline) and one that sends a hello and part
+**   of a frame (frame deadline), while the nodes' own connections, which
+**   open with a hello and then idle, stay up;
 **   node 1 floods node 4, a server that accepts and never reads: sends are
 **   dropped at the queue bound instead of queuing without bound;
 **   everything closes and uv_run() returns with no handle left; so does a
@@ -36,6 +39,7 @@
 #define MAX_FRAME (256u << 10)
 #define QUEUE (512u << 10)
 #define PHASE_MS 5000
+#define DEADLINE_MS 300 /* inbound first-frame and frame deadlines */
 #define MAX_KEEP 64
 
 static int verbose;
@@ -117,7 +121,8 @@ static void setup_node(uint64_t id) {
     .cluster = CLUSTER, .self = id, .listen_host = "127.0.0.1",
     .listen_port = ports[id], .peers = n->peers, .n_peers = k,
     .max_frame_bytes = MAX_FRAME, .send_queue_bytes = QUEUE,
-    .backoff_min_ms = 5, .backoff_max_ms = 40, .seed = id, .ud = n,
+    .backoff_min_ms = 5, .backoff_max_ms = 40, .seed = id,
+    .first_frame_ms = DEADLINE_MS, .frame_ms = DEADLINE_MS, .ud = n,
     .recv = on_recv, .peer_state = on_peer_state, .log = on_log};
 }
 
@@ -246,8 +251,8 @@ typedef struct raw {
   int closed_by_peer;
 } raw;
 
-enum { RAW_GARBAGE, RAW_OVERSIZE, RAW_CLUSTER, RAW_RECIPIENT, RAW_SENDER,
-       RAW_GOOD, N_RAW };
+enum { RAW_GARBAGE, RAW_OVERSIZE, RAW_SILENT, RAW_SLOW, RAW_CLUSTER,
+       RAW_RECIPIENT, RAW_SENDER, RAW_GOOD, N_RAW };
 static raw raws[N_RAW];
 
 static void raw_written(uv_write_t *w, int status) {
@@ -286,7 +291,7 @@ static void raw_connected(uv_connect_t *req, int status) {
   raw *r = req->data;
   CHECK_RC(status, 0);
   if (status < 0) return;
-  raw_write(r, 0, r->split);
+  if (r->split > 0) raw_write(r, 0, r->split);
   if (r->split < r->len) uv_timer_start(&r->later, raw_later, 20, 0);
   uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
 }
@@ -327,7 +332,7 @@ static uint8_t *two_frames(size_t *len) {
 }
 
 static void start_raws(void) {
-  static uint8_t garbage[4 + 16], oversize[8];
+  static uint8_t garbage[4 + 16], oversize[8], slow[4 + 4 + 3];
   size_t len;
   uint8_t *b;
   rf_frame_put_len(garbage, 16);
@@ -338,6 +343,10 @@ static void start_raws(void) {
             sizeof(garbage));
   raw_start(&raws[RAW_OVERSIZE], "oversize", oversize, sizeof(oversize),
             sizeof(oversize));
+  raw_start(&raws[RAW_SILENT], "silent", NULL, 0, 0);
+  rf_frame_put_len(slow, 0); /* a hello, then 3 bytes of a 100-byte frame */
+  rf_frame_put_len(slow + 4, 100);
+  raw_start(&raws[RAW_SLOW], "slow", slow, sizeof(slow), sizeof(slow));
   b = encoded("other-cluster", heartbeat(1, 2, 1), &len);
   raw_start(&raws[RAW_CLUSTER], "wrong cluster", b, len, len);
   b = encoded(CLUSTER, heartbeat(1, 3, 1), &len);

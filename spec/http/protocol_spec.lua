@@ -31,6 +31,10 @@ local MALFORMED = {
   { "chunk data without its CRLF", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY0\r\n\r\n", 400 },
   { "a chunk longer than its size", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n", 400 },
   { "Content-Length with Transfer-Encoding", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400 },
+  { "a request line without an HTTP version", "GET /kv/x\r\n\r\n", 400 },
+  { "Transfer-Encoding: gzip", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc", 501 },
+  { "Transfer-Encoding: gzip, chunked", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 501 },
+  { "Transfer-Encoding twice (llhttp refuses it first)", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", 400 },
   { "two Content-Lengths", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400 },
   { "a non-numeric Content-Length", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nContent-Length: 3x\r\n\r\nabc", 400 },
   { "a negative Content-Length", "PUT /kv/m HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\nabc", 400 },
@@ -44,7 +48,8 @@ local MALFORMED = {
 }
 
 local CODES = { [400] = "bad_request", [408] = "request_timeout", [413] = "body_too_large",
-                [414] = "url_too_long", [431] = "headers_too_large" }
+                [414] = "url_too_long", [431] = "headers_too_large",
+                [501] = "not_implemented" }
 
 describe("HTTP protocol and error answers (3 real nodes)", function()
   local c, leader

@@ -47,6 +47,8 @@ struct raft {
   uint64_t commit;
   raft_role role;
   uint64_t leader;
+  uint64_t led;         /* the last term this node led (a leader that steps
+                           down still knows no one else leads that term) */
   int elapsed;          /* ticks since last heard from a leader / election */
   int hb_elapsed;       /* leader: ticks since last heartbeat */
   int timeout;          /* randomized election timeout in ticks */
@@ -334,6 +336,7 @@ static void bcast_commit(raft *r) {
 static void become_leader(raft *r) {
   r->role = RAFT_LEADER;
   r->leader = r->id;
+  r->led = r->term;
   r->hb_elapsed = 0;
   r->elapsed = 0;
   reset_peers(r);
@@ -548,15 +551,19 @@ static void leader_heartbeat_resp(raft *r, rprogress *p, const raft_msg *m) {
   reads_release(r);
 }
 
-static void step_leader(raft *r, const raft_msg *m) {
+static int step_leader(raft *r, const raft_msg *m) {
   rprogress *p = pr_of(r, m->from);
-  if (p == NULL) return;
+  if (p == NULL) return RAFT_OK;
+  if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+      m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_TIMEOUT_NOW)
+    return RAFT_EFORGED; /* another leader of our own term */
   p->active = 1;
   switch (m->type) {
   case RAFT_MSG_APPEND_RESP: leader_append_resp(r, p, m); break;
   case RAFT_MSG_HEARTBEAT_RESP: leader_heartbeat_resp(r, p, m); break;
   default: break;
   }
+  return RAFT_OK;
 }
 
 /* Thesis §6.2: a leader that cannot reach a majority steps down. */
@@ -647,7 +654,20 @@ static void handle_heartbeat(raft *r, const raft_msg *m) {
   reply(r, m, &a);
 }
 
+/* Figure 3, Election Safety: at most one leader per term.  A follower that
+** knows this term's leader drops a leader's message from anyone else (a
+** forgery or a bug, never Raft), and obeys TimeoutNow from that leader only. */
+static int from_leader(const raft *r, const raft_msg *m) {
+  return r->leader != RAFT_NONE && r->leader == m->from;
+}
+
 static int step_follower(raft *r, const raft_msg *m) {
+  int leads = m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
+              m->type == RAFT_MSG_SNAPSHOT;
+  if (leads && r->led == m->term) return RAFT_EFORGED; /* we led it */
+  if ((leads && r->leader != RAFT_NONE && !from_leader(r, m)) ||
+      (m->type == RAFT_MSG_TIMEOUT_NOW && !from_leader(r, m)))
+    return r->leader != RAFT_NONE ? RAFT_EFORGED : RAFT_OK;
   switch (m->type) {
   case RAFT_MSG_APPEND:
     r->leader = m->from;
@@ -677,6 +697,7 @@ static int step_candidate(raft *r, const raft_msg *m) {
   int lost;
   if (m->type == RAFT_MSG_APPEND || m->type == RAFT_MSG_HEARTBEAT ||
       m->type == RAFT_MSG_SNAPSHOT) {
+    if (r->led == m->term) return RAFT_EFORGED; /* a pre-candidate led it */
     become_follower(r, m->term, m->from); /* a leader of this term exists */
     return step_follower(r, m);
   }
@@ -725,7 +746,13 @@ static int valid_msg(const raft *r, const raft_msg *m) {
   if (m->type < RAFT_MSG_PREVOTE || m->type > RAFT_MSG_TYPE_MAX) return 0;
   if (m->to != r->id || m->from == r->id || m->from == RAFT_NONE) return 0;
   if (m->n_entries > 0 && m->entries == NULL) return 0;
-  if (m->index > UINT64_MAX / 2 || m->n_entries > UINT32_MAX) return 0;
+  if (m->term >= RAFT_TERM_LIMIT || m->index >= RAFT_TERM_LIMIT ||
+      m->log_term >= RAFT_TERM_LIMIT || m->commit >= RAFT_TERM_LIMIT ||
+      m->hint_index >= RAFT_TERM_LIMIT || m->hint_term >= RAFT_TERM_LIMIT)
+    return 0; /* malformed: no term or index arithmetic may wrap */
+  if (m->n_entries > UINT32_MAX ||
+      m->index + m->n_entries >= RAFT_TERM_LIMIT)
+    return 0;
   for (size_t i = 0; i < m->n_entries; i++) {
     const raft_entry *e = &m->entries[i];
     if (e->index != m->index + 1 + i || e->term > m->term) return 0;
@@ -740,6 +767,8 @@ static int valid_msg(const raft *r, const raft_msg *m) {
 ** a leader we heard from within the election timeout (thesis §4.2.3). */
 static int step_higher_term(raft *r, const raft_msg *m) {
   int vote_req = m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE;
+  if (m->type == RAFT_MSG_TIMEOUT_NOW)
+    return 0; /* a leader sends it in its term, which its target shares */
   if (vote_req && r->cfg.check_quorum && r->leader != RAFT_NONE &&
       r->elapsed < r->cfg.election_ticks && m->context != 1)
     return 0; /* in lease: ignore */
@@ -784,7 +813,7 @@ int raft_step(raft *r, const raft_msg *m) {
     return RAFT_OK;
   }
   switch (r->role) {
-  case RAFT_LEADER: step_leader(r, m); break;
+  case RAFT_LEADER: return step_leader(r, m);
   case RAFT_CANDIDATE:
   case RAFT_PRECANDIDATE: return step_candidate(r, m);
   case RAFT_FOLLOWER: return step_follower(r, m);

@@ -279,6 +279,13 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
   return c->cur->url.oom ? nomem(c) : 0;
 }
 
+/* HTTP/0.9's bare "GET /path" has no version, headers or status line. */
+static int no_version(conn *c, const llhttp_t *p) {
+  if (p->http_major != 0) return 0;
+  return set_err(c, 400, "bad_request", "request line without an HTTP "
+                 "version");
+}
+
 static int hdr_add(conn *c, const void *d, size_t n, size_t cost) {
   size_t max = c->srv->o.max_header_bytes;
   if ((c->hbytes += cost) > max)
@@ -342,10 +349,32 @@ static void maybe_continue(conn *c, const llhttp_t *p) {
     free(w);
 }
 
+/* Transfer-Encoding is either absent or exactly one "chunked": any other
+** coding (gzip, "gzip, chunked", a repeated header) is one we would have
+** to decode, and a smuggling vector if we did not (RFC 9112 6.1). */
+static const char *bad_coding(const rf_buf *h) {
+  const char *p = h->p, *end = h->p + h->n, *found = NULL;
+  while (p && p < end) {
+    const char *v = p + strlen(p) + 1;
+    if (v >= end) break;
+    if (strcasecmp(p, "transfer-encoding") == 0) {
+      if (found != NULL || strcasecmp(v, "chunked") != 0) return v;
+      found = v;
+    }
+    p = v + strlen(v) + 1;
+  }
+  return NULL;
+}
+
 static int on_headers_complete(llhttp_t *p) {
   conn *c = p->data;
   size_t max = c->srv->o.max_body_bytes;
+  const char *te;
   if (hdr_close_value(c)) return -1;
+  if (no_version(c, p)) return -1;
+  if ((te = bad_coding(&c->cur->hdr)) != NULL)
+    return set_err(c, 501, "not_implemented", "Transfer-Encoding \"%.64s\" "
+                   "not implemented: only chunked", te);
   if ((p->flags & F_CONTENT_LENGTH) && p->content_length > max)
     return set_err(c, 413, "body_too_large",
                    "request body larger than %zu bytes", max);
@@ -386,6 +415,7 @@ static int on_message_complete(llhttp_t *p) {
   req_s *r = c->cur;
   int rc;
   if (hdr_close_value(c)) return -1; /* trailers */
+  if (no_version(c, p)) return -1;
   c->cur = NULL;
   r->pub.method = llhttp_method_name((llhttp_method_t)p->method);
   r->pub.http_minor = p->http_minor;

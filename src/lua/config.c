@@ -71,7 +71,28 @@ static const limit_def limit_defs[] = {
     LIM(sm_instructions, 0, 1000000),  LIM(sm_memory_bytes, 0, 64 << 20),
     LIM(snapshot_entries, 0, 10000),   LIM(snapshot_log_bytes, 0, 64 << 20),
     LIM(snapshot_trailing, 0, 1000),   LIM(snapshot_chunk_bytes, 0, 256 << 10),
+    LIM(max_snapshot_bytes, 0, 1 << 30),
+    LIM(max_peer_connections, 1, -4), /* negative: that many per node */
+    LIM(peer_handshake_timeout_ms, 1, 5000),
+    LIM(peer_frame_timeout_ms, 1, 10000),
+    LIM(peer_buffer_bytes, 0, 32 << 20),
     {NULL, 0, 0, 0}};
+
+/* Upper bounds beyond the field's type, with the reason a user reads. */
+static const struct limit_max {
+  const char *name;
+  lua_Integer max;
+  const char *why;
+} limit_maxes[] = {
+    {"max_frame_bytes", 1 << 30, "1 GiB: a frame's length and libuv's "
+                                 "buffers are 32-bit"},
+    {"max_msg_bytes", 1 << 30, "1 GiB, as max_frame_bytes"},
+    {"max_body_bytes", 1 << 30, "1 GiB"},
+    {"max_header_bytes", 1 << 20, "1 MiB"},
+    {"max_url_bytes", 1 << 20, "1 MiB"},
+    {"snapshot_chunk_bytes", 1 << 30, "1 GiB, as max_frame_bytes"},
+    {"max_peer_connections", 1024, "a peer needs one"},
+    {NULL, 0, NULL}};
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -473,6 +494,16 @@ static void load_commands(lua_State *L, const ctx *x, int top) {
   lua_settop(L, top);
 }
 
+static void check_max(lua_State *L, const ctx *x, const char *name,
+                      lua_Integer v) {
+  for (const struct limit_max *m = limit_maxes; m->name; m++) {
+    if (strcmp(m->name, name) != 0 || v <= m->max) continue;
+    lua_pushfstring(L, "limits.%s", name);
+    fail(L, x, lua_tostring(L, -1), "must be at most %I (%s), got %I", m->max,
+         m->why, v);
+  }
+}
+
 static void load_limits(lua_State *L, const ctx *x, int top) {
   int t = opt_table(L, x, top, "limits");
   const char *names[sizeof limit_defs / sizeof *limit_defs];
@@ -483,8 +514,11 @@ static void load_limits(lua_State *L, const ctx *x, int top) {
   for (const limit_def *d = limit_defs; d->name; d++) {
     char *f = (char *)x->out + d->off;
     lua_Integer max = d->is_int ? INT_MAX : LUA_MAXINTEGER;
-    lua_Integer v = t ? opt_int(L, x, t, "limits", d->name, d->dflt, 1, max)
-                      : d->dflt;
+    lua_Integer dflt = d->dflt > 0 ? d->dflt
+                                   : -d->dflt * (lua_Integer)x->out->n_nodes;
+    lua_Integer v = t ? opt_int(L, x, t, "limits", d->name, dflt, 1, max)
+                      : dflt;
+    check_max(L, x, d->name, v);
     if (d->is_int) *(int *)f = (int)v;
     else *(size_t *)f = (size_t)v;
   }
@@ -501,6 +535,10 @@ static void check_limits(lua_State *L, const ctx *x) {
          "limits.max_msg_bytes + %d = %I, or a full AppendEntries does not "
          "fit in a frame", FRAME_SLACK,
          (lua_Integer)(c->max_msg_bytes + FRAME_SLACK));
+  if (c->peer_buffer_bytes < c->max_frame_bytes + FRAME_HEADER)
+    fail(L, x, "limits.peer_buffer_bytes", "must be at least "
+         "limits.max_frame_bytes + %d = %I (one whole frame)", FRAME_HEADER,
+         (lua_Integer)(c->max_frame_bytes + FRAME_HEADER));
   if (c->send_queue_bytes < c->max_frame_bytes + FRAME_HEADER)
     fail(L, x, "limits.send_queue_bytes", "must be at least "
          "limits.max_frame_bytes + %d = %I (one whole frame)", FRAME_HEADER,

@@ -37,6 +37,7 @@ const char *lraft_errname (int err) {
     case RF_ESTORAGE: return "storage";
     case RF_ESNAPSHOT: return "snapshot";
     case RF_EFAILED: return "failed";
+    case RF_EFORGED: return "forged";
     default: return "unknown";
   }
 }

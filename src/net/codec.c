@@ -35,11 +35,23 @@ static int check_entries(const raft_msg *m) {
   return 0;
 }
 
+/* A term, index or offset at or above 2^63 is malformed (RAFT_TERM_LIMIT):
+** refused here so it holds for every message, whatever the type. */
+static int check_ranges(const raft_msg *m) {
+  const uint64_t v[] = {m->term, m->index, m->log_term, m->commit,
+                        m->hint_index, m->hint_term, m->offset, m->size};
+  for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+    if (v[i] >= RAFT_TERM_LIMIT) return RF_CODEC_ERANGE;
+  if (m->index + m->n_entries >= RAFT_TERM_LIMIT) return RF_CODEC_ERANGE;
+  return 0;
+}
+
 /* What both ends refuse: no node 0, no self-addressed frames, no unknown
-** type, entries only on appends. */
+** type, entries only on appends, no term or index that could wrap. */
 static int check_msg(const raft_msg *m) {
   if (m->type < RAFT_MSG_PREVOTE || m->type > RAFT_MSG_TYPE_MAX)
     return RF_CODEC_ETYPE;
+  if (check_ranges(m) != 0) return RF_CODEC_ERANGE;
   if (m->from == RAFT_NONE || m->to == RAFT_NONE || m->from == m->to)
     return RF_CODEC_ERANGE;
   if (m->n_entries > 0 && m->type != RAFT_MSG_APPEND) return RF_CODEC_ERANGE;

@@ -29,6 +29,10 @@
 #define DEF_BACKOFF_MAX 1000
 #define READ_CHUNK 65536
 #define KEEP_BUF (256u << 10) /* idle read buffers above this are freed */
+#define DEF_IN_PER_NODE 4
+#define DEF_FIRST_FRAME_MS 5000
+#define DEF_FRAME_MS 10000
+#define DEF_IN_BUFFER (32u << 20)
 
 typedef struct peer peer;
 
@@ -67,6 +71,9 @@ typedef struct inconn { /* accepted: we only read frames from it */
   uint8_t *buf;
   size_t len, cap;
   int closing;
+  int framed;            /* a whole frame arrived */
+  int over;              /* refused room: inbound buffers at their cap */
+  uint64_t deadline;     /* loop ms: close unless a frame ends by then */
   char name[64];         /* remote address, for log lines */
 } inconn;
 
@@ -86,6 +93,10 @@ struct rf_transport {
   peer *peers;
   size_t n_peers;
   inconn *in;            /* open inbound connections */
+  size_t n_in, max_in;
+  unsigned first_ms, frame_ms;
+  size_t in_bytes, in_cap; /* read buffers of all inbound connections */
+  uv_timer_t sweep;      /* closes inbound connections past deadline */
   size_t handles;        /* initialized, not yet close-called-back */
   int closing;
   void (*done)(void *);
@@ -94,6 +105,7 @@ struct rf_transport {
 };
 
 static void dial(peer *p);
+static void on_write(uv_write_t *req, int status);
 
 /* ---- helpers -------------------------------------------------------- */
 
@@ -213,6 +225,24 @@ static void on_out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     out_drop(c, "read", (int)nread);
 }
 
+/* An empty frame (length 0) is a hello: the dialer sends one at once, so
+** an inbound connection that stays silent past first_ms is not a peer. */
+static void send_hello(outconn *c) {
+  static const uint8_t hello[RF_FRAME_HEADER];
+  wreq *w = malloc(sizeof(*w));
+  uv_buf_t b = uv_buf_init((char *)hello, sizeof(hello));
+  if (w == NULL) return; /* the peer closes us at its deadline: redial */
+  w->req.data = w;
+  w->c = c;
+  w->frame = NULL;
+  w->len = sizeof(hello);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+    free(w);
+    return;
+  }
+  c->queued += w->len;
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   outconn *c = req->data;
   peer *p = c->peer;
@@ -229,6 +259,7 @@ static void on_connect(uv_connect_t *req, int status) {
     out_drop(c, "read_start", rc);
     return;
   }
+  send_hello(c);
   p->up = 1;
   p->fails = 0;
   tlog(t, RF_LOG_DEBUG, "peer %" PRIu64 " connected (%s:%d)", p->id, p->host,
@@ -273,6 +304,7 @@ static void on_write(uv_write_t *req, int status) {
 static void on_in_closed(uv_handle_t *h) {
   inconn *c = h->data;
   rf_transport *t = c->t;
+  t->in_bytes -= c->cap;
   free(c->buf);
   free(c);
   handle_gone(t);
@@ -282,6 +314,7 @@ static void in_close(inconn *c) {
   rf_transport *t = c->t;
   if (c->closing) return;
   c->closing = 1;
+  t->n_in--;
   if (c->prev != NULL) c->prev->next = c->next;
   else t->in = c->next;
   if (c->next != NULL) c->next->prev = c->prev;
@@ -302,24 +335,32 @@ static void in_fail(inconn *c, const char *fmt, ...) {
   in_close(c);
 }
 
-/* Room for the rest of the pending frame (its length is already checked
-** against max_frame) or at least a read chunk. */
+/* Room for a read chunk, growing by doubling up to the rest of the pending
+** frame (its length is already checked against max_frame): memory follows
+** the bytes that arrived, not what a frame header claims, and all inbound
+** buffers together stay under in_cap. */
 static void on_in_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   inconn *c = h->data;
+  rf_transport *t = c->t;
   size_t need = READ_CHUNK;
   (void)size;
   if (c->len >= RF_FRAME_HEADER) {
     size_t want = RF_FRAME_HEADER + (size_t)rf_frame_len(c->buf) - c->len;
-    if (want > need && want <= RF_FRAME_HEADER + c->t->max_frame) need = want;
+    if (want <= RF_FRAME_HEADER + t->max_frame && want > need)
+      need = want < c->cap ? want : c->cap > need ? c->cap : need;
   }
   if (c->cap - c->len < need) {
-    uint8_t *nb = realloc(c->buf, c->len + need);
+    size_t ncap = c->len + need;
+    uint8_t *nb = t->in_bytes - c->cap + ncap <= t->in_cap
+                      ? realloc(c->buf, ncap) : NULL;
     if (nb == NULL) {
+      c->over = t->in_bytes - c->cap + ncap > t->in_cap;
       *buf = uv_buf_init(NULL, 0); /* read_cb gets UV_ENOBUFS */
       return;
     }
+    t->in_bytes += ncap - c->cap;
     c->buf = nb;
-    c->cap = c->len + need;
+    c->cap = ncap;
   }
   *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
@@ -347,34 +388,77 @@ static int deliver(inconn *c, const uint8_t *p, size_t n) {
   return rc;
 }
 
-static void parse_frames(inconn *c) {
+/* Delivers every whole frame buffered; returns how many bytes they took. */
+static size_t parse_frames(inconn *c) {
   size_t off = 0, max = c->t->max_frame;
   while (!c->closing && c->len - off >= RF_FRAME_HEADER) {
     size_t n = rf_frame_len(c->buf + off);
     if (n > max) {
       in_fail(c, "frame of %zu bytes over the maximum %zu", n, max);
-      return;
+      return 0;
     }
     if (c->len - off - RF_FRAME_HEADER < n) break;
-    if (deliver(c, c->buf + off + RF_FRAME_HEADER, n) < 0) return;
+    if (n > 0 && deliver(c, c->buf + off + RF_FRAME_HEADER, n) < 0) return 0;
     off += RF_FRAME_HEADER + n;
   }
-  if (c->closing || off == 0) return; /* recv may have closed us */
+  if (c->closing || off == 0) return 0; /* recv may have closed us */
   memmove(c->buf, c->buf + off, c->len - off);
   c->len -= off;
   if (c->len == 0 && c->cap > KEEP_BUF) { /* don't pin a big frame's room */
+    c->t->in_bytes -= c->cap;
     free(c->buf);
     c->buf = NULL;
     c->cap = 0;
   }
+  return off;
+}
+
+/* The first frame must end within first_ms of the accept; after that each
+** frame within frame_ms of its first byte (a slow sender holds no buffer
+** for long); an idle connection has no deadline. */
+static void in_rearm(inconn *c, size_t took) {
+  rf_transport *t = c->t;
+  if (took > 0) c->framed = 1;
+  if (!c->framed) return;
+  if (c->len == 0) c->deadline = 0;
+  else if (took > 0 || c->deadline == 0)
+    c->deadline = uv_now(t->loop) + t->frame_ms;
+}
+
+static void on_sweep(uv_timer_t *timer) {
+  rf_transport *t = timer->data;
+  uint64_t now = uv_now(t->loop);
+  inconn *c = t->in, *next;
+  for (; c != NULL; c = next) {
+    next = c->next; /* in_fail unlinks c */
+    if (c->deadline != 0 && now >= c->deadline)
+      in_fail(c, c->framed ? "frame not finished within %u ms"
+                           : "no whole frame within %u ms of connecting",
+              c->framed ? t->frame_ms : t->first_ms);
+  }
+}
+
+/* A check a few times per deadline is precise enough. */
+static void start_sweep(rf_transport *t) {
+  unsigned every = (t->first_ms < t->frame_ms ? t->first_ms : t->frame_ms) / 4;
+  if (every < 10) every = 10;
+  if (every > 1000) every = 1000;
+  uv_timer_init(t->loop, &t->sweep); /* cannot fail */
+  t->sweep.data = t;
+  t->handles++;
+  uv_timer_start(&t->sweep, on_sweep, every, every);
 }
 
 static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   inconn *c = s->data;
+  size_t took;
   (void)buf;
   if (nread < 0) {
     if (nread == UV_EOF)
       tlog(c->t, RF_LOG_DEBUG, "peer connection from %s closed", c->name);
+    else if (c->over)
+      tlog(c->t, RF_LOG_WARN, "closing peer connection from %s: partial "
+           "frames of all peers over %zu bytes", c->name, c->t->in_cap);
     else
       tlog(c->t, RF_LOG_WARN, "peer connection from %s: %s", c->name,
            uv_strerror((int)nread));
@@ -382,7 +466,8 @@ static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   c->len += (size_t)nread;
-  parse_frames(c);
+  took = parse_frames(c);
+  if (!c->closing) in_rearm(c, took);
 }
 
 static void name_remote(inconn *c) {
@@ -419,6 +504,8 @@ static void on_connection(uv_stream_t *server, int status) {
   t->handles++;
   c->tcp.data = c;
   c->t = t;
+  c->deadline = uv_now(t->loop) + t->first_ms;
+  t->n_in++;
   c->next = t->in;
   if (t->in != NULL) t->in->prev = c;
   t->in = c;
@@ -431,6 +518,11 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   name_remote(c);
+  if (t->n_in > t->max_in) {
+    in_fail(c, "already %zu inbound peer connections (the maximum)",
+            t->max_in);
+    return;
+  }
   tlog(t, RF_LOG_DEBUG, "peer connection from %s", c->name);
 }
 
@@ -481,6 +573,14 @@ static rf_transport *new_transport(uv_loop_t *loop,
   if (t->queue_bound == 0) /* default: 8 MiB, or one max frame if larger */
     t->queue_bound = t->max_frame + RF_FRAME_HEADER > DEF_QUEUE
                          ? t->max_frame + RF_FRAME_HEADER : DEF_QUEUE;
+  t->max_in = cfg->max_inbound ? cfg->max_inbound
+                               : DEF_IN_PER_NODE * (cfg->n_peers + 1);
+  t->first_ms = cfg->first_frame_ms ? cfg->first_frame_ms : DEF_FIRST_FRAME_MS;
+  t->frame_ms = cfg->frame_ms ? cfg->frame_ms : DEF_FRAME_MS;
+  t->in_cap = cfg->inbound_buffer_bytes;
+  if (t->in_cap == 0) /* default: 32 MiB, or one max frame if larger */
+    t->in_cap = t->max_frame + RF_FRAME_HEADER > DEF_IN_BUFFER
+                    ? t->max_frame + RF_FRAME_HEADER : DEF_IN_BUFFER;
   t->bo_min = cfg->backoff_min_ms ? cfg->backoff_min_ms : DEF_BACKOFF_MIN;
   t->bo_max = cfg->backoff_max_ms ? cfg->backoff_max_ms : DEF_BACKOFF_MAX;
   if (t->bo_max < t->bo_min) t->bo_max = t->bo_min;
@@ -519,7 +619,8 @@ int rf_transport_start(uv_loop_t *loop, const rf_transport_config *cfg,
   if (loop == NULL || out == NULL || check_config(cfg) < 0) return UV_EINVAL;
   if ((t = new_transport(loop, cfg)) == NULL) return UV_ENOMEM;
   if (t->max_frame > INT32_MAX || /* uv_buf_t lengths are 32-bit */
-      t->queue_bound < RF_FRAME_HEADER + t->max_frame) /* one must fit */
+      t->queue_bound < RF_FRAME_HEADER + t->max_frame || /* one must fit */
+      t->in_cap < RF_FRAME_HEADER + t->max_frame)
     rc = UV_EINVAL;
   else if (t->cluster == NULL)
     rc = UV_ENOMEM;
@@ -536,6 +637,7 @@ int rf_transport_start(uv_loop_t *loop, const rf_transport_config *cfg,
     t->peers[i].timer.data = &t->peers[i];
     t->handles++;
   }
+  start_sweep(t);
   for (size_t i = 0; i < t->n_peers; i++) dial(&t->peers[i]);
   *out = t;
   return 0;
@@ -609,6 +711,7 @@ int rf_transport_close(rf_transport *t, void (*done)(void *), void *ud) {
   t->done = done;
   t->done_ud = ud;
   uv_close((uv_handle_t *)&t->listener, on_handle_closed);
+  uv_close((uv_handle_t *)&t->sweep, on_handle_closed);
   for (size_t i = 0; i < t->n_peers; i++) {
     peer *p = &t->peers[i];
     uv_close((uv_handle_t *)&p->timer, on_timer_closed);

@@ -27,6 +27,7 @@ static const char *const own[] = {
   "a frame that does not unpack",
   "an unknown message type",
   "a field out of range",
+  "a message no correct peer sends (forged, or a bug)",
 };
 
 const char *rf_strerror(int err) {
