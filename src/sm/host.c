@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "meter.h"
 #include "smint.h"
 
 #ifndef RAFTING_LUA_DIR
@@ -228,6 +229,7 @@ static int init(lua_State *L) {
   openlib(L, LUA_MATHLIBNAME, luaopen_math);
   openlib(L, LUA_UTF8LIBNAME, luaopen_utf8);
   openlib(L, LUA_COLIBNAME, luaopen_coroutine);
+  rf_meter_open(L, rf_sm_charge); /* before the sandbox copies the libs */
   rf_sandbox_open(L);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &CHUNKS);
