@@ -19,9 +19,16 @@
 
 static const char METERKEY = 0; /* registry: userdata holding the charge fn */
 
+/* pre is charged before the call: work the function does without
+** allocating (loops, scans of existing strings).  post, computed from
+** the same arguments, is charged after it returns: work proportional to
+** the result it allocated, which the memory cap bounds for one call (so a
+** single huge result still fails with the memory error), while a loop
+** repeating it runs out of budget. */
 typedef struct cost {
   const char *lib, *name; /* lib NULL: a global */
-  uint64_t (*fn)(lua_State *L);
+  uint64_t (*pre)(lua_State *L);
+  uint64_t (*post)(lua_State *L);
 } cost;
 
 uint64_t rf_meter_bytes(uint64_t n) { return n / RF_METER_BYTES + 1; }
@@ -121,30 +128,48 @@ static uint64_t c_byte(lua_State *L) {
   return srange(L, 1, optint(L, 3, i)) + 1;
 }
 
+/* rep of an empty string and separator loops without allocating */
 static uint64_t c_rep(lua_State *L) {
   lua_Integer n = optint(L, 2, 0);
+  if (n <= 0 || slen(L, 1) + slen(L, 3) > 0) return 1;
+  return (uint64_t)n;
+}
+
+static uint64_t c_repout(lua_State *L) {
+  lua_Integer n = optint(L, 2, 0);
   uint64_t each = slen(L, 1) + slen(L, 3);
-  if (n <= 0) return 1;
-  return satadd((uint64_t)n, rf_meter_bytes(satmul((uint64_t)n, each)));
+  if (n <= 0 || each == 0) return 0;
+  return satadd((uint64_t)n / 16, rf_meter_bytes(satmul((uint64_t)n, each)));
 }
 
-static uint64_t c_format(lua_State *L) {
-  return rf_meter_bytes(slen(L, 1)) + (uint64_t)lua_gettop(L) +
-         rf_meter_bytes(argbytes(L, 2));
+static uint64_t c_formatout(lua_State *L) {
+  return rf_meter_bytes(satadd(slen(L, 1), argbytes(L, 2)));
 }
 
-static uint64_t c_pack(lua_State *L) {
+static uint64_t c_packout(lua_State *L) {
   return satadd(rf_meter_bytes(fmtnums(L, 1)), c_allbytes(L));
+}
+
+static uint64_t c_packsize(lua_State *L) { return rf_meter_bytes(slen(L, 1)); }
+
+/* unpack: "z" scans the data for its end, "cN" copies N bytes */
+static uint64_t c_unpack(lua_State *L) {
+  return satadd(rf_meter_bytes(fmtnums(L, 1)), rf_meter_bytes(slen(L, 2)));
 }
 
 static uint64_t c_concat(lua_State *L) {
   lua_Integer i = optint(L, 3, 1);
   lua_Integer j = lua_isnoneornil(L, 4) ? tlen(L, 1) : optint(L, 4, 0);
-  uint64_t n = span(i, j);
-  return satadd(n, rf_meter_bytes(satmul(n, slen(L, 2))));
+  return span(i, j) + 1;
 }
 
-static uint64_t c_unpack(lua_State *L) {
+static uint64_t c_concatout(lua_State *L) {
+  lua_Integer i = optint(L, 3, 1);
+  lua_Integer j = lua_isnoneornil(L, 4) ? tlen(L, 1) : optint(L, 4, 0);
+  return rf_meter_bytes(satmul(span(i, j), slen(L, 2)));
+}
+
+static uint64_t c_tunpack(lua_State *L) {
   lua_Integer i = optint(L, 2, 1);
   lua_Integer j = lua_isnoneornil(L, 3) ? tlen(L, 1) : optint(L, 3, 0);
   return span(i, j) + 1;
@@ -178,30 +203,36 @@ static uint64_t c_codepoint(lua_State *L) {
 }
 
 static const cost COSTS[] = {
-  {"string", "byte", c_byte},       {"string", "char", c_args},
-  {"string", "format", c_format},   {"string", "lower", c_bytes1},
-  {"string", "upper", c_bytes1},    {"string", "reverse", c_bytes1},
-  {"string", "rep", c_rep},         {"string", "sub", c_sub},
-  {"string", "pack", c_pack},       {"string", "packsize", c_pack},
-  {"string", "unpack", c_pack},     {"table", "concat", c_concat},
-  {"table", "unpack", c_unpack},    {"table", "pack", c_args},
-  {"table", "insert", c_insert},    {"table", "remove", c_remove},
-  {"table", "move", c_move},        {"utf8", "char", c_args},
-  {"utf8", "len", c_utf8range},     {"utf8", "codepoint", c_codepoint},
-  {"utf8", "offset", c_bytes1},     {NULL, "tonumber", c_bytes1},
-  {NULL, "print", c_allbytes},      {NULL, "select", c_args},
-  {NULL, NULL, NULL}
+  {"string", "byte", c_byte, NULL},      {"string", "char", c_args, NULL},
+  {"string", "format", c_args, c_formatout},
+  {"string", "lower", NULL, c_bytes1},   {"string", "upper", NULL, c_bytes1},
+  {"string", "reverse", NULL, c_bytes1}, {"string", "rep", c_rep, c_repout},
+  {"string", "sub", NULL, c_sub},        {"string", "pack", c_args, c_packout},
+  {"string", "packsize", c_packsize, NULL},
+  {"string", "unpack", c_unpack, NULL},
+  {"table", "concat", c_concat, c_concatout},
+  {"table", "unpack", c_tunpack, NULL},  {"table", "pack", c_args, NULL},
+  {"table", "insert", c_insert, NULL},   {"table", "remove", c_remove, NULL},
+  {"table", "move", c_move, NULL},       {"utf8", "char", c_args, NULL},
+  {"utf8", "len", c_utf8range, NULL},    {"utf8", "codepoint", c_codepoint, NULL},
+  {"utf8", "offset", c_bytes1, NULL},    {NULL, "tonumber", c_bytes1, NULL},
+  {NULL, "print", c_allbytes, NULL},
+  {NULL, NULL, NULL, NULL}
 };
 
 /* -- wrappers ------------------------------------------------------------------------ */
 
 static int metered(lua_State *L) {
   const cost *c = lua_touserdata(L, lua_upvalueindex(2));
-  rf_meter_charge(L, c->fn(L));
+  uint64_t post = c->post ? c->post(L) : 0;
+  int n;
+  if (c->pre) rf_meter_charge(L, c->pre(L));
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
+  n = lua_gettop(L);
+  if (post) rf_meter_charge(L, post);
+  return n;
 }
 
 /* utf8.codes' step skips continuation bytes: charge the run it will skip

@@ -304,6 +304,7 @@ static int s_load(lua_State *L) {
 
 static int rawhas(lua_State *L, int t, const char *k) {
   int r;
+  t = lua_absindex(L, t);
   lua_pushstring(L, k);
   r = lua_rawget(L, t) != LUA_TNIL;
   lua_pop(L, 1);
