@@ -68,6 +68,7 @@ static int classmatch(int c, int cl) {
     case 'u': r = isupper(c); break;
     case 'w': r = isalnum(c); break;
     case 'x': r = isxdigit(c); break;
+    case 'z': r = c == 0; break; /* deprecated, still in 5.4 */
     default: return cl == c; /* %. %% %q ... stand for themselves */
   }
   return isupper(cl) ? !r : r != 0;
@@ -174,6 +175,7 @@ static int capindex(mstate *ms, int c) {
 static const char *backref(mstate *ms, const char *s, int c) {
   int l = capindex(ms, c);
   size_t len = (size_t)ms->cap[l].len;
+  if (ms->cap[l].len < 0) return NULL; /* a position never matches */
   step(ms, rf_meter_bytes(len));
   if ((size_t)(ms->send - s) >= len && memcmp(ms->cap[l].init, s, len) == 0)
     return s + len;
