@@ -36,7 +36,7 @@ rf_sm *rf_sm_host(lua_State *L) { return *(rf_sm **)lua_getextraspace(L); }
 
 void rf_sm_charge(lua_State *L, uint64_t n) {
   rf_sm *sm = rf_sm_host(L);
-  sm->used += n;
+  sm->used = n > UINT64_MAX - sm->used ? UINT64_MAX : sm->used + n;
   if (sm->used > sm->budget) {
     sm->abort |= ABORT_BUDGET;
     luaL_where(L, 0); /* in a hook, level 0 is the running Lua function */

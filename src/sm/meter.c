@@ -118,7 +118,10 @@ static uint64_t fmtnums(lua_State *L, int i) {
 /* -- costs ------------------------------------------------------------------------ */
 
 static uint64_t c_args(lua_State *L) { return (uint64_t)lua_gettop(L) + 1; }
-static uint64_t c_bytes1(lua_State *L) { return rf_meter_bytes(slen(L, 1)); }
+static uint64_t c_args4(lua_State *L) { return 4 * (uint64_t)lua_gettop(L) + 1; }
+/* per-byte loops in C (case mapping, number parsing, padding) */
+static uint64_t c_bytes16(lua_State *L) { return slen(L, 1) / 16 + 1; }
+static uint64_t c_bytes4(lua_State *L) { return slen(L, 1) / 4 + 1; }
 static uint64_t c_allbytes(lua_State *L) { return rf_meter_bytes(argbytes(L, 1)); }
 
 static uint64_t c_sub(lua_State *L) { return rf_meter_bytes(srange(L, 1, -1)); }
@@ -128,7 +131,8 @@ static uint64_t c_byte(lua_State *L) {
   return srange(L, 1, optint(L, 3, i)) + 1;
 }
 
-/* rep of an empty string and separator loops without allocating */
+/* rep loops n times (~ one VM instruction each); with an empty string
+** and separator it allocates nothing, so that is charged first */
 static uint64_t c_rep(lua_State *L) {
   lua_Integer n = optint(L, 2, 0);
   if (n <= 0 || slen(L, 1) + slen(L, 3) > 0) return 1;
@@ -139,7 +143,7 @@ static uint64_t c_repout(lua_State *L) {
   lua_Integer n = optint(L, 2, 0);
   uint64_t each = slen(L, 1) + slen(L, 3);
   if (n <= 0 || each == 0) return 0;
-  return satadd((uint64_t)n / 16, rf_meter_bytes(satmul((uint64_t)n, each)));
+  return satadd((uint64_t)n, rf_meter_bytes(satmul((uint64_t)n, each)));
 }
 
 static uint64_t c_formatout(lua_State *L) {
@@ -147,7 +151,7 @@ static uint64_t c_formatout(lua_State *L) {
 }
 
 static uint64_t c_packout(lua_State *L) {
-  return satadd(rf_meter_bytes(fmtnums(L, 1)), c_allbytes(L));
+  return satadd(fmtnums(L, 1) / 4 + 1, c_allbytes(L));
 }
 
 static uint64_t c_packsize(lua_State *L) { return rf_meter_bytes(slen(L, 1)); }
@@ -160,7 +164,7 @@ static uint64_t c_unpack(lua_State *L) {
 static uint64_t c_concat(lua_State *L) {
   lua_Integer i = optint(L, 3, 1);
   lua_Integer j = lua_isnoneornil(L, 4) ? tlen(L, 1) : optint(L, 4, 0);
-  return span(i, j) + 1;
+  return satmul(span(i, j), 2) + 1;
 }
 
 static uint64_t c_concatout(lua_State *L) {
@@ -190,12 +194,12 @@ static uint64_t c_remove(lua_State *L) {
 }
 
 static uint64_t c_move(lua_State *L) {
-  return span(optint(L, 2, 1), optint(L, 3, 0)) + 1;
+  return satmul(span(optint(L, 2, 1), optint(L, 3, 0)), 2) + 1;
 }
 
-static uint64_t c_utf8range(lua_State *L) {
-  return rf_meter_bytes(srange(L, 1, -1));
-}
+/* decoding UTF-8 costs about a unit per 4 bytes */
+static uint64_t c_utf8range(lua_State *L) { return srange(L, 1, -1) / 4 + 1; }
+static uint64_t c_utf8bytes(lua_State *L) { return slen(L, 1) / 4 + 1; }
 
 static uint64_t c_codepoint(lua_State *L) {
   lua_Integer i = optint(L, 2, 1);
@@ -205,17 +209,17 @@ static uint64_t c_codepoint(lua_State *L) {
 static const cost COSTS[] = {
   {"string", "byte", c_byte, NULL},      {"string", "char", c_args, NULL},
   {"string", "format", c_args, c_formatout},
-  {"string", "lower", NULL, c_bytes1},   {"string", "upper", NULL, c_bytes1},
-  {"string", "reverse", NULL, c_bytes1}, {"string", "rep", c_rep, c_repout},
+  {"string", "lower", NULL, c_bytes16},  {"string", "upper", NULL, c_bytes16},
+  {"string", "reverse", NULL, c_bytes16}, {"string", "rep", c_rep, c_repout},
   {"string", "sub", NULL, c_sub},        {"string", "pack", c_args, c_packout},
   {"string", "packsize", c_packsize, NULL},
   {"string", "unpack", c_unpack, NULL},
   {"table", "concat", c_concat, c_concatout},
   {"table", "unpack", c_tunpack, NULL},  {"table", "pack", c_args, NULL},
   {"table", "insert", c_insert, NULL},   {"table", "remove", c_remove, NULL},
-  {"table", "move", c_move, NULL},       {"utf8", "char", c_args, NULL},
+  {"table", "move", c_move, NULL},       {"utf8", "char", c_args4, NULL},
   {"utf8", "len", c_utf8range, NULL},    {"utf8", "codepoint", c_codepoint, NULL},
-  {"utf8", "offset", c_bytes1, NULL},    {NULL, "tonumber", c_bytes1, NULL},
+  {"utf8", "offset", c_utf8bytes, NULL},    {NULL, "tonumber", c_bytes4, NULL},
   {NULL, "print", c_allbytes, NULL},
   {NULL, NULL, NULL, NULL}
 };
@@ -244,7 +248,7 @@ static int codestep(lua_State *L) {
   k = n > 0 ? (size_t)n : 0;
   while (s && k < len && (s[k] & 0xC0) == 0x80) {
     size_t end = k + 4096 < len ? k + 4096 : len;
-    rf_meter_charge(L, rf_meter_bytes(end - k));
+    rf_meter_charge(L, (end - k) / 4 + 1);
     while (k < end && (s[k] & 0xC0) == 0x80) k++;
   }
   rf_meter_charge(L, 1);
@@ -273,14 +277,14 @@ static int codes(lua_State *L) {
 static int reader(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_call(L, 0, 1);
-  rf_meter_charge(L, rf_meter_bytes(slen(L, -1)) * 4);
+  rf_meter_charge(L, slen(L, -1) / 2 + 1);
   return 1;
 }
 
-/* load: compiling costs about four units per 32 bytes of text. */
+/* load: compiling costs about a unit per 2 bytes of text. */
 static int load(lua_State *L) {
   if (lua_type(L, 1) == LUA_TSTRING) {
-    rf_meter_charge(L, rf_meter_bytes(slen(L, 1)) * 4);
+    rf_meter_charge(L, slen(L, 1) / 2 + 1);
   } else if (lua_type(L, 1) == LUA_TFUNCTION) {
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, reader, 1);

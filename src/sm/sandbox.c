@@ -331,7 +331,7 @@ static void copymt(lua_State *L) {
   lua_newtable(L);
   lua_pushnil(L);
   while (lua_next(L, 2)) {
-    rf_sm_charge(L, 1);
+    rf_sm_charge(L, 10); /* the copy rehashes as it grows */
     lua_pushvalue(L, -2);
     lua_insert(L, -2);
     lua_rawset(L, -4);
