@@ -307,13 +307,31 @@ static int pushlib(lua_State *L, const char *lib) {
   return 0;
 }
 
-/* t[name] = closure(f, t[name]) if t[name] is a function */
-static void wrap(lua_State *L, const char *name, lua_CFunction f,
-                 const void *row) {
+/* Error messages name a C function called from C by looking for it in
+** the loaded modules: keep the original reachable there as lib.name, so
+** "bad argument #1 to 'string.rep'" does not become "to '?'". */
+static void keepname(lua_State *L, const char *lib, const char *name) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, lib) != LUA_TTABLE ||
+      lua_rawequal(L, -1, -4)) { /* still the live library: replace */
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, lib);
+  }
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 2);
+}
+
+/* t[name] = closure(f, t[name]) if t[name] is a function; lib names t. */
+static void wrap(lua_State *L, const char *lib, const char *name,
+                 lua_CFunction f, const void *row) {
   if (lua_getfield(L, -1, name) != LUA_TFUNCTION) {
     lua_pop(L, 1);
     return;
   }
+  keepname(L, lib, name);
   if (row) {
     lua_pushlightuserdata(L, (void *)row);
     lua_pushcclosure(L, f, 2);
@@ -335,15 +353,15 @@ void rf_meter_open(lua_State *L, rf_meter_fn charge) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &METERKEY);
   for (c = COSTS; c->name; c++) {
     if (!pushlib(L, c->lib)) continue;
-    wrap(L, c->name, metered, c);
+    wrap(L, c->lib ? c->lib : LUA_GNAME, c->name, metered, c);
     lua_pop(L, 1);
   }
   if (pushlib(L, "utf8")) {
-    wrap(L, "codes", codes, NULL);
+    wrap(L, "utf8", "codes", codes, NULL);
     lua_pop(L, 1);
   }
   if (pushlib(L, NULL)) {
-    wrap(L, "load", load, NULL);
+    wrap(L, LUA_GNAME, "load", load, NULL);
     lua_pop(L, 1);
   }
   if (pushlib(L, "string")) {
