@@ -86,6 +86,12 @@ describe("the sandbox's costs", function()
           load(function() n = n + 1 if n == 1 then return s end end)
         end]],
       ["print"] = [[local s = ("x"):rep(200000) for i = 1, 1000 do print(s) end]],
+      ["kv.get copies"] = [[
+        kv.put("big", ("x"):rep(200000)) for i = 1, 10000 do kv.get("big") end]],
+      ["json.encode strings"] = [[
+        local s = ("x"):rep(200000) for i = 1, 1000 do json.encode(s) end]],
+      ["json.decode strings"] = [[
+        local s = '"' .. ("x"):rep(200000) .. '"' for i = 1, 1000 do json.decode(s) end]],
       ["setmetatable copies"] = [[
         local mt = {} for i = 1, 2000 do mt["k" .. i] = i end
         for i = 1, 1000 do setmetatable({}, mt) end]],

@@ -64,6 +64,7 @@ static void push(lua_State *L, json_t *v, int depth) {
     case JSON_OBJECT: pushobject(L, v, depth); break;
     case JSON_ARRAY: pusharray(L, v, depth); break;
     case JSON_STRING:
+      rf_sm_charge(L, json_string_length(v) / 32);
       lua_pushlstring(L, json_string_value(v), json_string_length(v));
       break;
     case JSON_INTEGER: lua_pushinteger(L, json_integer_value(v)); break;
@@ -191,6 +192,7 @@ static void encode(lua_State *L, int i, rf_buf *b, int depth) {
     case LUA_TNUMBER: number(L, i, b); break;
     case LUA_TSTRING:
       s = lua_tolstring(L, i, &len);
+      rf_sm_charge(L, len / 8); /* escaping scans every byte */
       rf_buf_json_str(b, s, len);
       break;
     case LUA_TTABLE:
