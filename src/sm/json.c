@@ -64,7 +64,6 @@ static void push(lua_State *L, json_t *v, int depth) {
     case JSON_OBJECT: pushobject(L, v, depth); break;
     case JSON_ARRAY: pusharray(L, v, depth); break;
     case JSON_STRING:
-      rf_sm_charge(L, json_string_length(v) / 32);
       lua_pushlstring(L, json_string_value(v), json_string_length(v));
       break;
     case JSON_INTEGER: lua_pushinteger(L, json_integer_value(v)); break;
@@ -192,7 +191,7 @@ static void encode(lua_State *L, int i, rf_buf *b, int depth) {
     case LUA_TNUMBER: number(L, i, b); break;
     case LUA_TSTRING:
       s = lua_tolstring(L, i, &len);
-      rf_sm_charge(L, len / 8); /* escaping scans every byte */
+      rf_sm_charge(L, len); /* escaping: about a unit per byte */
       rf_buf_json_str(b, s, len);
       break;
     case LUA_TTABLE:
@@ -241,6 +240,7 @@ static int j_decode(lua_State *L) {
   size_t used = sm->mem + sm->batchmem;
   if (used >= sm->memcap || len > (sm->memcap - used) / TREECOST)
     return rf_sm_memerror(L); /* the parsed tree lives outside the cap */
+  rf_sm_charge(L, len); /* parsing: about a unit per byte, charged first */
   json_decref(sm->pending);
   sm->pending = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
   if (sm->pending == NULL)
