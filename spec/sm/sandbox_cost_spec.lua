@@ -107,6 +107,17 @@ describe("the sandbox's costs", function()
       budget_error(h, [[return pcall(string.rep, "", 1e9)]])
     end)
 
+    it("even when load's parser swallows the error its reader raised", function()
+      local ok, text = run(h, [[
+        local n = 0
+        local f, err = load(function() n = n + 1 if n == 1 then return (" "):rep(3e6) end end)
+        kv.put("swallowed", tostring(err))
+        return "done"]])
+      assert.is_false(ok)
+      assert.matches("instruction budget exceeded", text)
+      assert.is_nil(h:get("swallowed"))
+    end)
+
     it("in queries too", function()
       local ok, text = h:query("run", '{"code": "return string.rep(\\"\\", 1e9)"}')
       assert.is_false(ok)

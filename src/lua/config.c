@@ -586,6 +586,11 @@ static int run(lua_State *L, ctx *x) {
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, CFG_INSTR_STEP);
   if (lua_pcall(L, 0, 1, 1) != LUA_OK) return -1;
   lua_sethook(L, NULL, 0, 0);
+  if (x->instr >= CFG_INSTR_MAX) { /* load's parser swallowed the error */
+    lua_pushfstring(L, "%s: config still running after %d instructions",
+                    x->path, (int)CFG_INSTR_MAX);
+    return -1;
+  }
   if (!lua_istable(L, -1)) {
     lua_pushfstring(L, "%s: must return a table, got %s", x->path,
                     luaL_typename(L, -1));

@@ -397,6 +397,9 @@ static void failure(rf_sm *sm, int status, rf_buf *result) {
                   sm->script[sm->cur], sm->memcap);
   else if (status == LUA_ERRERR)
     rf_buf_printf(result, "%s: error in the error handler", sm->script[sm->cur]);
+  else if (status == LUA_OK) /* the error was swallowed (load's parser) */
+    rf_buf_printf(result, "%s: instruction budget exceeded (%llu)",
+                  sm->script[sm->cur], (unsigned long long)sm->budget);
   else
     rf_buf_str(result, m ? m : "error");
 }
@@ -430,7 +433,7 @@ static int run(rf_sm *sm, call *c, rf_buf *result) {
   lua_sethook(L, hook, LUA_MASKCOUNT, HOOKSTEP);
   status = lua_pcall(L, 1, 0, 1);
   lua_sethook(L, NULL, 0, 0);
-  if (status == LUA_OK) {
+  if (status == LUA_OK && !sm->abort) {
     rf_store_merge(sm->store, sm->batch);
     rf_buf_add(result, sm->scratch.p ? sm->scratch.p : "", sm->scratch.n);
     rc = RF_SM_OK;
