@@ -92,6 +92,8 @@ describe("the sandbox's costs", function()
         local s = ("x"):rep(200000) for i = 1, 1000 do json.encode(s) end]],
       ["json.decode strings"] = [[
         local s = '"' .. ("x"):rep(200000) .. '"' for i = 1, 1000 do json.decode(s) end]],
+      ["the .. operator on long strings"] = [[
+        local s = ("x"):rep(1e6) for i = 1, 1e6 do local y = s .. i end]],
       ["setmetatable copies"] = [[
         local mt = {} for i = 1, 2000 do mt["k" .. i] = i end
         for i = 1, 1000 do setmetatable({}, mt) end]],

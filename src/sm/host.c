@@ -57,12 +57,26 @@ static void hook(lua_State *L, lua_Debug *ar) {
   rf_sm_charge(L, HOOKSTEP);
 }
 
+/* A new long string (a short one is at most 40 bytes + header, and may be
+** reused from the string table, which differs between nodes) is charged
+** one unit per 32 bytes: the VM's `..` copies its operands inside one
+** instruction.  An allocator cannot raise, so past the budget the count
+** hook is set to fire at the very next instruction. */
+static void chargestring(rf_sm *sm, size_t nsize) {
+  if (nsize < 128 || sm->L == NULL) return;
+  sm->used += nsize / RF_METER_BYTES;
+  if (sm->used > sm->budget) lua_sethook(sm->L, hook, LUA_MASKCOUNT, 1);
+}
+
 /* Lua's allocator, refusing growth past the cap (Lua then runs an
 ** emergency collection and tries once more before raising). */
 static void *alloc(void *ud, void *p, size_t osize, size_t nsize) {
   rf_sm *sm = ud;
   void *q;
-  if (p == NULL) osize = 0; /* osize was the object's type */
+  if (p == NULL) { /* osize is the type of the object, if any */
+    if (osize == LUA_TSTRING && nsize > 0) chargestring(sm, nsize);
+    osize = 0;
+  }
   if (nsize == 0) {
     free(p);
     sm->mem -= osize;
