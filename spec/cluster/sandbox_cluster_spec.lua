@@ -19,8 +19,8 @@ local ATTACKS = {
   [[for _ in ("a"):rep(300):gmatch(".-.-.-b") do end]],
   [[return table.concat({}, "", 1, 1e9)]],
   [[return select("#", table.unpack({}, 1, 1e8))]],
-  [[local s = ("x"):rep(1e6) for i = 1, 100 do utf8.len(s) end]],
-  [[local s = ("x"):rep(1e6) for i = 1, 1000 do s:upper() end]],
+  [[local s = ("x"):rep(1000):rep(1000) for i = 1, 100 do utf8.len(s) end]],
+  [[local s = ("x"):rep(1000):rep(1000) for i = 1, 1000 do s:upper() end]],
 }
 
 -- POST without waiting for the answer; returns the socket.
