@@ -385,6 +385,14 @@ static void test_lua_errors(void) {
   bad("return loadfile('/etc/passwd')", ":1: ", "'loadfile'");
   bad("error({})", "(error object is a table value)");
   bad("while true do end", ":1: config still running", "endless loop");
+  /* library work is charged to the same budget: these fail at once */
+  bad("local s = string.rep('', 1e12)\nreturn {}", ":1: config still running");
+  bad("\nreturn ('a'):rep(300):find('.-.-.-b')", ":2: config still running");
+  bad("return table.move({}, 1, math.maxinteger, 1)", ":1: config still running");
+  bad("return table.concat({}, '', 1, 1e12)", ":1: config still running");
+  bad("local n = 0\nload(function() n = n + 1\n"
+      "  if n == 1 then return ('x'):rep(3e7) end end)\nreturn {}",
+      "config still running");
   write_tmp("\x1bLua\x54\x00garbage", 12);
   CHECK(rf_config_load(tmp_path, &c, err, sizeof err) == -1);
   CHECK(strstr(err, "binary chunk") != NULL);

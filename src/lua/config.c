@@ -3,7 +3,8 @@
 **
 ** The file runs in a fresh lua_State with only the base, string, table and
 ** math libraries (no io, os, require, dofile, loadfile), as text only, under
-** an instruction budget.  Its result table is then checked by a C function that itself runs
+** an instruction budget that library work (string.rep, patterns, ...) is
+** charged to as well (sm/meter.h).  Its result table is then checked by a C function that itself runs
 ** in protected mode, so every validation failure is a Lua error whose message
 ** already names the file and the field.
 **
@@ -15,6 +16,7 @@
 #include "rafting/config.h"
 #include "rafting/log.h"
 #include "rafting/util.h"
+#include "sm/meter.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,7 +32,7 @@
 #include <lualib.h>
 
 #define CFG_INSTR_STEP 1000
-#define CFG_INSTR_MAX 100000000L /* ~ a second of Lua: enough for any loop */
+#define CFG_INSTR_MAX 10000000L /* ~ 0.1 s of Lua: plenty for any config */
 #define CFG_MAX_CLUSTER 64
 #define FRAME_SLACK 1024 /* envelope around a message's entries */
 #define FRAME_HEADER 4   /* the length before each peer frame */
@@ -705,16 +707,35 @@ static int msghandler(lua_State *L) {
   return 1;
 }
 
-/* Count hook: a config that loops forever fails instead of hanging. */
-static void budget_hook(lua_State *L, lua_Debug *ar) {
+/* Add n to the config's instruction count; past the cap, raise an error
+** naming the file and line (level: the running Lua function). */
+static void spend(lua_State *L, uint64_t n, int level) {
   ctx *x = *(ctx **)lua_getextraspace(L);
-  if ((x->instr += CFG_INSTR_STEP) < CFG_INSTR_MAX) return;
-  lua_getinfo(L, "Sl", ar);
-  lua_pushfstring(L, "%s:%d: config still running after %d instructions "
-                  "(endless loop?)", ar->short_src, ar->currentline,
-                  (int)CFG_INSTR_MAX);
+  lua_Debug ar;
+  if (n < (uint64_t)(CFG_INSTR_MAX - x->instr)) {
+    x->instr += (long)n;
+    return;
+  }
+  x->instr = CFG_INSTR_MAX;
+  if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) &&
+      ar.currentline > 0)
+    lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+  else
+    lua_pushfstring(L, "%s: ", x->path);
+  lua_pushfstring(L, "config still running after %d instructions "
+                  "(endless loop?)", (int)CFG_INSTR_MAX);
+  lua_concat(L, 2);
   lua_error(L);
 }
+
+/* Count hook: a config that loops forever fails instead of hanging. */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  spend(L, CFG_INSTR_STEP, 0);
+}
+
+/* Library work (string.rep, patterns...), charged from a C function. */
+static void charge(lua_State *L, uint64_t n) { spend(L, n, 1); }
 
 static void open_libs(lua_State *L) {
   static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
@@ -726,6 +747,7 @@ static void open_libs(lua_State *L) {
     luaL_requiref(L, l->name, l->func, 1);
     lua_pop(L, 1);
   }
+  rf_meter_open(L, charge);
   lua_pushnil(L); /* a config is one self-contained file */
   lua_setglobal(L, "dofile");
   lua_pushnil(L);
@@ -754,6 +776,11 @@ static int run(lua_State *L, ctx *x) {
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, CFG_INSTR_STEP);
   if (lua_pcall(L, 0, 1, 1) != LUA_OK) return -1;
   lua_sethook(L, NULL, 0, 0);
+  if (x->instr >= CFG_INSTR_MAX) { /* load's parser swallowed the error */
+    lua_pushfstring(L, "%s: config still running after %d instructions",
+                    x->path, (int)CFG_INSTR_MAX);
+    return -1;
+  }
   if (!lua_istable(L, -1)) {
     lua_pushfstring(L, "%s: must return a table, got %s", x->path,
                     luaL_typename(L, -1));

@@ -20,6 +20,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "meter.h"
 #include "rafting/metrics.h"
 #include "smint.h"
 
@@ -36,7 +37,7 @@ rf_sm *rf_sm_host(lua_State *L) { return *(rf_sm **)lua_getextraspace(L); }
 
 void rf_sm_charge(lua_State *L, uint64_t n) {
   rf_sm *sm = rf_sm_host(L);
-  sm->used += n;
+  sm->used = n > UINT64_MAX - sm->used ? UINT64_MAX : sm->used + n;
   if (sm->used > sm->budget) {
     sm->abort |= ABORT_BUDGET;
     luaL_where(L, 0); /* in a hook, level 0 is the running Lua function */
@@ -57,12 +58,26 @@ static void hook(lua_State *L, lua_Debug *ar) {
   rf_sm_charge(L, HOOKSTEP);
 }
 
+/* A new long string (a short one is at most 40 bytes + header, and may be
+** reused from the string table, which differs between nodes) is charged
+** one unit per 32 bytes: the VM's `..` copies its operands inside one
+** instruction.  An allocator cannot raise, so past the budget the count
+** hook is set to fire at the very next instruction. */
+static void chargestring(rf_sm *sm, size_t nsize) {
+  if (nsize < 128 || sm->L == NULL) return;
+  sm->used += nsize / RF_METER_BYTES;
+  if (sm->used > sm->budget) lua_sethook(sm->L, hook, LUA_MASKCOUNT, 1);
+}
+
 /* Lua's allocator, refusing growth past the cap (Lua then runs an
 ** emergency collection and tries once more before raising). */
 static void *alloc(void *ud, void *p, size_t osize, size_t nsize) {
   rf_sm *sm = ud;
   void *q;
-  if (p == NULL) osize = 0; /* osize was the object's type */
+  if (p == NULL) { /* osize is the type of the object, if any */
+    if (osize == LUA_TSTRING && nsize > 0) chargestring(sm, nsize);
+    osize = 0;
+  }
   if (nsize == 0) {
     free(p);
     sm->mem -= osize;
@@ -229,6 +244,7 @@ static int init(lua_State *L) {
   openlib(L, LUA_MATHLIBNAME, luaopen_math);
   openlib(L, LUA_UTF8LIBNAME, luaopen_utf8);
   openlib(L, LUA_COLIBNAME, luaopen_coroutine);
+  rf_meter_open(L, rf_sm_charge); /* before the sandbox copies the libs */
   rf_sandbox_open(L);
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &CHUNKS);
@@ -408,6 +424,9 @@ static void failure(rf_sm *sm, int status, rf_buf *result) {
                   sm->script[sm->cur], sm->memcap);
   else if (status == LUA_ERRERR)
     rf_buf_printf(result, "%s: error in the error handler", sm->script[sm->cur]);
+  else if (status == LUA_OK) /* the error was swallowed (load's parser) */
+    rf_buf_printf(result, "%s: instruction budget exceeded (%llu)",
+                  sm->script[sm->cur], (unsigned long long)sm->budget);
   else
     rf_buf_str(result, m ? m : "error");
 }
@@ -441,7 +460,7 @@ static int run(rf_sm *sm, call *c, rf_buf *result) {
   lua_sethook(L, hook, LUA_MASKCOUNT, HOOKSTEP);
   status = lua_pcall(L, 1, 0, 1);
   lua_sethook(L, NULL, 0, 0);
-  if (status == LUA_OK) {
+  if (status == LUA_OK && !sm->abort) {
     rf_store_merge(sm->store, sm->batch);
     rf_buf_add(result, sm->scratch.p ? sm->scratch.p : "", sm->scratch.n);
     rc = RF_SM_OK;

@@ -191,6 +191,7 @@ static void encode(lua_State *L, int i, rf_buf *b, int depth) {
     case LUA_TNUMBER: number(L, i, b); break;
     case LUA_TSTRING:
       s = lua_tolstring(L, i, &len);
+      rf_sm_charge(L, len); /* escaping: about a unit per byte */
       rf_buf_json_str(b, s, len);
       break;
     case LUA_TTABLE:
@@ -239,6 +240,7 @@ static int j_decode(lua_State *L) {
   size_t used = sm->mem + sm->batchmem;
   if (used >= sm->memcap || len > (sm->memcap - used) / TREECOST)
     return rf_sm_memerror(L); /* the parsed tree lives outside the cap */
+  rf_sm_charge(L, len); /* parsing: about a unit per byte, charged first */
   json_decref(sm->pending);
   sm->pending = json_loadb(s, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
   if (sm->pending == NULL)

@@ -46,8 +46,12 @@ static int kv_get(lua_State *L) {
   size_t kl;
   const char *k = luaL_checklstring(L, 1, &kl);
   rf_store_kv kv;
-  if (lookup(rf_sm_host(L), k, kl, &kv)) lua_pushlstring(L, kv.val, kv.vlen);
-  else lua_pushnil(L);
+  if (lookup(rf_sm_host(L), k, kl, &kv)) {
+    lua_pushlstring(L, kv.val, kv.vlen);
+    rf_sm_charge(L, kv.vlen / 32); /* the copy, after it (see meter.h) */
+  } else {
+    lua_pushnil(L);
+  }
   return 1;
 }
 

@@ -14,7 +14,8 @@
 **   - math.random is reseeded from the entry index before every call, and
 **     math.randomseed needs an explicit seed;
 **   - setmetatable refuses __gc (finalizers run at GC time) and __mode
-**     (weak tables empty at GC time);
+**     (weak tables empty at GC time), and gives the table a private copy
+**     of the metatable, so writing __mode into it later changes nothing;
 **   - pcall, xpcall and coroutine.resume/wrap cannot catch the budget or
 **     memory-cap errors: once a limit fires the call is over.
 ** The base environment is built once; every call gets an empty globals
@@ -27,6 +28,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "meter.h"
 #include "smint.h"
 
 /* registry keys (their addresses) */
@@ -35,6 +37,7 @@ static const char SEEDKEY = 0; /* the real math.randomseed */
 static const char ENVKEY = 0;  /* the running call's environment */
 static const char ENVMT = 0;   /* metatable of every call's environment */
 static const char PROXIES = 0; /* set of the read-only library tables */
+static const char COPYMARK = 0; /* key in metatable copies: protected? */
 
 
 /* -- deterministic order ------------------------------------------------- */
@@ -244,7 +247,8 @@ static int s_print(lua_State *L) {
   luaL_buffinit(L, &b);
   for (i = 1; i <= n; i++) {
     if (i > 1) luaL_addchar(&b, '\t');
-    safestring(L, i, NULL);
+    safestring(L, i, &len);
+    rf_sm_charge(L, rf_meter_bytes(len));
     luaL_addvalue(&b);
   }
   luaL_pushresult(&b);
@@ -300,24 +304,64 @@ static int s_load(lua_State *L) {
 
 static int rawhas(lua_State *L, int t, const char *k) {
   int r;
+  t = lua_absindex(L, t);
   lua_pushstring(L, k);
   r = lua_rawget(L, t) != LUA_TNIL;
   lua_pop(L, 1);
   return r;
 }
 
+/* Is t's metatable protected?  A copy made below is when the user's
+** metatable had a __metatable field (the copy's marker says so). */
+static int protectedmt(lua_State *L) {
+  int r;
+  if (!lua_getmetatable(L, 1)) return 0;
+  if (lua_rawgetp(L, -1, &COPYMARK) != LUA_TNIL) r = lua_toboolean(L, -1);
+  else r = rawhas(L, -2, "__metatable");
+  lua_pop(L, 2);
+  return r;
+}
+
+/* Push a copy of the metatable at 2, charged per field.  Lua reads a
+** table's weak mode at every collection, so a metatable written after
+** setmetatable could make it weak: the table gets this copy, which no
+** script can reach (its __metatable hands out the original). */
+static void copymt(lua_State *L) {
+  int prot = rawhas(L, 2, "__metatable");
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    rf_sm_charge(L, 10); /* the copy rehashes as it grows */
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  if (!prot) {
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pushboolean(L, prot);
+  lua_rawsetp(L, -2, &COPYMARK);
+}
+
 static int s_setmetatable(lua_State *L) {
-  if (lua_type(L, 2) == LUA_TTABLE) {
+  int t = lua_type(L, 2);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+  if (protectedmt(L))
+    return luaL_error(L, "cannot change a protected metatable");
+  lua_settop(L, 2);
+  if (t == LUA_TTABLE) {
     if (rawhas(L, 2, "__gc"))
       return luaL_error(L, "setmetatable: __gc is not allowed (finalizers "
                         "run at GC time, which differs between replicas)");
     if (rawhas(L, 2, "__mode"))
       return luaL_error(L, "setmetatable: __mode is not allowed (weak "
                         "tables change at GC time)");
+    copymt(L);
+    lua_replace(L, 2);
   }
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
+  lua_setmetatable(L, 1);
   return 1;
 }
 
@@ -607,8 +651,7 @@ static void openbase(lua_State *L, int g) {
   lua_getglobal(L, "load");
   lua_pushcclosure(L, s_load, 1);
   lua_setfield(L, g, "load");
-  lua_getglobal(L, "setmetatable");
-  lua_pushcclosure(L, s_setmetatable, 1);
+  lua_pushcfunction(L, s_setmetatable);
   lua_setfield(L, g, "setmetatable");
   lua_getglobal(L, "rawset");
   lua_pushcclosure(L, s_rawset, 1);
