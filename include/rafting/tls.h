@@ -71,4 +71,28 @@ const char *rf_tls_error(const rf_tls *c);
 /* 1 if the peer's verified certificate names "node<id>" (CN or DNS SAN). */
 int rf_tls_peer_is_node(const rf_tls *c, uint64_t id);
 
+
+
+/* ---- a node's contexts, from its config (src/net/tls_node.c) ---------- */
+
+struct rf_config;
+
+typedef struct rf_tls_set {
+  rf_tls_ctx *peer_server; /* peer listener: client certificate required */
+  rf_tls_ctx *client;      /* dialing peers and forwarding to the leader */
+  rf_tls_ctx *http_server; /* HTTPS: no client certificate asked */
+} rf_tls_set;
+
+/*
+** The contexts for node id from cfg->tls_* ("%d" replaced by id); all NULL
+** (and 0) when cfg has no tls.  -1 with a message naming the file and
+** the reason in err.  rf_tls_set_free() frees what it holds.
+*/
+int rf_tls_set_open(const struct rf_config *cfg, uint64_t id, rf_tls_set *s,
+                    char *err, size_t errlen);
+void rf_tls_set_free(rf_tls_set *s);
+
+/* 1 if every address node id listens on is a loopback address. */
+int rf_tls_node_loopback(const struct rf_config *cfg, uint64_t id);
+
 #endif
