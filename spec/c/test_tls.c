@@ -205,6 +205,17 @@ static void test_refused(rf_tls_ctx *cx, rf_tls_ctx *sx, const char *expect,
   close_pair(&c, &s);
 }
 
+/* HTTPS asks no client certificate: the handshake works, no node proven. */
+static void test_no_client_cert(rf_tls_ctx *cx, rf_tls_ctx *sx) {
+  end c, s;
+  open_pair(&c, &s, cx, sx, "node2");
+  CHECK(shuttle(&c, &s) == 0);
+  CHECK(rf_tls_ready(c.tls) && rf_tls_ready(s.tls));
+  CHECK(!rf_tls_peer_is_node(s.tls, 1));
+  CHECK(rf_tls_peer_is_node(c.tls, 2));
+  close_pair(&c, &s);
+}
+
 static void test_garbage(rf_tls_ctx *sx) {
   end s;
   rf_tls_io si = {&s, on_send, on_recv};
@@ -240,9 +251,21 @@ static void test_bad_files(void) {
   CHECK(strstr(err, "tls.ca") != NULL);
 }
 
+static void cleanup(void) {
+  static const char *const names[] = {"ca", "other", "node1", "node2", "x1"};
+  char path[512];
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    snprintf(path, sizeof path, "%s/%s.pem", dir, names[i]);
+    remove(path);
+    snprintf(path, sizeof path, "%s/%s.key", dir, names[i]);
+    remove(path);
+  }
+  remove(dir);
+}
+
 int main(void) {
   ident ca, other, n1, n2, x1;
-  rf_tls_ctx *c1, *s2, *s2opt, *cx1, *c2;
+  rf_tls_ctx *c1, *s2, *s2opt, *cx1, *c2, *sx1;
   if (check_tmpdir(dir, sizeof dir, "rafting-tls") < 0) return 1;
   ca = make("test CA", NULL, NULL);
   other = make("other CA", NULL, NULL);
@@ -259,13 +282,14 @@ int main(void) {
   cx1 = ctx("other", "x1", 0);
   s2 = ctx("ca", "node2", RF_TLS_SERVER | RF_TLS_VERIFY_PEER);
   s2opt = ctx("ca", "node2", RF_TLS_SERVER);
-  if (!c1 || !c2 || !cx1 || !s2 || !s2opt) return 1;
+  sx1 = ctx("other", "x1", RF_TLS_SERVER | RF_TLS_VERIFY_PEER);
+  if (!c1 || !c2 || !cx1 || !s2 || !s2opt || !sx1) return 1;
 
   test_mutual(c1, s2);
   test_refused(c1, s2, "node3", "server is not the node dialed");
   test_refused(cx1, s2, "node2", "client certificate from another CA");
-  test_refused(c2, ctx("other", "x1", RF_TLS_SERVER | RF_TLS_VERIFY_PEER),
-               "node1", "server certificate from another CA");
+  test_refused(c2, sx1, "node1", "server certificate from another CA");
+  test_no_client_cert(c1, s2opt);
   test_garbage(s2);
   test_bad_files();
   rf_tls_ctx_free(c1);
@@ -273,6 +297,8 @@ int main(void) {
   rf_tls_ctx_free(cx1);
   rf_tls_ctx_free(s2);
   rf_tls_ctx_free(s2opt);
+  rf_tls_ctx_free(sx1);
+  cleanup();
   drop(&ca);
   drop(&other);
   drop(&n1);

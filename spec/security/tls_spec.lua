@@ -15,7 +15,9 @@ local H = require "spec.support.cluster_helper"
 
 local BIN = os.getenv("RAFTING_BIN") or "./build/rafting"
 
+-- Tools run without the sanitizer runtime the ASan runs preload.
 local function sh(cmd)
+  cmd = "env -u LD_PRELOAD " .. cmd
   local ok, _, code = os.execute(cmd)
   assert(ok, ("command failed (%s): %s"):format(tostring(code), cmd))
 end
@@ -54,7 +56,7 @@ end
 
 -- One TLS client handshake with the openssl command, then EOF.
 local function s_client(addr, ca, cert, key)
-  local cmd = ("timeout 5 openssl s_client -connect %s -CAfile %s"):format(addr, ca)
+  local cmd = ("env -u LD_PRELOAD timeout 5 openssl s_client -connect %s -CAfile %s"):format(addr, ca)
   if cert then cmd = cmd .. (" -cert %s -key %s"):format(cert, key) end
   local p = io.popen(cmd .. " </dev/null 2>&1")
   local out = p:read("a")

@@ -21,7 +21,8 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 -- opts: { ca = path, cert = path, key = path, headers = {}, timeout_ms }
 function M.request(host, port, method, path, body, opts)
   local hfile, bfile, efile = tmpname(), tmpname(), tmpname()
-  local args = { "curl", "-sS", "-X", q(method), "--max-time",
+  -- curl hangs with the sanitizer runtime preloaded (the ASan runs)
+  local args = { "env -u LD_PRELOAD curl", "-sS", "-X", q(method), "--max-time",
                  ("%.3f"):format((opts.timeout_ms or 5000) / 1000),
                  "-D", q(hfile), "-o", q(bfile), "-w", "'%{http_code}'" }
   if opts.ca then args[#args + 1] = "--cacert " .. q(opts.ca) end
