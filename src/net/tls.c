@@ -108,7 +108,6 @@ rf_tls_ctx *rf_tls_ctx_new(const char *ca, const char *cert, const char *key,
   x->flags = flags;
   SSL_CTX_set_min_proto_version(x->ssl, TLS1_2_VERSION);
   SSL_CTX_set_options(x->ssl, SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_mode(x->ssl, SSL_MODE_RELEASE_BUFFERS);
   if (server) {
     SSL_CTX_set_num_tickets(x->ssl, 0); /* no resumption: nothing to gain */
     SSL_CTX_set_verify(x->ssl, (flags & RF_TLS_VERIFY_PEER)
