@@ -46,8 +46,9 @@ struct rf_tls {
 static void ssl_reason(char *buf, size_t len, const char *what) {
   unsigned long e;
   size_t n = (size_t)snprintf(buf, len, "%s", what);
-  while ((e = ERR_get_error()) != 0 && n + 3 < len) {
+  while ((e = ERR_get_error()) != 0) {
     char one[200];
+    if (n + 3 >= len) continue; /* full: only drain */
     ERR_error_string_n(e, one, sizeof one);
     n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ": " : "", one);
   }
@@ -166,7 +167,6 @@ static int fail(rf_tls *c, int r, const char *what) {
 static int write_now(rf_tls *c, const void *p, size_t n) {
   while (n > 0) {
     int chunk = n > (1u << 30) ? 1 << 30 : (int)n, r;
-    ERR_clear_error();
     if ((r = SSL_write(c->ssl, p, chunk)) <= 0) return fail(c, r, "tls write");
     p = (const uint8_t *)p + r;
     n -= (size_t)r;
@@ -193,7 +193,6 @@ static int read_all(rf_tls *c) {
   uint8_t buf[READ_CHUNK];
   for (;;) {
     int r, rc;
-    ERR_clear_error();
     if ((r = SSL_read(c->ssl, buf, sizeof buf)) <= 0) {
       if (SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ) return drain(c);
       return fail(c, r, "tls read");
@@ -205,6 +204,7 @@ static int read_all(rf_tls *c) {
 int rf_tls_feed(rf_tls *c, const void *p, size_t n) {
   int rc;
   if (c->failed) return -EPROTO;
+  ERR_clear_error(); /* once per call: SSL_get_error reads the queue */
   if (n > 0 && BIO_write(c->rbio, p, (int)n) != (int)n) return RF_ENOMEM;
   if (!c->ready && (rc = finish_handshake(c)) < 0) return rc;
   return c->ready ? read_all(c) : 0;
@@ -213,6 +213,7 @@ int rf_tls_feed(rf_tls *c, const void *p, size_t n) {
 int rf_tls_write(rf_tls *c, const void *p, size_t n) {
   uint8_t *h;
   if (c->failed) return -EPROTO;
+  ERR_clear_error();
   if (c->ready) return write_now(c, p, n);
   if ((h = realloc(c->held, c->nheld + n)) == NULL) return RF_ENOMEM;
   memcpy(h + c->nheld, p, n);
