@@ -3,7 +3,8 @@
 -- HTTP clients, HTTPS clients of another CA, and peer connections without
 -- a certificate, with another CA's, with an expired one, or from a node
 -- whose certificate is node 2 while its frames claim node 3, are all
--- refused, and the cluster stays one cluster with one history.  Also: the
+-- refused (as is node 4's certificate from the right CA in a 3-node
+-- cluster), and the cluster stays one cluster with one history.  Also: the
 -- start-up checks of the tls files and the plaintext warning.
 -- Certificates come from scripts/certs.sh (the openssl command).
 
@@ -75,7 +76,7 @@ local function put_get(c, writer, key, value)
 end
 
 describe("tls", function()
-  local root, good, other, expired
+  local root, good, other, expired, stranger
   local c
 
   setup(function()
@@ -84,6 +85,11 @@ describe("tls", function()
     certs(good)
     certs(other)              -- another CA altogether
     certs(expired, good, -1)  -- the right CA, but expired a day ago
+    stranger = root .. "/stranger" -- the right CA, node 4
+    sh("mkdir -p " .. stranger)
+    sh(("cp %s/ca.pem %s/ca.key %s/"):format(good, good, stranger))
+    write(root .. "/four.lua", "return { nodes = { { id = 4 } } }")
+    sh(("sh scripts/certs.sh %s %s 2>/dev/null"):format(stranger, root .. "/four.lua"))
   end)
   after_each(function() H.shutdown(c) c = nil end)
   teardown(function()
@@ -145,6 +151,9 @@ describe("tls", function()
     wait_log(c, f, "unable to get local issuer certificate", "another CA refused")
     s_client(addr, ca, expired .. "/node1.pem", expired .. "/node1.key")
     wait_log(c, f, "certificate has expired", "an expired certificate refused")
+    -- the right CA, but a node this cluster does not have
+    s_client(addr, ca, stranger .. "/node4.pem", stranger .. "/node4.key")
+    wait_log(c, f, "names no other node of this cluster", "node 4 refused")
     assert.equal(term, select(2, c:leader()))
     put_get(c, f, "after", "attacks")
   end)

@@ -476,18 +476,22 @@ static void parse_frames(inconn *c) {
   }
 }
 
-/* TLS plaintext: append to the frame buffer and parse.  The first bytes
-** after the handshake settle which node the certificate proves. */
-static int in_tls_recv(void *ud, const uint8_t *p, size_t n) {
-  inconn *c = ud;
+/* Once the handshake is done: which node the certificate proves, or the
+** connection closes.  0 or <0. */
+static int in_auth(inconn *c) {
   rf_transport *t = c->t;
-  if (c->closing) return UV_ECANCELED;
   for (size_t i = 0; c->auth == 0 && i < t->n_peers; i++)
     if (rf_tls_peer_is_node(c->tls, t->peers[i].id)) c->auth = t->peers[i].id;
-  if (c->auth == 0) {
-    in_fail(c, "its certificate names no other node of this cluster");
-    return UV_EPROTO;
-  }
+  if (c->auth != 0) return 0;
+  in_fail(c, "its certificate names no other node of this cluster");
+  return UV_EPROTO;
+}
+
+/* TLS plaintext: append to the frame buffer and parse. */
+static int in_tls_recv(void *ud, const uint8_t *p, size_t n) {
+  inconn *c = ud;
+  if (c->closing) return UV_ECANCELED;
+  if (c->auth == 0 && in_auth(c) < 0) return UV_EPROTO;
   if (c->cap - c->len < n) {
     size_t cap = c->len + n > READ_CHUNK ? c->len + n : READ_CHUNK;
     uint8_t *nb = realloc(c->buf, cap);
@@ -538,6 +542,8 @@ static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (rc < 0 && !c->closing)
       in_fail(c, "%s", *rf_tls_error(c->tls) ? rf_tls_error(c->tls)
                                              : uv_strerror(rc));
+    else if (!c->closing && c->auth == 0 && rf_tls_ready(c->tls))
+      in_auth(c);
     return;
   }
   if (nread < 0) {
