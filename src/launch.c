@@ -291,19 +291,21 @@ static int wait_signal(launcher *l, int64_t ms) {
 }
 
 static int run(launcher *l) {
+  const char *scheme = l->cfg.tls_ca ? "https" : "http";
   for (size_t i = 0; i < l->n; i++) {
     child *k = &l->kids[i];
     char peer[RF_ADDR_MAX], http[RF_ADDR_MAX];
     if (start_child(l, k) < 0) return 1;
     rf_addr_format(peer, sizeof peer, k->conf->peer_host, k->conf->peer_port);
     rf_addr_format(http, sizeof http, k->conf->http_host, k->conf->http_port);
-    printf("node %s: peer %s  http http://%s  (pid %d)\n", k->id, peer, http,
-           (int)k->pid);
+    printf("node %s: peer %s  http %s://%s  (pid %d)\n", k->id, peer, scheme,
+           http, (int)k->pid);
   }
   fflush(stdout);
 
   int64_t deadline = rf_now_ms() + LEADER_WAIT_MS;
-  for (;;) {
+  /* /status is HTTPS only with tls: the launcher's client is plaintext */
+  for (; l->cfg.tls_ca == NULL;) {
     const child *lead = find_leader(l);
     if (lead) {
       char http[RF_ADDR_MAX];

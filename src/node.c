@@ -23,6 +23,7 @@
 #include "rafting/node.h"
 #include "rafting/sm.h"
 #include "rafting/storage.h"
+#include "rafting/tls.h"
 #include "rafting/transport.h"
 #include "rafting/util.h"
 #include "rafting/wal.h"
@@ -39,6 +40,7 @@ struct rf_node {
   rf_api *api;
   rf_sm *sm;            /* the replicated state machine */
   rf_snaps *snaps;      /* snapshots: taking, streaming, installing */
+  rf_tls_set tls;       /* all NULL without tls in the config */
   char data_dir[4096];  /* "" for memory storage */
   uv_timer_t tick;
   uv_check_t runner;    /* runs the driver after this turn's callbacks */
@@ -476,6 +478,8 @@ static int start_transport(rf_node *n) {
   tc.recv = on_peer_msg;
   tc.peer_state = on_peer_state;
   tc.log = on_transport_log;
+  tc.tls_server = n->tls.peer_server;
+  tc.tls_client = n->tls.client;
   return rf_transport_start(n->loop, &tc, &n->transport);
 }
 
@@ -490,7 +494,8 @@ static int start_snaps(rf_node *n) {
 }
 
 static int start_api(rf_node *n) {
-  rf_api_deps deps = {n->drv, n->sm, n->cfg, n->id, status_json, n};
+  rf_api_deps deps = {n->drv, n->sm, n->cfg, n->id, status_json, n,
+                      n->tls.http_server, n->tls.client};
   return rf_api_start(&deps, n->loop, &n->api);
 }
 
@@ -515,6 +520,7 @@ static void start_failed(rf_node *n) {
   if (n->transport) rf_transport_close(n->transport, NULL, NULL);
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
+  rf_tls_set_free(&n->tls);
   free(n);
 }
 
@@ -540,8 +546,24 @@ static void log_started(rf_node *n, const rf_node_conf *self) {
   rf_log_str(&r, "cluster", n->cfg->cluster);
   rf_log_str(&r, "peer", peer);
   rf_log_str(&r, "http", http);
+  rf_log_str(&r, "scheme", n->tls.client ? "https" : "http");
   rf_log_str(&r, "storage", n->storage->ops->name);
   rf_log_end(&r);
+}
+
+/* TLS contexts from the config (files checked now), or the warning that
+** traffic leaves this host in plaintext. */
+static int start_tls(rf_node *n) {
+  char err[1024];
+  if (rf_tls_set_open(n->cfg, n->id, &n->tls, err, sizeof(err)) < 0) {
+    rf_log(RF_ERROR, "%s", err);
+    return RF_ECONFIG;
+  }
+  if (n->tls.client == NULL && !rf_tls_node_loopback(n->cfg, n->id))
+    rf_log(RF_WARN, "no tls in %s: peer and HTTP traffic to a non-loopback "
+           "address is plaintext and unauthenticated (docs/security.md)",
+           n->cfg->path);
+  return 0;
 }
 
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
@@ -561,6 +583,7 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
     return rc;
   }
   if ((rc = start_sm(n)) < 0) goto fail;
+  if ((rc = start_tls(n)) < 0) goto fail;
   if ((rc = start_transport(n)) < 0) {
     log_start_failed("cannot listen for peers", self->peer_host,
                      self->peer_port, rc);
@@ -591,6 +614,7 @@ static void release(rf_node *n) {
   if (--n->pending > 0) return;
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
+  rf_tls_set_free(&n->tls);
   if (n->stop_done) n->stop_done(n->stop_ud);
   free(n);
 }

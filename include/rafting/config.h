@@ -47,6 +47,10 @@ typedef struct rf_config {
   rf_token_conf *tokens; /* auth = {...}; n_tokens == 0: the API is open */
   size_t n_tokens;
 
+  /* tls = { ca, cert, key }: PEM paths resolved against the config's
+  ** directory, "%d" still to be replaced by the node id; NULL: plaintext */
+  char *tls_ca, *tls_cert, *tls_key;
+
   /* wal = { ... }: the write-ahead log of a data directory */
   int wal_sync_none;        /* sync = "none": no fdatasync (benchmarks) */
   size_t wal_segment_bytes; /* default 64 MiB */
@@ -89,6 +93,8 @@ typedef struct rf_config {
 */
 int rf_config_load(const char *path, rf_config *out, char *err, size_t errlen);
 void rf_config_free(rf_config *c);
+/* tmpl with every "%d" replaced by id into buf; -1 if it does not fit. */
+int rf_config_path_for(const char *tmpl, uint64_t id, char *buf, size_t len);
 const rf_node_conf *rf_config_node(const rf_config *c, uint64_t id);
 
 #endif

@@ -74,6 +74,9 @@ typedef struct rf_fwd_opts {
   size_t max_response_bytes; /* answer body; default 64 MiB */
   const char *via;           /* RF_FWD_HEADER's value (e.g. this node's id);
                                 copied; default "1" */
+  struct rf_tls_ctx *tls;    /* HTTPS to the leader (rafting/tls.h; its
+                                certificate must name node<ID>), or NULL;
+                                not owned, must outlive the forwarder */
 } rf_fwd_opts;
 
 /* The leader's answer.  Header values are NUL-terminated, NULL if absent;
@@ -104,6 +107,9 @@ void rf_fwd_close(rf_fwd *f, void (*done)(void *ud), void *ud);
 ** in every case nothing was sent. */
 int rf_fwd_send(rf_fwd *f, const char *host, int port, const rf_http_req *req,
                 rf_fwd_cb cb, void *ud);
+
+/* With o.tls: the certificate at host:port must name name ("node<ID>"). */
+int rf_fwd_expect(rf_fwd *f, const char *host, int port, const char *name);
 
 /* Answer req with resp: its status, Content-Type, Retry-After, Location,
 ** Allow and body.  Frees req (see rf_http_respond).  A relayed HEAD says

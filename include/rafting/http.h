@@ -65,6 +65,8 @@ typedef struct rf_http_opts {
   rf_http_request_cb on_request;
   rf_http_abort_cb on_abort; /* may be NULL */
   void *ud;                  /* passed to on_request and on_abort */
+  struct rf_tls_ctx *tls;    /* HTTPS only (rafting/tls.h), or NULL; not
+                                owned, must outlive the server */
 } rf_http_opts;
 
 /* A parsed request.  Every field is read-only for the application except

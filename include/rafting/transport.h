@@ -13,6 +13,11 @@
 ** on the peer's connection, or drops it and says why (peer down, queue over
 ** send_queue_bytes).  The Raft core retransmits what matters.
 **
+** With tls_server and tls_client set, every connection is mutual TLS: an
+** outbound one is up only once the server proved it is the node dialed;
+** an inbound one whose certificate names no peer is closed, and its frames
+** whose from is not the certified id are dropped with a log line.
+**
 ** Memory: the transport copies the config (strings, peers) at start.  A
 ** message passed to recv is owned by the transport and valid only during
 ** the callback.  rf_transport_send() copies m (encodes it) before return.
@@ -83,6 +88,10 @@ typedef struct rf_transport_config {
   void (*peer_state)(void *ud, uint64_t peer, int connected);
   /* One event worth a log line, without newline; may be NULL. */
   void (*log)(void *ud, int level, const char *msg);
+  /* Mutual TLS (rafting/tls.h), both or neither; not owned, must outlive
+  ** the transport.  A peer's certificate must name "node<ID>". */
+  struct rf_tls_ctx *tls_server; /* made with RF_TLS_VERIFY_PEER */
+  struct rf_tls_ctx *tls_client;
 } rf_transport_config;
 
 typedef struct rf_transport rf_transport;

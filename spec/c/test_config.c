@@ -177,6 +177,38 @@ static void test_commands(void) {
   rmdir(dir);
 }
 
+/* tls: three paths, relative to the config's directory, "%d" kept for
+** the node; rf_config_path_for fills it in. */
+static void test_tls(void) {
+  rf_config c;
+  char buf[64], want[600];
+  CHECK(good("return { cluster = 'x', nodes = {" NODE1 "}, tls = { ca = "
+             "'c/ca.pem', cert = '/abs/n%d.pem', key = 'k/n%d.key' } }", &c));
+  snprintf(want, sizeof want, "%.*s/c/ca.pem",
+           (int)(strrchr(tmp_path, '/') - tmp_path), tmp_path);
+  CHECK(c.tls_ca && strcmp(c.tls_ca, want) == 0);
+  CHECK(c.tls_cert && strcmp(c.tls_cert, "/abs/n%d.pem") == 0);
+  CHECK(c.tls_key && strstr(c.tls_key, "/k/n%d.key") != NULL);
+  CHECK(rf_config_path_for(c.tls_cert, 12, buf, sizeof buf) == 0 &&
+        strcmp(buf, "/abs/n12.pem") == 0);
+  CHECK(rf_config_path_for(c.tls_cert, 12, buf, 12) == -1);
+  CHECK(rf_config_path_for(c.tls_cert, 12, buf, 13) == 0);
+  rf_config_free(&c);
+  CHECK(good("return { cluster = 'x', nodes = {" NODE1 "} }", &c));
+  CHECK(c.tls_ca == NULL && c.tls_cert == NULL && c.tls_key == NULL);
+  rf_config_free(&c);
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, tls = { ca = 'a', "
+      "cert = 'b' } }", "tls.key", "missing");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, tls = { ca = 'a', "
+      "cert = 'b', key = 'c', crl = 'd' } }", "tls.crl", "unknown key");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, tls = { ca = 'a', "
+      "cert = 'n%s', key = 'c' } }", "tls.cert", "%d");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, tls = { ca = '', "
+      "cert = 'b', key = 'c' } }", "tls.ca", "PEM file");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, tls = 'on' }", "tls",
+      "expected a table");
+}
+
 static void test_unknown_and_types(void) {
   bad("return { cluster = 'x', nodes = {" NODE1 "}, foo = 1 }",
       ": foo: unknown key (expected one of: cluster, nodes");
@@ -410,6 +442,7 @@ int main(void) {
   test_overrides();
   test_shipped();
   test_commands();
+  test_tls();
   test_unknown_and_types();
   test_required_and_ranges();
   test_ids_and_addresses();

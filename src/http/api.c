@@ -631,6 +631,7 @@ static int start_http(rf_api *a, uv_loop_t *loop) {
   o.request_timeout_ms = cfg->request_timeout_ms;
   o.on_request = on_request;
   o.ud = a;
+  o.tls = a->deps.tls_http;
   return rf_http_start(loop, &o, &a->http);
 }
 
@@ -657,7 +658,16 @@ int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
   /* drop pooled connections before the leader's idle timeout can close one
   ** under a write, which would turn it into an avoidable 504 */
   fo.idle_timeout_ms = cfg->idle_timeout_ms / 2 > 0 ? cfg->idle_timeout_ms / 2 : 1;
+  fo.tls = deps->tls_client;
   if ((rc = rf_fwd_init(loop, &a->fwd, &fo)) < 0) goto fail;
+  for (size_t i = 0; fo.tls && i < cfg->n_nodes && rc == 0; i++) {
+    char name[32]; /* the leader must prove it is the node we meant */
+    snprintf(name, sizeof(name), "node%llu",
+             (unsigned long long)cfg->nodes[i].id);
+    rc = rf_fwd_expect(a->fwd, cfg->nodes[i].http_host,
+                       cfg->nodes[i].http_port, name);
+  }
+  if (rc < 0) goto fail;
   if ((rc = start_http(a, loop)) < 0) goto fail;
   *out = a;
   return 0;

@@ -27,6 +27,8 @@ typedef struct rf_api_deps {
   uint64_t id;
   void (*status_json)(void *ud, rf_buf *b); /* the /status document */
   void *ud;
+  struct rf_tls_ctx *tls_http;   /* HTTPS listener, or NULL: plain HTTP */
+  struct rf_tls_ctx *tls_client; /* forwarding to the leader over TLS */
 } rf_api_deps;
 
 int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out);

@@ -13,9 +13,15 @@
 ** while pooled.  The parser pauses in on_message_complete so that an answer
 ** is handled outside llhttp.  We never pipeline: a byte after an answer, or
 ** any byte while idle, means the connection cannot be trusted; it closes.
+**
+** HTTPS (o.tls): each connection owns an rf_tls.  The request goes through
+** rf_tls_write (held until the handshake ends), the records through raw
+** writes counted in nw; the answer's plaintext comes to conn_parse from
+** rf_tls_feed.  A target named with rf_fwd_expect() must prove that name.
 */
 #include "rafting/forward.h"
 #include "rafting/buf.h"
+#include "rafting/tls.h"
 #include "rafting/util.h"
 
 #include <stdint.h>
@@ -69,7 +75,15 @@ struct conn {
   llhttp_t parser;
   int nhandles;
   unsigned connected : 1, reused : 1, idle : 1, writing : 1, closing : 1;
+  rf_tls *tls;         /* HTTPS, else NULL */
+  int nw;              /* HTTPS: record writes not yet completed */
 };
+
+typedef struct rawwr { /* HTTPS records */
+  uv_write_t w;
+  conn *c;
+  uint8_t *p;
+} rawwr;
 
 struct target {
   target *next;
@@ -77,6 +91,7 @@ struct target {
   int port;
   struct sockaddr_storage addr;
   char hosthdr[64]; /* Host header: "h:p" or "[v6]:p" */
+  char name[32];    /* HTTPS: the name its certificate must carry, or "" */
   conn *idle;       /* most recently used first */
   int nidle;
 };
@@ -400,6 +415,7 @@ static void on_conn_closed(uv_handle_t *h) {
   else f->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   f->nconns--;
+  rf_tls_free(c->tls);
   free(c);
   if (j) { /* still attached: rf_fwd_close() cancelled it */
     j->c = NULL;
@@ -468,8 +484,54 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
 }
 
 static void on_written(uv_write_t *w, int status);
+static void conn_lost(conn *c);
+static void conn_parse(conn *c, const char *d, size_t n);
+
+static void on_raw_written(uv_write_t *w, int status) {
+  rawwr *r = (rawwr *)w;
+  conn *c = r->c;
+  free(r->p);
+  free(r);
+  c->writing = --c->nw > 0;
+  if (c->closing || status == 0 || c->j == NULL) return;
+  conn_lost(c);
+}
+
+static int tls_send(void *ud, uint8_t *p, size_t n) {
+  conn *c = ud;
+  rawwr *r = malloc(sizeof *r);
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  int rc = UV_ENOMEM;
+  if (r != NULL) {
+    r->c = c;
+    r->p = p;
+    rc = uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, on_raw_written);
+  }
+  if (rc != 0) {
+    free(p);
+    free(r);
+    return rc;
+  }
+  c->nw++;
+  c->writing = 1;
+  return 0;
+}
+
+/* The answer's plaintext; bytes while idle mean the connection is bad. */
+static int tls_recv(void *ud, const uint8_t *p, size_t n) {
+  conn *c = ud;
+  if (c->closing) return UV_ECANCELED;
+  if (c->j == NULL) {
+    conn_close(c);
+    return UV_EPROTO;
+  }
+  c->j->got = 1;
+  conn_parse(c, (const char *)p, n);
+  return c->closing ? UV_ECANCELED : 0;
+}
 
 static int conn_write(conn *c) {
+  if (c->tls != NULL) return rf_tls_write(c->tls, c->j->out.p, c->j->out.n);
   uv_buf_t b = uv_buf_init(c->j->out.p, (unsigned)c->j->out.n);
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
   if (rc == 0) c->writing = 1;
@@ -481,6 +543,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_connect(uv_connect_t *cr, int status) {
   conn *c = cr->data;
   if (c->closing) return;
+  if (status == 0 && c->f->o.tls != NULL) {
+    rf_tls_io io = {c, tls_send, tls_recv};
+    c->tls = rf_tls_new(c->f->o.tls, &io, *c->t->name ? c->t->name : NULL);
+    if (c->tls == NULL) status = UV_ENOMEM;
+  }
   if (status == 0) status = uv_read_start((uv_stream_t *)&c->tcp, on_alloc,
                                           on_read);
   if (status == 0) status = conn_write(c);
@@ -596,6 +663,11 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     conn_close(c); /* closed by the leader while idle, or stray bytes */
   } else if (n < 0) {
     conn_eof(c, n);
+  } else if (c->tls != NULL) {
+    int ready = rf_tls_ready(c->tls);
+    if (rf_tls_feed(c->tls, buf->base, (size_t)n) < 0 && !c->closing &&
+        c->j != NULL) /* a failed handshake delivered nothing */
+      ready ? conn_lost(c) : conn_fail(c, RF_FWD_ECONNECT);
   } else {
     c->j->got = 1;
     conn_parse(c, buf->base, (size_t)n);
@@ -667,6 +739,15 @@ int rf_fwd_send(rf_fwd *f, const char *host, int port, const rf_http_req *req,
   }
   if ((rc = job_dial(j)) != 0) job_free(j);
   return rc;
+}
+
+int rf_fwd_expect(rf_fwd *f, const char *host, int port, const char *name) {
+  target *t;
+  int rc;
+  if (name == NULL || strlen(name) >= sizeof t->name) return UV_EINVAL;
+  if ((rc = target_get(f, host, port, &t)) != 0) return rc;
+  snprintf(t->name, sizeof t->name, "%s", name);
+  return 0;
 }
 
 void rf_fwd_relay(rf_http_req *req, const rf_fwd_resp *resp) {

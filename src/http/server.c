@@ -15,10 +15,16 @@
 ** Parsing: on_message_complete returns HPE_PAUSED, so llhttp stops after
 ** each request and the request is dispatched outside the parser; with
 ** max_pipeline requests queued, reading stops until one is written.
+**
+** HTTPS (o.tls): socket bytes go through the connection's rf_tls; its
+** plaintext lands in rbuf like socket bytes do, what does not fit waits in
+** spill.  An answer is encrypted whole and its records written with the
+** request's own uv_write_t, so on_written still frees it in order.
 */
 #include "rafting/http.h"
 #include "rafting/buf.h"
 #include "rafting/metrics.h"
+#include "rafting/tls.h"
 #include "rafting/util.h"
 
 #include <assert.h>
@@ -57,6 +63,7 @@ typedef struct req_s {
   qpair *q;
   size_t nq;
   uv_write_t wr;
+  uint8_t *cipher; /* HTTPS: the answer's records being written */
 } req_s;
 
 struct conn {
@@ -80,7 +87,15 @@ struct conn {
   uv_shutdown_t shut;
   size_t rlo, rhi;
   char rbuf[RBUF_SIZE];
+  rf_tls *tls;   /* HTTPS, else NULL */
+  req_s *wreq;   /* the answer rf_tls_write is encrypting */
+  rf_buf spill;  /* HTTPS plaintext that did not fit in rbuf */
 };
+
+typedef struct rawwr { /* bytes written outside any answer (TLS, 100) */
+  uv_write_t w;
+  uint8_t *p;
+} rawwr;
 
 struct rf_http_server {
   uv_loop_t *loop;
@@ -91,6 +106,7 @@ struct rf_http_server {
   int closing, listening;
   rf_http_done_cb done;
   void *done_ud;
+  char cbuf[RBUF_SIZE]; /* HTTPS: ciphertext read, fed at once */
 };
 
 static void conn_close(conn *c);
@@ -115,6 +131,7 @@ static void req_free(req_s *r) {
   rf_buf_free(&r->body);
   rf_buf_free(&r->extra);
   rf_buf_free(&r->out);
+  free(r->cipher);
   free(r->dec);
   free(r->q);
   free(r);
@@ -330,6 +347,79 @@ static int on_header_value_complete(llhttp_t *p) {
   return hdr_close_value(c);
 }
 
+static void on_raw_written(uv_write_t *w, int status) {
+  (void)status; /* a broken connection shows on the read side */
+  free(((rawwr *)w)->p);
+  free(w);
+}
+
+/* Write p (malloc'd, taken) outside the answer queue. */
+static int write_raw(conn *c, uint8_t *p, size_t n) {
+  rawwr *w = malloc(sizeof *w);
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  int rc = UV_ENOMEM;
+  if (w != NULL) {
+    w->p = p;
+    rc = uv_write(&w->w, (uv_stream_t *)&c->tcp, &b, 1, on_raw_written);
+  }
+  if (rc != 0) {
+    free(p);
+    free(w);
+  }
+  return rc;
+}
+
+static void on_written(uv_write_t *w, int status);
+
+/* rf_tls's ciphertext: an answer's records, or handshake and interim ones */
+static int tls_send(void *ud, uint8_t *p, size_t n) {
+  conn *c = ud;
+  req_s *r = c->wreq;
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  int rc;
+  if (c->closing) {
+    free(p);
+    return UV_ECANCELED;
+  }
+  if (r == NULL) return write_raw(c, p, n);
+  c->wreq = NULL;
+  r->cipher = p;
+  r->wr.data = r;
+  if ((rc = uv_write(&r->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written)))
+    return rc; /* r->cipher is freed with r */
+  r->state = R_WRITING;
+  return 0;
+}
+
+/* Plaintext from rf_tls: into rbuf, the rest into spill for later. */
+static int tls_recv(void *ud, const uint8_t *p, size_t n) {
+  conn *c = ud;
+  size_t room = c->spill.n == 0 ? RBUF_SIZE - c->rhi : 0;
+  size_t k = n < room ? n : room;
+  memcpy(c->rbuf + c->rhi, p, k);
+  c->rhi += k;
+  if (k < n) rf_buf_add(&c->spill, p + k, n - k);
+  return c->spill.oom ? UV_ENOMEM : 0;
+}
+
+/* Move spilled plaintext into rbuf's free room; 1 if any moved. */
+static int unspill(conn *c) {
+  size_t k;
+  if (c->tls == NULL || c->spill.n == 0) return 0;
+  if (c->rlo > 0) {
+    memmove(c->rbuf, c->rbuf + c->rlo, c->rhi - c->rlo);
+    c->rhi -= c->rlo;
+    c->rlo = 0;
+  }
+  k = RBUF_SIZE - c->rhi < c->spill.n ? RBUF_SIZE - c->rhi : c->spill.n;
+  if (k == 0) return 0;
+  memcpy(c->rbuf + c->rhi, c->spill.p, k);
+  c->rhi += k;
+  memmove(c->spill.p, c->spill.p + k, c->spill.n - k);
+  c->spill.n -= k;
+  return 1;
+}
+
 /* "Expect: 100-continue": say so, unless an earlier answer is still due. */
 static void on_interim_written(uv_write_t *w, int status) {
   (void)status;
@@ -343,6 +433,10 @@ static void maybe_continue(conn *c, const llhttp_t *p) {
     return;
   for (req_s *r = c->head; r; r = r->next)
     if (r->state != R_WRITING) return;
+  if (c->tls != NULL) { /* records through tls_send's raw path */
+    rf_tls_write(c->tls, cont, sizeof cont - 1);
+    return;
+  }
   uv_write_t *w = malloc(sizeof *w);
   uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
   if (w && uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, on_interim_written))
@@ -472,7 +566,8 @@ static void timer_set(conn *c, int mode) {
 static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   conn *c = h->data;
   (void)size;
-  if (c->lingering) *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+  if (c->tls != NULL) *buf = uv_buf_init(c->srv->cbuf, sizeof c->srv->cbuf);
+  else if (c->lingering) *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
   else *buf = uv_buf_init(c->rbuf + c->rhi, (unsigned)(RBUF_SIZE - c->rhi));
 }
 
@@ -488,6 +583,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   }
   if (n < 0) {
     conn_close(c); /* EOF too: clients do not half-close, they leave */
+  } else if (c->tls != NULL) {
+    if (rf_tls_feed(c->tls, buf->base, (size_t)n) < 0) {
+      conn_close(c); /* no HTTP answer can reach a client that fails TLS */
+      return;
+    }
+    conn_parse(c);
   } else {
     c->rhi += (size_t)n;
     conn_parse(c);
@@ -537,7 +638,16 @@ static void parse_error(conn *c, llhttp_errno_t e) {
   conn_fail(c, 400, "bad_request", msg);
 }
 
+static void parse_some(conn *c);
+
+/* Parse rbuf; with HTTPS, refill it from spill while that makes room. */
 static void conn_parse(conn *c) {
+  do parse_some(c);
+  while (!c->closing && !c->stopped && c->nq < c->srv->o.max_pipeline &&
+         unspill(c));
+}
+
+static void parse_some(conn *c) {
   while (!c->closing && !c->stopped && c->rlo < c->rhi &&
          c->nq < c->srv->o.max_pipeline) {
     const char *d = c->rbuf + c->rlo;
@@ -596,13 +706,22 @@ static void flush(conn *c) {
   for (req_s *r = c->head; r && !c->closing; r = r->next) {
     if (r->state == R_WRITING) continue;
     if (r->state != R_ANSWERED) break;
-    uv_buf_t b = uv_buf_init(r->out.p, (unsigned)r->out.n);
-    r->wr.data = r;
-    if (uv_write(&r->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
-      conn_close(c);
-      return;
+    if (c->tls != NULL) { /* tls_send writes the records with r->wr */
+      c->wreq = r;
+      if (rf_tls_write(c->tls, r->out.p, r->out.n) < 0 || c->wreq != NULL) {
+        c->wreq = NULL; /* failed, or held before a handshake: give up */
+        conn_close(c);
+        return;
+      }
+    } else {
+      uv_buf_t b = uv_buf_init(r->out.p, (unsigned)r->out.n);
+      r->wr.data = r;
+      if (uv_write(&r->wr, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+        conn_close(c);
+        return;
+      }
+      r->state = R_WRITING;
     }
-    r->state = R_WRITING;
     if (r->close_after) {
       c->stopped = 1;
       timer_set(c, T_NONE);
@@ -653,6 +772,8 @@ static void on_conn_closed(uv_handle_t *h) {
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nall--;
+  rf_tls_free(c->tls);
+  rf_buf_free(&c->spill);
   free(c);
   maybe_done(s);
 }
@@ -714,6 +835,13 @@ static void on_connection(uv_stream_t *l, int status) {
   if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
     conn_close(c);
     return;
+  }
+  if (s->o.tls != NULL) {
+    rf_tls_io io = {c, tls_send, tls_recv};
+    if ((c->tls = rf_tls_new(s->o.tls, &io, NULL)) == NULL) {
+      conn_close(c);
+      return;
+    }
   }
   uv_tcp_nodelay(&c->tcp, 1);
   if (s->nactive < s->o.max_connections) {

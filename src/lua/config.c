@@ -45,8 +45,9 @@ typedef struct ctx {
 
 static const char *const top_keys[] = {"cluster", "nodes", "timing",
                                        "storage", "wal", "commands",
-                                       "limits", "log", "auth", NULL};
+                                       "limits", "log", "auth", "tls", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
+static const char *const tls_keys[] = {"ca", "cert", "key", NULL};
 static const char *const wal_keys[] = {"sync", "segment_bytes", "batch_bytes",
                                        NULL};
 static const char *const node_keys[] = {"id", "peer", "http", NULL};
@@ -506,6 +507,41 @@ static void check_max(lua_State *L, const ctx *x, const char *name,
   }
 }
 
+/* tls.<name>: a path with only "%d" after '%', relative to the config's
+** directory; stored resolved, "%d" kept for the node to replace. */
+static char *tls_path(lua_State *L, const ctx *x, int t, const char *name) {
+  lua_pushfstring(L, "tls.%s", name);
+  const char *field = lua_tostring(L, -1);
+  const char *s = get_str(L, x, t, field, name, 1), *pct = s;
+  if (*s == '\0' || strlen(s) != lua_rawlen(L, -1))
+    fail(L, x, field, "must be the path of a PEM file");
+  while ((pct = strchr(pct, '%')) != NULL && pct[1] == 'd') pct += 2;
+  if (pct != NULL)
+    fail(L, x, field, "\"%s\": only \"%%d\" (the node id) may follow '%%'",
+         s);
+  const char *slash = strrchr(x->path, '/');
+  if (*s != '/' && slash != NULL)
+    lua_pushfstring(L, "%s/%s", lua_pushlstring(L, x->path,
+                                                (size_t)(slash - x->path)), s);
+  else
+    lua_pushstring(L, s);
+  char *d = dup_or_raise(L, lua_tostring(L, -1));
+  lua_settop(L, t);
+  return d;
+}
+
+/* tls = { ca =, cert =, key = }: all three, or no tls at all.  The files
+** are read when the node starts (rafting/tls.h names what is wrong). */
+static void load_tls(lua_State *L, const ctx *x, int top) {
+  int t = opt_table(L, x, top, "tls");
+  if (t == 0) return;
+  check_keys(L, x, t, "tls", tls_keys);
+  x->out->tls_ca = tls_path(L, x, t, "ca");
+  x->out->tls_cert = tls_path(L, x, t, "cert");
+  x->out->tls_key = tls_path(L, x, t, "key");
+  lua_settop(L, top);
+}
+
 static void load_limits(lua_State *L, const ctx *x, int top) {
   int t = opt_table(L, x, top, "limits");
   const char *names[sizeof limit_defs / sizeof *limit_defs];
@@ -691,6 +727,7 @@ static int validate(lua_State *L) {
   load_limits(L, x, top);
   check_limits(L, x);
   load_auth(L, x, top);
+  load_tls(L, x, top);
   return 0;
 }
 
@@ -828,7 +865,29 @@ void rf_config_free(rf_config *c) {
     free(c->tokens[i].token);
   }
   free(c->tokens);
+  free(c->tls_ca);
+  free(c->tls_cert);
+  free(c->tls_key);
   memset(c, 0, sizeof *c);
+}
+
+int rf_config_path_for(const char *tmpl, uint64_t id, char *buf,
+                       size_t len) {
+  size_t k = 0;
+  for (const char *p = tmpl; *p; p++) {
+    if (k + 1 >= len) return -1;
+    if (p[0] == '%' && p[1] == 'd') {
+      int n = snprintf(buf + k, len - k, "%llu", (unsigned long long)id);
+      if (n < 0 || (size_t)n >= len - k) return -1;
+      k += (size_t)n;
+      p++;
+    } else {
+      buf[k++] = *p;
+    }
+  }
+  if (k >= len) return -1;
+  buf[k] = '\0';
+  return 0;
 }
 
 const rf_node_conf *rf_config_node(const rf_config *c, uint64_t id) {

@@ -10,6 +10,13 @@
 ** An outbound connection is detached from its peer (c->peer = NULL) the
 ** moment it is closed, so the callbacks libuv still delivers for it
 ** (connect/write with UV_ECANCELED) touch nothing but the connection.
+**
+** With TLS (rafting/tls.h) every connection also owns an rf_tls: socket
+** bytes go through rf_tls_feed() and frames through rf_tls_write(), whose
+** ciphertext comes back to the same uv_write path.  An outbound connection
+** counts as up once its handshake proved the server is the node dialed; an
+** inbound one learns its peer's id from the certificate, and a frame whose
+** from is another id is dropped.
 */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -20,6 +27,7 @@
 #include "rafting/bytes.h"
 #include "rafting/codec.h"
 #include "rafting/metrics.h"
+#include "rafting/tls.h"
 #include "rafting/transport.h"
 #include "rafting/util.h"
 
@@ -42,6 +50,7 @@ typedef struct outconn { /* one dial, then the connection we send on */
   rf_transport *t;
   peer *peer;            /* NULL once closing */
   size_t queued;         /* bytes in uv_write not yet completed */
+  rf_tls *tls;           /* NULL without TLS */
 } outconn;
 
 typedef struct wreq {
@@ -75,7 +84,15 @@ typedef struct inconn { /* accepted: we only read frames from it */
   int over;              /* refused room: inbound buffers at their cap */
   uint64_t deadline;     /* loop ms: close unless a frame ends by then */
   char name[64];         /* remote address, for log lines */
+  rf_tls *tls;           /* NULL without TLS */
+  uint64_t auth;         /* the peer's id from its certificate, 0: not yet */
+  uint64_t spoofed;      /* frames dropped: from another id than auth */
 } inconn;
+
+typedef struct inwreq { /* TLS handshake bytes on an inbound connection */
+  uv_write_t req;
+  uint8_t *p;
+} inwreq;
 
 struct rf_transport {
   uv_loop_t *loop;
@@ -102,6 +119,8 @@ struct rf_transport {
   void (*done)(void *);
   void *done_ud;
   char sink[256];        /* outbound connections should never be read */
+  rf_tls_ctx *tls_server, *tls_client; /* both or neither */
+  uint8_t tls_in[READ_CHUNK]; /* ciphertext read, fed at once */
 };
 
 static void dial(peer *p);
@@ -113,7 +132,7 @@ static void on_write(uv_write_t *req, int status);
 __attribute__((format(printf, 3, 4)))
 #endif
 static void tlog(rf_transport *t, int level, const char *fmt, ...) {
-  char msg[256];
+  char msg[512];
   va_list ap;
   if (t->log == NULL || t->closing) return;
   va_start(ap, fmt);
@@ -173,6 +192,7 @@ static void on_timer_closed(uv_handle_t *h) {
 static void on_out_closed(uv_handle_t *h) {
   outconn *c = h->data;
   rf_transport *t = c->t;
+  rf_tls_free(c->tls);
   free(c);
   handle_gone(t);
 }
@@ -211,36 +231,91 @@ static void out_drop(outconn *c, const char *what, int err) {
 static void on_out_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   outconn *c = h->data;
   (void)size;
-  *buf = uv_buf_init(c->t->sink, sizeof(c->t->sink));
+  if (c->tls != NULL)
+    *buf = uv_buf_init((char *)c->t->tls_in, sizeof(c->t->tls_in));
+  else
+    *buf = uv_buf_init(c->t->sink, sizeof(c->t->sink));
 }
 
-/* Peers never write on our outbound connection: reading only notices EOF
-** and resets, so a restarted peer gets redialed at once. */
+static void out_up(outconn *c);
+
+/* TLS: the handshake's bytes; any plaintext is a protocol error, as is a
+** server that is not the node dialed (SSL_set1_host checked it already;
+** this is the same rule the inbound side applies). */
+static void out_tls_read(outconn *c, const uv_buf_t *buf, size_t n) {
+  peer *p = c->peer;
+  char why[300];
+  int rc = rf_tls_feed(c->tls, buf->base, n);
+  if (c->peer == NULL) return; /* a failed write closed it */
+  if (rc < 0) {
+    snprintf(why, sizeof why, "%s", *rf_tls_error(c->tls)
+                                        ? rf_tls_error(c->tls) : "tls");
+    out_drop(c, why, rc);
+  } else if (!p->up && rf_tls_ready(c->tls)) {
+    if (rf_tls_peer_is_node(c->tls, p->id)) out_up(c);
+    else out_drop(c, "tls: certificate does not name the node dialed",
+                  UV_EPROTO);
+  }
+}
+
+/* Peers never write frames on our outbound connection: reading only runs
+** the TLS handshake and notices EOF and resets, so a restarted peer gets
+** redialed at once. */
 static void on_out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   outconn *c = s->data;
-  (void)buf;
-  if (nread > 0)
+  if (nread > 0 && c->tls != NULL)
+    out_tls_read(c, buf, (size_t)nread);
+  else if (nread > 0)
     out_drop(c, "read", UV_EPROTO);
   else if (nread < 0)
     out_drop(c, "read", (int)nread);
 }
 
-/* An empty frame (length 0) is a hello: the dialer sends one at once, so
-** an inbound connection that stays silent past first_ms is not a peer. */
-static void send_hello(outconn *c) {
-  static const uint8_t hello[RF_FRAME_HEADER];
+static void on_write(uv_write_t *req, int status);
+
+/* Queue bytes (a frame, or TLS records) on c; takes b.  0 or <0. */
+static int out_write(outconn *c, uint8_t *b, size_t len) {
   wreq *w = malloc(sizeof(*w));
-  uv_buf_t b = uv_buf_init((char *)hello, sizeof(hello));
-  if (w == NULL) return; /* the peer closes us at its deadline: redial */
+  uv_buf_t ub = uv_buf_init((char *)b, (unsigned)len);
+  int rc;
+  if (w == NULL) {
+    free(b);
+    return UV_ENOMEM;
+  }
   w->req.data = w;
   w->c = c;
-  w->frame = NULL;
-  w->len = sizeof(hello);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+  w->frame = b;
+  w->len = len;
+  if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, on_write)) < 0) {
+    free(b); /* the read side will notice a broken connection */
     free(w);
-    return;
+    return rc;
   }
-  c->queued += w->len;
+  c->queued += len;
+  return 0;
+}
+
+static int out_tls_send(void *ud, uint8_t *b, size_t n) {
+  return out_write(ud, b, n);
+}
+
+static int out_tls_recv(void *ud, const uint8_t *b, size_t n) {
+  (void)ud, (void)b, (void)n;
+  return UV_EPROTO; /* the peer must not send us frames here */
+}
+
+/* An empty frame (length 0) is a hello: the dialer sends one as soon as the
+** connection carries frames (after the TLS handshake), so an inbound
+** connection that stays silent past first_ms is not a peer.  A failure
+** needs no handling: the peer closes us at its deadline and we redial. */
+static void send_hello(outconn *c) {
+  static const uint8_t zero[RF_FRAME_HEADER];
+  uint8_t *hello;
+  if (c->tls != NULL) {
+    (void)rf_tls_write(c->tls, zero, sizeof(zero));
+  } else if ((hello = calloc(1, RF_FRAME_HEADER)) != NULL) {
+    (void)out_write(c, hello, RF_FRAME_HEADER);
+  }
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -254,16 +329,33 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  if (t->tls_client != NULL) {
+    rf_tls_io io = {c, out_tls_send, out_tls_recv};
+    char name[32];
+    snprintf(name, sizeof name, "node%" PRIu64, p->id);
+    if ((c->tls = rf_tls_new(t->tls_client, &io, name)) == NULL) {
+      out_drop(c, "tls", UV_ENOMEM);
+      return;
+    }
+    if (c->peer == NULL) return; /* sending the hello failed */
+  }
   rc = uv_read_start((uv_stream_t *)&c->tcp, on_out_alloc, on_out_read);
   if (rc < 0) {
     out_drop(c, "read_start", rc);
     return;
   }
+  if (c->tls == NULL) out_up(c);
+}
+
+/* The connection can carry frames now: the hello goes first. */
+static void out_up(outconn *c) {
+  peer *p = c->peer;
+  rf_transport *t = c->t;
   send_hello(c);
   p->up = 1;
   p->fails = 0;
-  tlog(t, RF_LOG_DEBUG, "peer %" PRIu64 " connected (%s:%d)", p->id, p->host,
-       p->port);
+  tlog(t, RF_LOG_DEBUG, "peer %" PRIu64 " connected (%s:%d%s)", p->id, p->host,
+       p->port, c->tls ? ", tls" : "");
   if (t->peer_state != NULL) t->peer_state(t->ud, p->id, 1);
 }
 
@@ -305,6 +397,7 @@ static void on_in_closed(uv_handle_t *h) {
   inconn *c = h->data;
   rf_transport *t = c->t;
   t->in_bytes -= c->cap;
+  rf_tls_free(c->tls);
   free(c->buf);
   free(c);
   handle_gone(t);
@@ -344,6 +437,10 @@ static void on_in_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   rf_transport *t = c->t;
   size_t need = READ_CHUNK;
   (void)size;
+  if (c->tls != NULL) { /* ciphertext: fed before the next read */
+    *buf = uv_buf_init((char *)c->t->tls_in, sizeof(c->t->tls_in));
+    return;
+  }
   if (c->len >= RF_FRAME_HEADER) {
     size_t want = RF_FRAME_HEADER + (size_t)rf_frame_len(c->buf) - c->len;
     if (want <= RF_FRAME_HEADER + t->max_frame && want > need)
@@ -381,6 +478,13 @@ static int deliver(inconn *c, const uint8_t *p, size_t n) {
   } else if (find_peer(t, d.msg.from) == NULL) {
     in_fail(c, "frame from unknown node %" PRIu64, d.msg.from);
     rc = UV_EINVAL;
+  } else if (c->tls != NULL && d.msg.from != c->auth) {
+    /* Log the first, count the rest: a flood must not flood the log. */
+    c->spoofed++;
+    tlog(t, c->spoofed == 1 ? RF_LOG_WARN : RF_LOG_DEBUG,
+         "dropped a frame from %s: it claims node %" PRIu64 " but the "
+         "certificate is node %" PRIu64 " (%" PRIu64 " dropped)", c->name,
+         d.msg.from, c->auth, c->spoofed);
   } else {
     t->recv(t->ud, &d.msg);
   }
@@ -449,10 +553,93 @@ static void start_sweep(rf_transport *t) {
   uv_timer_start(&t->sweep, on_sweep, every, every);
 }
 
+/* Once the handshake is done: which node the certificate proves, or the
+** connection closes.  0 or <0. */
+static int in_auth(inconn *c) {
+  rf_transport *t = c->t;
+  for (size_t i = 0; c->auth == 0 && i < t->n_peers; i++)
+    if (rf_tls_peer_is_node(c->tls, t->peers[i].id)) c->auth = t->peers[i].id;
+  if (c->auth != 0) return 0;
+  in_fail(c, "its certificate names no other node of this cluster");
+  return UV_EPROTO;
+}
+
+/* Room for n more plaintext bytes, doubling up to a whole frame, under the
+** same global cap as plaintext connections (on_in_alloc).  0 or <0. */
+static int in_tls_grow(inconn *c, size_t n) {
+  rf_transport *t = c->t;
+  size_t need = c->len + n, cap = c->cap * 2;
+  uint8_t *nb;
+  if (cap > RF_FRAME_HEADER + t->max_frame) cap = RF_FRAME_HEADER + t->max_frame;
+  if (cap < READ_CHUNK) cap = READ_CHUNK;
+  if (cap < need) cap = need;
+  if (t->in_bytes - c->cap + cap > t->in_cap) {
+    in_fail(c, "partial frames of all peers over %zu bytes", t->in_cap);
+    return UV_ENOBUFS;
+  }
+  if ((nb = realloc(c->buf, cap)) == NULL) {
+    in_fail(c, "out of memory");
+    return UV_ENOMEM;
+  }
+  t->in_bytes += cap - c->cap;
+  c->buf = nb;
+  c->cap = cap;
+  return 0;
+}
+
+/* TLS plaintext: append to the frame buffer and parse. */
+static int in_tls_recv(void *ud, const uint8_t *p, size_t n) {
+  inconn *c = ud;
+  size_t took;
+  if (c->closing) return UV_ECANCELED;
+  if (c->auth == 0 && in_auth(c) < 0) return UV_EPROTO;
+  if (c->cap - c->len < n && in_tls_grow(c, n) < 0) return UV_ENOMEM;
+  memcpy(c->buf + c->len, p, n);
+  c->len += n;
+  took = parse_frames(c);
+  if (!c->closing) in_rearm(c, took);
+  return c->closing ? UV_ECANCELED : 0;
+}
+
+static void on_in_written(uv_write_t *req, int status) {
+  inwreq *w = req->data;
+  (void)status; /* a broken connection shows on the read side */
+  free(w->p);
+  free(w);
+}
+
+/* TLS handshake records (the only bytes we ever send inbound). */
+static int in_tls_send(void *ud, uint8_t *p, size_t n) {
+  inconn *c = ud;
+  inwreq *w;
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+  int rc = UV_ENOMEM;
+  if (c->closing || (w = malloc(sizeof(*w))) == NULL) {
+    free(p);
+    return c->closing ? UV_ECANCELED : rc;
+  }
+  w->req.data = w;
+  w->p = p;
+  if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1,
+                     on_in_written)) < 0) {
+    free(p);
+    free(w);
+  }
+  return rc;
+}
+
 static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   inconn *c = s->data;
   size_t took;
-  (void)buf;
+  if (nread > 0 && c->tls != NULL) { /* plaintext comes via in_tls_recv */
+    int rc = rf_tls_feed(c->tls, buf->base, (size_t)nread);
+    if (rc < 0 && !c->closing)
+      in_fail(c, "%s", *rf_tls_error(c->tls) ? rf_tls_error(c->tls)
+                                             : uv_strerror(rc));
+    else if (!c->closing && c->auth == 0 && rf_tls_ready(c->tls))
+      in_auth(c);
+    return;
+  }
   if (nread < 0) {
     if (nread == UV_EOF)
       tlog(c->t, RF_LOG_DEBUG, "peer connection from %s closed", c->name);
@@ -510,6 +697,11 @@ static void on_connection(uv_stream_t *server, int status) {
   if (t->in != NULL) t->in->prev = c;
   t->in = c;
   rc = uv_accept(server, (uv_stream_t *)&c->tcp);
+  if (rc == 0 && t->tls_server != NULL) {
+    rf_tls_io io = {c, in_tls_send, in_tls_recv};
+    if ((c->tls = rf_tls_new(t->tls_server, &io, NULL)) == NULL)
+      rc = UV_ENOMEM;
+  }
   if (rc == 0)
     rc = uv_read_start((uv_stream_t *)&c->tcp, on_in_alloc, on_in_read);
   if (rc < 0) {
@@ -531,6 +723,7 @@ static void on_connection(uv_stream_t *server, int status) {
 static int check_config(const rf_transport_config *cfg) {
   if (cfg == NULL || cfg->cluster == NULL || *cfg->cluster == '\0' ||
       cfg->self == RAFT_NONE || cfg->recv == NULL ||
+      (cfg->tls_server == NULL) != (cfg->tls_client == NULL) ||
       (cfg->n_peers > 0 && cfg->peers == NULL))
     return UV_EINVAL;
   for (size_t i = 0; i < cfg->n_peers; i++) {
@@ -589,6 +782,8 @@ static rf_transport *new_transport(uv_loop_t *loop,
   t->recv = cfg->recv;
   t->peer_state = cfg->peer_state;
   t->log = cfg->log;
+  t->tls_server = cfg->tls_server;
+  t->tls_client = cfg->tls_client;
   return t;
 }
 
@@ -651,10 +846,8 @@ static int dropped(peer *p, int rc) {
 int rf_transport_send(rf_transport *t, const raft_msg *m) {
   peer *p;
   outconn *c;
-  wreq *w;
   uint8_t *frame;
   size_t len;
-  uv_buf_t b;
   int rc;
 
   if (t == NULL || m == NULL || m->from != t->self) return UV_EINVAL;
@@ -666,22 +859,17 @@ int rf_transport_send(rf_transport *t, const raft_msg *m) {
     return dropped(p, rc);
   if (len - RF_FRAME_HEADER > t->max_frame) rc = RF_TRANSPORT_ETOOBIG;
   else if (c->queued + len > t->queue_bound) rc = RF_TRANSPORT_EFULL;
-  else if ((w = malloc(sizeof(*w))) == NULL) rc = UV_ENOMEM;
   if (rc < 0) {
     free(frame);
     return dropped(p, rc);
   }
-  w->req.data = w;
-  w->c = c;
-  w->frame = frame;
-  w->len = len;
-  b = uv_buf_init((char *)frame, (unsigned)len);
-  if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write)) < 0) {
-    free(frame); /* the read side will notice a broken connection */
-    free(w);
-    return dropped(p, rc);
+  if (c->tls != NULL) { /* the records come back through out_write */
+    rc = rf_tls_write(c->tls, frame, len);
+    free(frame);
+  } else {
+    rc = out_write(c, frame, len);
   }
-  c->queued += len;
+  if (rc < 0) return dropped(p, rc);
   p->sent++;
   rf_metrics_peer_msg(m->to, (int)m->type, 1);
   return 0;

@@ -320,6 +320,7 @@ function M.start(opts)
     add_node(c, i, node.peer, node.http)
   end
   c.config = cfg
+  c.tls_ca = cfg.tls and cfg.tls.ca -- give tls paths absolute
   c.config_path = c.dir .. "/cluster.lua"
   write_file(c.config_path, "-- written by rafting.testing.cluster\nreturn "
              .. serialize(cfg) .. "\n")
@@ -338,6 +339,10 @@ function M.from_config(path, opts)
   end
   local c = new_cluster(opts)
   c.config, c.config_path = cfg, path
+  if cfg.tls then -- tls paths are relative to the config file
+    local ca = cfg.tls.ca
+    c.tls_ca = ca:find("^/") and ca or (path:match("^(.*)/") or ".") .. "/" .. ca
+  end
   for _, node in ipairs(cfg.nodes) do add_node(c, node.id, node.peer, node.http) end
   return start_all(c, opts)
 end
@@ -519,6 +524,11 @@ function C:http(id, method, path, body, opts)
   local headers = opts.headers
   if headers == nil and self.token then
     headers = { Authorization = "Bearer " .. self.token }
+  end
+  if self.tls_ca then -- a tls config: HTTPS only (rafting.testing.https)
+    return require("rafting.testing.https").request(n.host, n.port, method,
+      path, body, { ca = self.tls_ca, headers = headers,
+                    timeout_ms = opts.timeout_ms or M.HTTP_TIMEOUT_MS })
   end
   return http_request(n.host, n.port, method, path, body, headers,
                       opts.timeout_ms or M.HTTP_TIMEOUT_MS)
