@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "http/api.h"
+#include "http/kvjson.h"
 #include "rafting/buf.h"
 #include "rafting/util.h"
 #include "rafting/forward.h"
@@ -350,67 +351,70 @@ static long range_limit(rf_http_req *req) {
   return v;
 }
 
-/* ?encoding=base64 makes range reads binary-safe: JSON strings cannot
-** carry bytes that are not UTF-8 without ambiguity. */
-static void json_bytes(rf_buf *b, const void *data, size_t len, int b64) {
-  static const char tab[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const unsigned char *s = data;
-  if (!b64) {
-    rf_buf_json_str(b, data, len);
-    return;
-  }
-  rf_buf_add(b, "\"", 1);
-  for (size_t i = 0; i < len; i += 3) {
-    unsigned v = (unsigned)s[i] << 16;
-    char out[4];
-    if (i + 1 < len) v |= (unsigned)s[i + 1] << 8;
-    if (i + 2 < len) v |= s[i + 2];
-    out[0] = tab[v >> 18 & 63];
-    out[1] = tab[v >> 12 & 63];
-    out[2] = i + 1 < len ? tab[v >> 6 & 63] : '=';
-    out[3] = i + 2 < len ? tab[v & 63] : '=';
-    rf_buf_add(b, out, 4);
-  }
-  rf_buf_add(b, "\"", 1);
-}
-
-static int want_base64(rf_http_req *req, int *b64) {
+/* Where a page starts: the first key under the prefix, or the first one
+** after ?start_after (given in the answer's encoding). */
+static int range_seek(rf_http_req *req, rf_store *st, rf_store_iter *it,
+                      const char *prefix, size_t plen, int b64) {
   size_t n;
-  const char *e = rf_http_query_get(req, "encoding", &n);
-  *b64 = e != NULL && n == 6 && memcmp(e, "base64", 6) == 0;
-  if (e == NULL || *b64 || (n == 4 && memcmp(e, "utf8", 4) == 0)) return 1;
-  rf_http_json_error(req, 400, "bad_request", "encoding must be utf8 or base64");
-  return 0;
+  const char *sa = rf_http_query_get(req, "start_after", &n);
+  rf_buf k;
+  rf_store_kv kv;
+  if (sa == NULL) {
+    rf_store_seek(st, it, prefix, plen);
+    return 1;
+  }
+  rf_buf_init(&k);
+  if (b64 ? rf_kvjson_unb64(&k, sa, n) < 0 : (rf_buf_add(&k, sa, n), k.oom)) {
+    rf_buf_free(&k);
+    rf_http_json_error(req, 400, "bad_request",
+                       "start_after is not valid base64");
+    return 0;
+  }
+  if (rf_store_keycmp(k.p, k.n, prefix, plen) < 0) {
+    rf_store_seek(st, it, prefix, plen);
+  } else {
+    rf_store_seek(st, it, k.p ? k.p : "", k.n);
+    if (rf_store_next(it, &kv) && rf_store_keycmp(kv.key, kv.klen, k.p, k.n))
+      rf_store_seek(st, it, k.p ? k.p : "", k.n); /* not the key itself */
+  }
+  rf_buf_free(&k);
+  return 1;
 }
 
 static void serve_range(rf_api *a, rf_http_req *req) {
   rf_store *st = rf_sm_store(a->deps.sm);
   rf_store_iter it;
-  rf_store_kv kv;
+  rf_store_kv kv, last = {0};
   rf_buf b;
   size_t plen = 0;
   const char *prefix = rf_http_query_get(req, "prefix", &plen);
   long limit = range_limit(req), n = 0;
   int b64;
-  if (!want_base64(req, &b64)) return;
+  if (!rf_kvjson_encoding(req, &b64)) return;
   if (limit < 0) {
     rf_http_json_error(req, 400, "bad_request", "limit must be 1..10000");
     return;
   }
+  if (prefix == NULL) prefix = "";
+  if (!range_seek(req, st, &it, prefix, plen, b64)) return;
   rf_buf_init(&b);
   rf_buf_str(&b, "{\"items\":[");
-  rf_store_seek(st, &it, prefix, plen);
   while (rf_store_next(&it, &kv)) {
     if (kv.klen < plen || memcmp(kv.key, prefix, plen) != 0) break;
     if (n == limit) { n++; break; }
     rf_buf_str(&b, n++ ? ",{\"key\":" : "{\"key\":");
-    json_bytes(&b, kv.key, kv.klen, b64);
+    rf_kvjson_bytes(&b, kv.key, kv.klen, b64);
     rf_buf_str(&b, ",\"value\":");
-    json_bytes(&b, kv.val, kv.vlen, b64);
+    rf_kvjson_bytes(&b, kv.val, kv.vlen, b64);
     rf_buf_str(&b, "}");
+    last = kv;
   }
-  rf_buf_printf(&b, "],\"more\":%s}", n > limit ? "true" : "false");
+  rf_buf_printf(&b, "],\"more\":%s", n > limit ? "true" : "false");
+  if (n > limit) { /* the cursor for ?start_after: the last key returned */
+    rf_buf_str(&b, ",\"next\":");
+    rf_kvjson_bytes(&b, last.key, last.klen, b64);
+  }
+  rf_buf_str(&b, "}");
   respond_buf(req, 200, "application/json", &b);
 }
 
@@ -558,6 +562,48 @@ static const route *find_route(const rf_http_req *req) {
   return NULL;
 }
 
+/* The query parameters each route knows (NULL: any, /query/ takes its
+** arguments that way); a route not listed takes none. */
+static const char *route_params(const route *r) {
+  static const struct { const char *prefix, *params; } known[] = {
+    {"/kv", " prefix limit start_after encoding stale redirect "},
+    {"/kv/", " stale redirect "},
+    {"/cmd/", " redirect "},
+    {"/query/", NULL},
+    {"/watch", " prefix since timeout_ms stream encoding "},
+  };
+  for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    if (strcmp(known[i].prefix, r->prefix) == 0) return known[i].params;
+  return " ";
+}
+
+/* 1 if every query parameter is known to the route, else 0 after a 400
+** naming the first that is not. */
+static int params_ok(const route *r, rf_http_req *req) {
+  const char *list = route_params(r), *k, *v;
+  size_t klen, vlen;
+  for (size_t i = 0; list && rf_http_query_at(req, i, &k, &klen, &v, &vlen);
+       i++) {
+    const char *p = list;
+    int found = 0;
+    while (!found && (p = strchr(p + 1, ' ')) != NULL)
+      found = klen > 0 && (size_t)(p - list) > klen && p[-(long)klen - 1] == ' '
+              && memcmp(p - klen, k, klen) == 0;
+    if (!found) {
+      rf_buf m;
+      rf_buf_init(&m);
+      rf_buf_str(&m, "unknown query parameter ");
+      rf_buf_json_str(&m, k, klen);
+      rf_buf_printf(&m, "; %s takes:%s", r->prefix, strlen(list) > 1 ? list
+                    : " none");
+      rf_http_json_error(req, 400, "bad_request", m.p ? m.p : "bad parameter");
+      rf_buf_free(&m);
+      return 0;
+    }
+  }
+  return 1;
+}
+
 static route_fn method_fn(const route *r, const char *method) {
   if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) return r->get;
   if (strcmp(method, "PUT") == 0) return r->put;
@@ -582,6 +628,7 @@ static void on_request(void *ud, rf_http_req *req) {
     rf_http_json_error(req, 405, "method_not_allowed", msg);
     return;
   }
+  if (!params_ok(r, req)) return;
   if (a->closing) {
     retry_later(req, 503, "shutting_down", "the node is stopping");
     return;
