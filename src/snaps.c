@@ -363,6 +363,7 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
     return rc;
   }
   s->since_entries = s->since_bytes = 0;
+  rf_sm_restored(s->deps.sm, index);
   rf_log(RF_INFO, "installed snapshot %llu (%llu keys)",
          (unsigned long long)index, (unsigned long long)m.nkeys);
   return 0;

@@ -61,6 +61,8 @@ typedef struct rf_config {
   size_t snapshot_log_bytes; /* ... or after this many bytes, 64 MiB */
   size_t snapshot_trailing;  /* entries kept behind a snapshot, 1000 */
   size_t snapshot_chunk_bytes; /* InstallSnapshot chunk size, 256 KiB */
+  size_t watch_history_entries; /* GET /watch history: entries, 10000 */
+  size_t watch_history_bytes;   /* ... and bytes, 16 MiB */
 } rf_config;
 
 /*

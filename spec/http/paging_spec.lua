@@ -120,6 +120,7 @@ describe("paged range reads (GET /kv)", function()
       { "GET", "/health?verbose=1", "verbose" },
       { "GET", "/status?x", "x" },
       { "GET", "/metrics?format=json", "format" },
+      { "GET", "/watch?prefix=a&sinse=3", "sinse" },
     }
     for _, t in ipairs(cases) do
       local code, body = c:http(leader, t[1], t[2], t[1] == "PUT" and "v" or nil)

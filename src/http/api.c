@@ -12,6 +12,7 @@
 
 #include "http/api.h"
 #include "http/kvjson.h"
+#include "http/watch.h"
 #include "rafting/buf.h"
 #include "rafting/util.h"
 #include "rafting/forward.h"
@@ -28,6 +29,7 @@ struct rf_api {
   rf_api_deps deps;     /* borrowed from the node */
   rf_http_server *http;
   rf_fwd *fwd;
+  rf_watch *watch;
   int closing;
   void (*stop_done)(void *);
   void *stop_ud;
@@ -520,6 +522,10 @@ static void get_kv(rf_api *a, rf_http_req *req) {
 static void get_range(rf_api *a, rf_http_req *req) { read(a, req); }
 static void get_query(rf_api *a, rf_http_req *req) { read(a, req); }
 
+static void get_watch(rf_api *a, rf_http_req *req) {
+  rf_watch_get(a->watch, req);
+}
+
 static void get_health(rf_api *a, rf_http_req *req) {
   (void)a;
   rf_http_respond(req, 200, "application/json", "{\"ok\":true}", 11);
@@ -549,6 +555,7 @@ static const route routes[] = {
   {"/kv/", "GET, PUT, DELETE", get_kv, put_kv, NULL, delete_kv},
   {"/cmd/", "POST", NULL, NULL, post_cmd, NULL},
   {"/query/", "GET", get_query, NULL, NULL, NULL},
+  {"/watch", "GET", get_watch, NULL, NULL, NULL},
 };
 
 static const route *find_route(const rf_http_req *req) {
@@ -642,6 +649,13 @@ static void on_request(void *ud, rf_http_req *req) {
   fn(a, req);
 }
 
+/* A client left: a parked watch is answered (dropped) at once; anything
+** else is answered when its callback comes. */
+static void on_abort(void *ud, rf_http_req *req) {
+  rf_api *a = ud;
+  if (a->watch) rf_watch_abort(a->watch, req);
+}
+
 /* ------------------------------------------------------------ lifecycle */
 
 static int start_http(rf_api *a, uv_loop_t *loop) {
@@ -658,6 +672,7 @@ static int start_http(rf_api *a, uv_loop_t *loop) {
   o.idle_timeout_ms = cfg->idle_timeout_ms;
   o.request_timeout_ms = cfg->request_timeout_ms;
   o.on_request = on_request;
+  o.on_abort = on_abort;
   o.ud = a;
   return rf_http_start(loop, &o, &a->http);
 }
@@ -679,11 +694,15 @@ int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
   ** under a write, which would turn it into an avoidable 504 */
   fo.idle_timeout_ms = cfg->idle_timeout_ms / 2 > 0 ? cfg->idle_timeout_ms / 2 : 1;
   if ((rc = rf_fwd_init(loop, &a->fwd, &fo)) < 0) goto fail;
+  if ((rc = rf_watch_new(loop, deps->sm, deps->drv, cfg->watch_history_entries,
+                         cfg->watch_history_bytes, &a->watch)) < 0)
+    goto fail;
   if ((rc = start_http(a, loop)) < 0) goto fail;
   *out = a;
   return 0;
 fail:
   if (a->fwd) rf_fwd_close(a->fwd, NULL, NULL);
+  if (a->watch) rf_watch_close(a->watch, NULL, NULL);
   free(a);
   return rc;
 }
@@ -700,7 +719,9 @@ static void stopped_part(void *ud) {
 void rf_api_stop(rf_api *a, void (*done)(void *ud), void *ud) {
   a->stop_done = done;
   a->stop_ud = ud;
-  a->closing = 3;
+  a->closing = 4;
+  rf_watch_close(a->watch, stopped_part, a); /* answers its parked requests */
+  a->watch = NULL;
   rf_fwd_close(a->fwd, stopped_part, a);
   rf_http_close(a->http, stopped_part, a);
 }

@@ -69,6 +69,8 @@ static const limit_def limit_defs[] = {
     LIM(sm_instructions, 0, 1000000),  LIM(sm_memory_bytes, 0, 64 << 20),
     LIM(snapshot_entries, 0, 10000),   LIM(snapshot_log_bytes, 0, 64 << 20),
     LIM(snapshot_trailing, 0, 1000),   LIM(snapshot_chunk_bytes, 0, 256 << 10),
+    LIM(watch_history_entries, 0, 10000),
+    LIM(watch_history_bytes, 0, 16 << 20),
     {NULL, 0, 0, 0}};
 
 /* ---- errors ------------------------------------------------------------ */

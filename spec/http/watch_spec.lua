@@ -1,0 +1,167 @@
+-- watch_spec.lua -- GET /watch against a real 3-node cluster: long-polls
+-- answered by the next change under their prefix, a command's multi-key
+-- change under one index, deletes, timeouts, answers from a follower that
+-- never run ahead of it, 410 once the bounded history moved on (and the
+-- resume from "oldest"), and a watch resumed with "next" across a leader
+-- change without a gap or a repeat.
+
+local cluster = require "rafting.testing.cluster"
+local cjson = require "cjson"
+local H = require "spec.support.http_helper"
+
+-- JSON numbers decode as floats: a query wants "12", not "12.0"
+local function I(n) return ("%d"):format(n) end
+
+local HISTORY = 16 -- limits.watch_history_entries, small to reach a 410
+
+describe("GET /watch (3 real nodes)", function()
+  local c, leader
+
+  setup(function()
+    c = H.start{ nodes = 3, limits = { watch_history_entries = HISTORY } }
+    leader = c:leader()
+  end)
+  teardown(function()
+    H.shutdown(c)
+    cluster.kill_all()
+  end)
+
+  local function watch(id, query, timeout_ms)
+    local code, body = c:http(id, "GET", "/watch?" .. query, nil,
+                              { timeout_ms = timeout_ms or 10000 })
+    return code, body and body ~= "" and H.decode(body) or body
+  end
+
+  -- the index a watch on node id would start from now
+  local function now_index(id)
+    local code, v = watch(id, "timeout_ms=0")
+    assert.equal(200, code)
+    assert.same({}, v.events)
+    return v.next
+  end
+
+  -- send a watch on its own connection without waiting for the answer
+  local function park(id, query)
+    local sock = H.connect(c, id, 15000)
+    assert(sock:send(H.request_bytes("GET", "/watch?" .. query)))
+    return sock
+  end
+
+  local function answer(sock)
+    local code, body = H.read_response(sock)
+    sock:close()
+    assert.equal(200, code, body)
+    return H.decode(body)
+  end
+
+  it("a long-poll is answered by the next change under its prefix, with next = its index", function()
+    local since = now_index(leader)
+    local sock = park(leader, "prefix=lp%2F&since=" .. I(since))
+    H.put(c, leader, "elsewhere", "not watched")
+    local put = H.put(c, leader, "lp/a", "one")
+    local v = answer(sock)
+    assert.same({ { index = put.index, key = "lp/a", value = "one" } }, v.events)
+    assert.equal(put.index, v.next)
+    -- nothing new above next: a timeout answers no events and the same next
+    local code, again = watch(leader, "prefix=lp%2F&timeout_ms=50&since=" .. I(v.next))
+    assert.equal(200, code)
+    assert.same({}, again.events)
+    assert.is_true(again.next >= v.next)
+  end)
+
+  it("shows a command's writes under its one index, and deletes as deleted", function()
+    local since = now_index(leader)
+    assert.equal(200, (H.cmd(c, leader, "deposit", { account = "ann", amount = 100 })))
+    local code, body = H.cmd(c, leader, "transfer", { from = "ann", to = "ben", amount = 30 })
+    assert.equal(200, code, body)
+    local tx = H.decode(body).index
+    code, body = c:http(leader, "DELETE", H.kv_path("bank/ben"))
+    assert.equal(200, code, body)
+    local del = H.decode(body).index
+    local _, v = watch(leader, "prefix=bank%2F&since=" .. I(since))
+    assert.equal(4, #v.events, cjson.encode(v))
+    assert.same({ key = "bank/ann", value = "100" }, { key = v.events[1].key, value = v.events[1].value })
+    assert.same({ { index = tx, key = "bank/ann", value = "70" },
+                  { index = tx, key = "bank/ben", value = "30" },
+                  { index = del, key = "bank/ben", deleted = true } },
+                { v.events[2], v.events[3], v.events[4] })
+    assert.equal(del, v.next)
+    -- encoding=base64 for binary keys and values
+    local put = H.put(c, leader, "bank/\255", "\0\1")
+    _, v = watch(leader, "prefix=bank%2F&encoding=base64&since=" .. I(del))
+    assert.same({ { index = put.index, key = "YmFuay//", value = "AAE=" } }, v.events)
+  end)
+
+  it("answers from a follower only what the follower has applied", function()
+    for _, f in ipairs(H.others(c, leader)) do
+      local since = now_index(f)
+      local key = "fol/" .. f
+      local sock = park(f, "prefix=" .. H.enc(key) .. "&since=" .. I(since))
+      local put = H.put(c, leader, key, "v" .. f)
+      local v = answer(sock)
+      assert.same({ { index = put.index, key = key, value = "v" .. f } }, v.events)
+      -- the follower has the change it showed: a local (stale) read sees it
+      local code, body = c:http(f, "GET", H.kv_path(key, "stale"))
+      assert.equal(200, code)
+      assert.equal("v" .. f, body)
+      local s = assert(c:status(f))
+      assert.is_true(s.applied >= v.next)
+    end
+  end)
+
+  it("answers 400 to bad parameters", function()
+    for _, q in ipairs{ "since=abc", "since=-1", "timeout_ms=x", "timeout_ms=99999999",
+                        "encoding=hex" } do
+      local code, v = watch(leader, q)
+      assert.equal(400, code, q)
+      assert.equal("bad_request", v.error)
+    end
+  end)
+
+  it("answers 410 with the oldest index once the history moved on, and resumes from there", function()
+    local since = now_index(leader)
+    local want = {}
+    for i = 1, HISTORY + 5 do
+      want[i] = H.put(c, leader, ("old/%02d"):format(i), "x").index
+    end
+    local code, v = watch(leader, "prefix=old%2F&since=" .. I(since))
+    assert.equal(410, code, cjson.encode(v))
+    assert.equal("gone", v.error)
+    assert.is_true(v.oldest > since)
+    -- the client re-reads the state, then watches from oldest: every change
+    -- above it, in log order
+    code, v = watch(leader, "prefix=old%2F&timeout_ms=0&since=" .. I(v.oldest))
+    assert.equal(200, code)
+    assert.is_true(#v.events >= HISTORY - 2, #v.events .. " events")
+    for i, e in ipairs(v.events) do
+      assert.equal(want[#want - #v.events + i], e.index)
+    end
+    assert.equal(want[#want], v.next)
+  end)
+
+  it("a watch resumed with next on a follower sees every change once across a leader change", function()
+    local f = H.others(c, leader)[1]
+    local since = now_index(f)
+    local want = {}
+    for i = 1, 3 do
+      want[#want + 1] = ("lc/%d=%d"):format(i, H.put(c, leader, "lc/" .. i, "before").index)
+    end
+    local old = leader
+    local term = assert(c:status(f)).term
+    c:kill(old)
+    leader = c:leader(nil, { above = term })
+    for i = 4, 6 do
+      want[#want + 1] = ("lc/%d=%d"):format(i, H.put(c, leader, "lc/" .. i, "after").index)
+    end
+    local got, next = {}, since
+    c:wait_for(function()
+      local code, v = watch(f, "prefix=lc%2F&timeout_ms=200&since=" .. I(next))
+      if code ~= 200 then return false, "watch answered " .. tostring(code) end
+      assert.is_true(v.next >= next, "next never goes back")
+      for _, e in ipairs(v.events) do got[#got + 1] = ("%s=%d"):format(e.key, e.index) end
+      next = v.next
+      return #got >= #want, #got .. " events so far"
+    end, 15000, "the watch to see all six writes")
+    assert.same(want, got)
+  end)
+end)

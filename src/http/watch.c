@@ -1,0 +1,329 @@
+/*
+** watch.c -- GET /watch long-polls and streams (see watch.h).
+**
+** Parked requests sit in one list.  Each applied entry that wrote records
+** its changes, then visits every parked request: one whose prefix a change
+** matches is answered; the others move their "since" up to that index (so
+** history evicted later never makes them stale).  One libuv timer, armed
+** for the earliest deadline, answers those that time out.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/kvjson.h"
+#include "http/watch.h"
+#include "http/watchlog.h"
+#include "rafting/buf.h"
+#include "rafting/util.h"
+
+#define TIMEOUT_DEFAULT 30000
+#define TIMEOUT_MAX 3600000
+#define MAX_EVENTS 1000 /* per answer; an entry's changes are never split */
+
+typedef struct waiter {
+  struct waiter *prev, *next;
+  rf_http_req *req;
+  const char *prefix; /* into req's query */
+  size_t plen;
+  uint64_t since;
+  uint64_t deadline; /* uv_now */
+  int b64, stream;
+} waiter;
+
+struct rf_watch {
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  uint64_t armed; /* deadline the timer is set for, 0: none */
+  rf_sm *sm;
+  rf_driver *drv;
+  rf_watchlog *log;
+  waiter *head;
+  size_t n;
+  void (*done)(void *ud);
+  void *done_ud;
+};
+
+/* ------------------------------------------------------------ answers */
+
+static int matches(const waiter *x, const rf_wev *e) {
+  return e->klen >= x->plen && memcmp(e->key, x->prefix, x->plen) == 0;
+}
+
+static void event_json(rf_buf *b, const rf_wev *e, int b64) {
+  rf_buf_printf(b, "{\"index\":%llu,\"key\":", (unsigned long long)e->index);
+  rf_kvjson_bytes(b, e->key, e->klen, b64);
+  if (e->val == NULL) {
+    rf_buf_str(b, ",\"deleted\":true}");
+    return;
+  }
+  rf_buf_str(b, ",\"value\":");
+  rf_kvjson_bytes(b, e->val, e->vlen, b64);
+  rf_buf_str(b, "}");
+}
+
+/* The answer to x: matching changes above x->since, complete through
+** `through` (or through the last entry included, when cut at MAX_EVENTS).
+** Returns the number of events. */
+static size_t answer_json(rf_watch *w, const waiter *x, uint64_t through,
+                          rf_buf *b) {
+  size_t n = 0, pos = rf_watchlog_find(w->log, x->since);
+  const rf_wev *e;
+  uint64_t next = x->since > through ? x->since : through;
+  rf_buf_str(b, "{\"events\":[");
+  for (; (e = rf_watchlog_at(w->log, pos)) != NULL; pos++) {
+    if (n >= MAX_EVENTS && e->index != next) break;
+    if (!matches(x, e)) continue;
+    if (n++) rf_buf_str(b, ",");
+    event_json(b, e, x->b64);
+    if (n >= MAX_EVENTS) next = e->index;
+  }
+  rf_buf_printf(b, "],\"next\":%llu}", (unsigned long long)next);
+  return n;
+}
+
+static void unlink_waiter(rf_watch *w, waiter *x) {
+  if (x->prev) x->prev->next = x->next;
+  else w->head = x->next;
+  if (x->next) x->next->prev = x->prev;
+  w->n--;
+}
+
+static void respond(rf_http_req *req, rf_buf *b) {
+  if (b->oom) rf_http_json_error(req, 500, "internal", "out of memory");
+  else rf_http_respond(req, 200, "application/json", b->p, b->n);
+  rf_buf_free(b);
+}
+
+static void gone(rf_watch *w, rf_http_req *req) {
+  rf_buf b;
+  rf_buf_init(&b);
+  rf_buf_printf(&b, "{\"error\":\"gone\",\"message\":\"changes after that "
+                "index are no longer held; read the state again and watch "
+                "from oldest\",\"oldest\":%llu}",
+                (unsigned long long)rf_watchlog_floor(w->log));
+  if (b.oom) rf_http_json_error(req, 410, "gone", "history compacted");
+  else rf_http_respond(req, 410, "application/json", b.p, b.n);
+  rf_buf_free(&b);
+}
+
+/* Answer parked x with what it has, through index, and free it. */
+static void finish(rf_watch *w, waiter *x, uint64_t through) {
+  rf_buf b;
+  unlink_waiter(w, x);
+  rf_buf_init(&b);
+  if (x->since < rf_watchlog_floor(w->log)) gone(w, x->req);
+  else {
+    answer_json(w, x, through, &b);
+    respond(x->req, &b);
+  }
+  rf_buf_free(&b);
+  free(x);
+}
+
+/* ------------------------------------------------------------ timeouts */
+
+static void on_timer(uv_timer_t *t);
+
+static void arm(rf_watch *w) {
+  uint64_t first = 0;
+  for (waiter *x = w->head; x; x = x->next)
+    if (first == 0 || x->deadline < first) first = x->deadline;
+  if (first == w->armed) return;
+  w->armed = first;
+  if (first == 0) uv_timer_stop(&w->timer);
+  else {
+    uint64_t now = uv_now(w->loop);
+    uv_timer_start(&w->timer, on_timer, first > now ? first - now : 0, 0);
+  }
+}
+
+static void on_timer(uv_timer_t *t) {
+  rf_watch *w = t->data;
+  uint64_t now = uv_now(w->loop), applied = rf_driver_applied(w->drv);
+  waiter *x, *next;
+  w->armed = 0;
+  for (x = w->head; x; x = next) {
+    next = x->next;
+    if (x->deadline <= now) finish(w, x, applied);
+  }
+  arm(w);
+}
+
+/* ------------------------------------------------------------ changes */
+
+/* Record the entry's writes: live batch nodes are puts; dead ones delete
+** a key only if the store has it (a key put and deleted in one command
+** never existed). */
+static int record(rf_watch *w, uint64_t index, const rf_store *batch,
+                  const rf_store *store) {
+  rf_store_iter it;
+  rf_store_kv kv;
+  const void *v;
+  size_t vl;
+  int any = 0;
+  rf_store_seek(batch, &it, NULL, 0);
+  while (rf_store_next(&it, &kv)) {
+    if (kv.dead && !rf_store_get(store, kv.key, kv.klen, &v, &vl)) continue;
+    if (rf_watchlog_add(w->log, index, kv.key, kv.klen, kv.val, kv.vlen,
+                        kv.dead) < 0)
+      return 0; /* reset to index: parked requests get 410 */
+    any = 1;
+  }
+  rf_watchlog_seal(w->log, index);
+  return any;
+}
+
+static void on_change(void *ud, uint64_t index, const rf_store *batch,
+                      const rf_store *store) {
+  rf_watch *w = ud;
+  size_t first;
+  waiter *x, *next;
+  if (batch == NULL) { /* a snapshot replaced everything */
+    rf_watchlog_reset(w->log, index);
+  } else if (!record(w, index, batch, store) &&
+             rf_watchlog_floor(w->log) != index) {
+    for (x = w->head; x; x = x->next) /* nothing changed */
+      if (x->since < index) x->since = index;
+    return;
+  }
+  first = rf_watchlog_find(w->log, index - 1);
+  for (x = w->head; x; x = next) {
+    const rf_wev *e;
+    int hit = x->since < rf_watchlog_floor(w->log);
+    next = x->next;
+    for (size_t p = first; !hit && (e = rf_watchlog_at(w->log, p)); p++)
+      hit = matches(x, e);
+    if (hit) finish(w, x, index);
+    else if (x->since < index) x->since = index;
+  }
+  arm(w);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static int query_u64(rf_http_req *req, const char *name, uint64_t dflt,
+                     uint64_t max, uint64_t *out) {
+  size_t n;
+  const char *s = rf_http_query_get(req, name, &n);
+  uint64_t v = 0;
+  if (s == NULL) {
+    *out = dflt;
+    return 1;
+  }
+  for (size_t i = 0; i < n && v <= max; i++) {
+    if (s[i] < '0' || s[i] > '9') v = max + 1;
+    else v = v * 10 + (uint64_t)(s[i] - '0');
+  }
+  if (n == 0 || n > 20 || v > max) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "%s must be an integer 0..%llu", name,
+             (unsigned long long)max);
+    rf_http_json_error(req, 400, "bad_request", msg);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+void rf_watch_get(rf_watch *w, rf_http_req *req) {
+  uint64_t applied = rf_driver_applied(w->drv), timeout;
+  waiter *x = calloc(1, sizeof(*x));
+  rf_buf b;
+  if (x == NULL) {
+    rf_http_json_error(req, 500, "internal", "out of memory");
+    return;
+  }
+  x->req = req;
+  x->prefix = rf_http_query_get(req, "prefix", &x->plen);
+  if (x->prefix == NULL) x->prefix = "", x->plen = 0;
+  if (!rf_kvjson_encoding(req, &x->b64) ||
+      !query_u64(req, "since", applied, UINT64_MAX / 2, &x->since) ||
+      !query_u64(req, "timeout_ms", TIMEOUT_DEFAULT, TIMEOUT_MAX, &timeout)) {
+    free(x);
+    return;
+  }
+  if (x->since < rf_watchlog_floor(w->log)) {
+    gone(w, req);
+    free(x);
+    return;
+  }
+  rf_buf_init(&b);
+  if (answer_json(w, x, applied, &b) > 0 || timeout == 0) {
+    respond(req, &b);
+    free(x);
+    return;
+  }
+  rf_buf_free(&b);
+  if (x->since < applied) x->since = applied; /* nothing up to there */
+  x->deadline = uv_now(w->loop) + timeout;
+  x->next = w->head;
+  if (w->head) w->head->prev = x;
+  w->head = x;
+  w->n++;
+  if (w->armed == 0 || x->deadline < w->armed) {
+    w->armed = x->deadline;
+    uv_timer_start(&w->timer, on_timer, timeout, 0);
+  }
+}
+
+int rf_watch_abort(rf_watch *w, rf_http_req *req) {
+  for (waiter *x = w->head; x; x = x->next) {
+    if (x->req != req) continue;
+    unlink_waiter(w, x);
+    rf_http_json_error(req, 499, "client_closed", "the client left");
+    free(x);
+    arm(w);
+    return 1;
+  }
+  return 0;
+}
+
+size_t rf_watch_parked(const rf_watch *w) { return w->n; }
+
+/* ------------------------------------------------------------ lifecycle */
+
+int rf_watch_new(uv_loop_t *loop, rf_sm *sm, rf_driver *drv,
+                 size_t history_entries, size_t history_bytes,
+                 rf_watch **out) {
+  rf_watch *w = calloc(1, sizeof(*w));
+  uint64_t floor = rf_driver_applied(drv);
+  *out = NULL;
+  if (w == NULL) return UV_ENOMEM;
+  if (rf_sm_applied(sm) > floor) floor = rf_sm_applied(sm);
+  w->log = rf_watchlog_new(history_entries, history_bytes, floor);
+  if (w->log == NULL) {
+    free(w);
+    return UV_ENOMEM;
+  }
+  w->loop = loop;
+  w->sm = sm;
+  w->drv = drv;
+  uv_timer_init(loop, &w->timer);
+  w->timer.data = w;
+  rf_sm_observe(sm, on_change, w);
+  *out = w;
+  return 0;
+}
+
+static void on_closed(uv_handle_t *h) {
+  rf_watch *w = h->data;
+  void (*done)(void *) = w->done;
+  void *ud = w->done_ud;
+  rf_watchlog_free(w->log);
+  free(w);
+  if (done) done(ud);
+}
+
+void rf_watch_close(rf_watch *w, void (*done)(void *ud), void *ud) {
+  w->done = done;
+  w->done_ud = ud;
+  rf_sm_observe(w->sm, NULL, NULL);
+  while (w->head) {
+    waiter *x = w->head;
+    unlink_waiter(w, x);
+    rf_http_add_header(x->req, "Retry-After", "1");
+    rf_http_json_error(x->req, 503, "shutting_down", "the node is stopping");
+    free(x);
+  }
+  uv_close((uv_handle_t *)&w->timer, on_closed);
+}
