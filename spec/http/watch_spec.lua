@@ -109,9 +109,49 @@ describe("GET /watch (3 real nodes)", function()
     end
   end)
 
+  -- the next chunk of a chunked answer on sock: its data, or "" for the last
+  local function chunk(sock)
+    local line = assert(sock:receive("*l"))
+    local size = assert(tonumber(line, 16), "chunk size line: " .. line)
+    local data = size > 0 and assert(sock:receive(size)) or ""
+    assert.equal("", assert(sock:receive("*l")))
+    return data
+  end
+
+  it("streams one JSON line per change with stream=1, then ends after timeout_ms", function()
+    local since = now_index(leader)
+    local first = H.put(c, leader, "st/0", "already")
+    local sock = park(leader, "prefix=st%2F&stream=1&timeout_ms=2000&since=" .. I(since))
+    local code, _, hdrs = H.read_response(sock, true)
+    assert.equal(200, code)
+    assert.equal("chunked", hdrs["transfer-encoding"])
+    assert.is_nil(hdrs["content-length"])
+    local line = H.decode(chunk(sock))
+    assert.same({ { index = first.index, key = "st/0", value = "already" } }, line.events)
+    local puts = {}
+    for i = 1, 3 do
+      puts[i] = H.put(c, leader, "st/" .. i, "v" .. i)
+      H.put(c, leader, "unwatched/" .. i, "x")
+      local data = chunk(sock)
+      assert.equal("\n", data:sub(-1), "one object per line")
+      line = H.decode(data)
+      assert.same({ { index = puts[i].index, key = "st/" .. i, value = "v" .. i } }, line.events)
+      assert.equal(puts[i].index, line.next)
+    end
+    -- timeout_ms ends the stream with a last line saying where to resume
+    line = H.decode(chunk(sock))
+    assert.same({}, line.events)
+    assert.is_true(line.next >= puts[3].index)
+    assert.equal("", chunk(sock))
+    -- the connection stays usable (keep-alive) after the stream
+    assert(sock:send(H.request_bytes("GET", "/health")))
+    assert.equal(200, (H.read_response(sock)))
+    sock:close()
+  end)
+
   it("answers 400 to bad parameters", function()
     for _, q in ipairs{ "since=abc", "since=-1", "timeout_ms=x", "timeout_ms=99999999",
-                        "encoding=hex" } do
+                        "encoding=hex", "stream=yes" } do
       local code, v = watch(leader, q)
       assert.equal(400, code, q)
       assert.equal("bad_request", v.error)

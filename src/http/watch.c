@@ -65,7 +65,7 @@ static void event_json(rf_buf *b, const rf_wev *e, int b64) {
 ** `through` (or through the last entry included, when cut at MAX_EVENTS).
 ** Returns the number of events. */
 static size_t answer_json(rf_watch *w, const waiter *x, uint64_t through,
-                          rf_buf *b) {
+                          rf_buf *b, uint64_t *nextp) {
   size_t n = 0, pos = rf_watchlog_find(w->log, x->since);
   const rf_wev *e;
   uint64_t next = x->since > through ? x->since : through;
@@ -78,6 +78,7 @@ static size_t answer_json(rf_watch *w, const waiter *x, uint64_t through,
     if (n >= MAX_EVENTS) next = e->index;
   }
   rf_buf_printf(b, "],\"next\":%llu}", (unsigned long long)next);
+  if (nextp) *nextp = next;
   return n;
 }
 
@@ -106,14 +107,40 @@ static void gone(rf_watch *w, rf_http_req *req) {
   rf_buf_free(&b);
 }
 
-/* Answer parked x with what it has, through index, and free it. */
+/* A stream's lines up to through: each {"events":[...],"next":N} with
+** events (at most MAX_EVENTS a line); an empty one only when `always`. */
+static void feed(rf_watch *w, waiter *x, uint64_t through, int always) {
+  uint64_t next;
+  do {
+    rf_buf b;
+    size_t n;
+    rf_buf_init(&b);
+    n = answer_json(w, x, through, &b, &next);
+    rf_buf_str(&b, "\n");
+    if (n > 0 || always) rf_http_stream_write(x->req, b.p, b.oom ? 0 : b.n);
+    rf_buf_free(&b);
+    x->since = next;
+  } while (next < through);
+}
+
+/* End parked x: the rest of its answer, through index; free it. */
 static void finish(rf_watch *w, waiter *x, uint64_t through) {
   rf_buf b;
   unlink_waiter(w, x);
   rf_buf_init(&b);
-  if (x->since < rf_watchlog_floor(w->log)) gone(w, x->req);
-  else {
-    answer_json(w, x, through, &b);
+  if (x->stream) {
+    if (x->since < rf_watchlog_floor(w->log)) {
+      rf_buf_printf(&b, "{\"error\":\"gone\",\"oldest\":%llu}\n",
+                    (unsigned long long)rf_watchlog_floor(w->log));
+      rf_http_stream_write(x->req, b.p, b.oom ? 0 : b.n);
+    } else {
+      feed(w, x, through, 1);
+    }
+    rf_http_stream_end(x->req);
+  } else if (x->since < rf_watchlog_floor(w->log)) {
+    gone(w, x->req);
+  } else {
+    answer_json(w, x, through, &b, NULL);
     respond(x->req, &b);
   }
   rf_buf_free(&b);
@@ -193,7 +220,9 @@ static void on_change(void *ud, uint64_t index, const rf_store *batch,
     next = x->next;
     for (size_t p = first; !hit && (e = rf_watchlog_at(w->log, p)); p++)
       hit = matches(x, e);
-    if (hit) finish(w, x, index);
+    if (hit && x->stream && x->since >= rf_watchlog_floor(w->log))
+      feed(w, x, index, 0);
+    else if (hit) finish(w, x, index);
     else if (x->since < index) x->since = index;
   }
   arm(w);
@@ -225,6 +254,16 @@ static int query_u64(rf_http_req *req, const char *name, uint64_t dflt,
   return 1;
 }
 
+/* ?stream=1 (or a bare ?stream): 1; absent or 0: 0; else 400 and -1. */
+static int stream_flag(rf_http_req *req) {
+  size_t n;
+  const char *s = rf_http_query_get(req, "stream", &n);
+  if (s == NULL || (n == 1 && *s == '0')) return 0;
+  if (n == 0 || (n == 1 && *s == '1')) return 1;
+  rf_http_json_error(req, 400, "bad_request", "stream must be 0 or 1");
+  return -1;
+}
+
 void rf_watch_get(rf_watch *w, rf_http_req *req) {
   uint64_t applied = rf_driver_applied(w->drv), timeout;
   waiter *x = calloc(1, sizeof(*x));
@@ -236,7 +275,8 @@ void rf_watch_get(rf_watch *w, rf_http_req *req) {
   x->req = req;
   x->prefix = rf_http_query_get(req, "prefix", &x->plen);
   if (x->prefix == NULL) x->prefix = "", x->plen = 0;
-  if (!rf_kvjson_encoding(req, &x->b64) ||
+  x->stream = stream_flag(req);
+  if (x->stream < 0 || !rf_kvjson_encoding(req, &x->b64) ||
       !query_u64(req, "since", applied, UINT64_MAX / 2, &x->since) ||
       !query_u64(req, "timeout_ms", TIMEOUT_DEFAULT, TIMEOUT_MAX, &timeout)) {
     free(x);
@@ -247,13 +287,27 @@ void rf_watch_get(rf_watch *w, rf_http_req *req) {
     free(x);
     return;
   }
-  rf_buf_init(&b);
-  if (answer_json(w, x, applied, &b) > 0 || timeout == 0) {
-    respond(req, &b);
+  if (x->stream && rf_http_stream_begin(req, 200, "application/x-ndjson") < 0) {
+    rf_http_json_error(req, 400, "bad_request", "stream=1 needs an HTTP/1.1 GET");
     free(x);
     return;
   }
-  rf_buf_free(&b);
+  if (x->stream) {
+    feed(w, x, applied, 1);
+  } else {
+    rf_buf_init(&b);
+    if (answer_json(w, x, applied, &b, NULL) > 0 || timeout == 0) {
+      respond(req, &b);
+      free(x);
+      return;
+    }
+    rf_buf_free(&b);
+  }
+  if (x->stream && timeout == 0) {
+    rf_http_stream_end(req);
+    free(x);
+    return;
+  }
   if (x->since < applied) x->since = applied; /* nothing up to there */
   x->deadline = uv_now(w->loop) + timeout;
   x->next = w->head;
@@ -270,7 +324,8 @@ int rf_watch_abort(rf_watch *w, rf_http_req *req) {
   for (waiter *x = w->head; x; x = x->next) {
     if (x->req != req) continue;
     unlink_waiter(w, x);
-    rf_http_json_error(req, 499, "client_closed", "the client left");
+    if (x->stream) rf_http_stream_end(req); /* dropped: it is gone */
+    else rf_http_json_error(req, 503, "client_closed", "the client left");
     free(x);
     arm(w);
     return 1;
@@ -321,8 +376,12 @@ void rf_watch_close(rf_watch *w, void (*done)(void *ud), void *ud) {
   while (w->head) {
     waiter *x = w->head;
     unlink_waiter(w, x);
-    rf_http_add_header(x->req, "Retry-After", "1");
-    rf_http_json_error(x->req, 503, "shutting_down", "the node is stopping");
+    if (x->stream) {
+      rf_http_stream_end(x->req); /* the client resumes from the last next */
+    } else {
+      rf_http_add_header(x->req, "Retry-After", "1");
+      rf_http_json_error(x->req, 503, "shutting_down", "the node is stopping");
+    }
     free(x);
   }
   uv_close((uv_handle_t *)&w->timer, on_closed);
