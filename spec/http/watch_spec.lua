@@ -149,6 +149,26 @@ describe("GET /watch (3 real nodes)", function()
     sock:close()
   end)
 
+  local function waiting(id)
+    local code, body = c:http(id, "GET", "/metrics")
+    assert.equal(200, code)
+    return tonumber(body:match("\nrafting_watch_waiting (%d+)"))
+  end
+
+  it("frees the wait of a client that leaves (long-poll and stream)", function()
+    local base = waiting(leader)
+    local a = park(leader, "prefix=gone%2F")
+    local b = park(leader, "prefix=gone%2F&stream=1")
+    assert.equal(200, (H.read_response(b, true)))
+    c:wait_for(function() return waiting(leader) == base + 2, "waiting" end, 5000,
+               "both watches parked")
+    a:close()
+    b:close()
+    c:wait_for(function() return waiting(leader) == base, "waiting" end, 5000,
+               "both waits freed")
+    H.put(c, leader, "gone/x", "nobody listens")
+  end)
+
   it("answers 400 to bad parameters", function()
     for _, q in ipairs{ "since=abc", "since=-1", "timeout_ms=x", "timeout_ms=99999999",
                         "encoding=hex", "stream=yes" } do

@@ -542,6 +542,7 @@ static void get_metrics(rf_api *a, rf_http_req *req) {
   rf_buf b;
   rf_buf_init(&b);
   rf_metrics_page(a->deps.drv, a->http, &b);
+  rf_watch_metrics(a->watch, &b);
   respond_buf(req, 200, RF_METRICS_CONTENT_TYPE, &b);
 }
 

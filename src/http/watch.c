@@ -14,6 +14,7 @@
 #include "http/watch.h"
 #include "http/watchlog.h"
 #include "rafting/buf.h"
+#include "rafting/metrics.h"
 #include "rafting/util.h"
 
 #define TIMEOUT_DEFAULT 30000
@@ -334,6 +335,22 @@ int rf_watch_abort(rf_watch *w, rf_http_req *req) {
 }
 
 size_t rf_watch_parked(const rf_watch *w) { return w->n; }
+
+static void gauge(rf_buf *b, const char *name, const char *help, uint64_t v) {
+  rf_metrics_family(b, name, "gauge", help);
+  rf_metrics_sample(b, name, "", v);
+}
+
+void rf_watch_metrics(const rf_watch *w, rf_buf *b) {
+  gauge(b, "rafting_watch_waiting", "GET /watch requests waiting for a "
+        "change (long-polls and streams).", w->n);
+  gauge(b, "rafting_watch_history_changes", "Changes held for GET /watch.",
+        rf_watchlog_count(w->log));
+  gauge(b, "rafting_watch_history_bytes", "Bytes the GET /watch history "
+        "holds.", rf_watchlog_bytes(w->log));
+  gauge(b, "rafting_watch_history_oldest_index", "Lowest since= GET /watch "
+        "accepts (older gets 410).", rf_watchlog_floor(w->log));
+}
 
 /* ------------------------------------------------------------ lifecycle */
 

@@ -19,6 +19,7 @@
 
 #include <uv.h>
 
+#include "rafting/buf.h"
 #include "rafting/driver.h"
 #include "rafting/http.h"
 #include "rafting/sm.h"
@@ -32,6 +33,7 @@ void rf_watch_get(rf_watch *w, rf_http_req *req); /* GET /watch */
 /* 1 if req was parked here (it is answered now), else 0. */
 int rf_watch_abort(rf_watch *w, rf_http_req *req);
 size_t rf_watch_parked(const rf_watch *w);
+void rf_watch_metrics(const rf_watch *w, rf_buf *b); /* for GET /metrics */
 void rf_watch_close(rf_watch *w, void (*done)(void *ud), void *ud);
 
 #endif
