@@ -3,10 +3,11 @@
 ** W long-polling GET /watch connections on one libuv loop, so acks and
 ** watch answers are timed on one clock.
 **
-**   load HOST PORT CONNS WATCHERS SECONDS
+**   load HOST PORT CONNS WATCHERS SECONDS SINCE [PREFIX]
 **
 ** Writers PUT /kv/w/<conn>.<n> (16-byte values) back to back and record
-** each acknowledged index's time.  Watchers watch prefix "w/" and re-poll
+** each acknowledged index's time.  Watchers watch PREFIX (default "w/",
+** which every PUT writes under; percent-encoded) from SINCE and re-poll
 ** with since=next at once; every event index an answer carries gives one
 ** delay sample: answer received - that index's ack (0 when the answer came
 ** first).  Prints one line:
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #define MAXIDX (1u << 22) /* log indexes the ack table covers */
@@ -37,6 +39,7 @@ typedef struct cl {
 static uv_loop_t *loop;
 static struct sockaddr_in addr;
 static char host[64];
+static const char *prefix = "w%2F";
 static uint64_t *acked; /* ns of the ack of each index, 0: not yet */
 static unsigned *put_h, *delay_h;
 static unsigned long nputs, answers, events, early, errors;
@@ -138,9 +141,9 @@ static void send_req(cl *c) {
   uv_buf_t b;
   int n;
   if (c->watcher)
-    n = snprintf(c->req, sizeof c->req, "GET /watch?prefix=w%%2F&since=%llu"
+    n = snprintf(c->req, sizeof c->req, "GET /watch?prefix=%s&since=%llu"
                  "&timeout_ms=30000 HTTP/1.1\r\nHost: %s\r\n\r\n",
-                 (unsigned long long)c->since, host);
+                 prefix, (unsigned long long)c->since, host);
   else
     n = snprintf(c->req, sizeof c->req, "PUT /kv/w/%d.%lu HTTP/1.1\r\nHost: %s"
                  "\r\nContent-Length: 16\r\n\r\n0123456789abcdef", c->id,
@@ -179,10 +182,11 @@ int main(int argc, char **argv) {
   uint64_t since;
   uv_timer_t stop;
   cl *all;
-  if (argc != 7) {
-    fprintf(stderr, "usage: load HOST PORT CONNS WATCHERS SECONDS SINCE\n");
+  if (argc != 7 && argc != 8) {
+    fprintf(stderr, "usage: load HOST PORT CONNS WATCHERS SECONDS SINCE [PREFIX]\n");
     return 2;
   }
+  if (argc == 8) prefix = argv[7];
   snprintf(host, sizeof host, "%s:%s", argv[1], argv[2]);
   uv_ip4_addr(argv[1], atoi(argv[2]), &addr);
   conns = atoi(argv[3]);
@@ -206,10 +210,16 @@ int main(int argc, char **argv) {
   uv_timer_init(loop, &stop);
   uv_timer_start(&stop, on_stop, (uint64_t)(secs * 1000), 0);
   uv_run(loop, UV_RUN_DEFAULT);
-  printf("RESULT puts=%lu seconds=%.1f put_p50_us=%.0f put_p99_us=%.0f "
-         "answers=%lu events=%lu delay_p50_us=%.0f delay_p99_us=%.0f "
-         "early=%lu errors=%lu\n", nputs, secs, pct(put_h, 0.5),
-         pct(put_h, 0.99), answers, events, pct(delay_h, 0.5),
-         pct(delay_h, 0.99), early, errors);
+  {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("RESULT puts=%lu seconds=%.1f put_p50_us=%.0f put_p99_us=%.0f "
+           "answers=%lu events=%lu delay_p50_us=%.0f delay_p99_us=%.0f "
+           "early=%lu errors=%lu client_cpu_s=%.2f\n", nputs, secs,
+           pct(put_h, 0.5), pct(put_h, 0.99), answers, events,
+           pct(delay_h, 0.5), pct(delay_h, 0.99), early, errors,
+           ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+               (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+  }
   return 0;
 }

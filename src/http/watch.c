@@ -34,6 +34,9 @@ typedef struct waiter {
 struct rf_watch {
   uv_loop_t *loop;
   uv_timer_t timer;
+  uv_idle_t wake;  /* answers parked requests after entries applied */
+  uint64_t through; /* the last entry observed */
+  int handles;      /* open, for close */
   uint64_t armed; /* deadline the timer is set for, 0: none */
   rf_sm *sm;
   rf_driver *drv;
@@ -201,32 +204,36 @@ static int record(rf_watch *w, uint64_t index, const rf_store *batch,
   return any;
 }
 
+/* Parked requests are visited once per loop turn, not per entry: a batch
+** of entries applied together wakes each watch once, with all of them. */
+static void on_wake(uv_idle_t *h) {
+  rf_watch *w = h->data;
+  uint64_t through = w->through, floor = rf_watchlog_floor(w->log);
+  waiter *x, *next;
+  uv_idle_stop(h);
+  for (x = w->head; x; x = next) {
+    const rf_wev *e;
+    int hit = x->since < floor;
+    next = x->next;
+    for (size_t p = rf_watchlog_find(w->log, x->since);
+         !hit && (e = rf_watchlog_at(w->log, p)) && e->index <= through; p++)
+      hit = matches(x, e);
+    if (hit && x->stream && x->since >= floor) feed(w, x, through, 0);
+    else if (hit) finish(w, x, through);
+    else if (x->since < through) x->since = through;
+  }
+  arm(w);
+}
+
 static void on_change(void *ud, uint64_t index, const rf_store *batch,
                       const rf_store *store) {
   rf_watch *w = ud;
-  size_t first;
-  waiter *x, *next;
-  if (batch == NULL) { /* a snapshot replaced everything */
+  if (batch == NULL) /* a snapshot replaced everything */
     rf_watchlog_reset(w->log, index);
-  } else if (!record(w, index, batch, store) &&
-             rf_watchlog_floor(w->log) != index) {
-    for (x = w->head; x; x = x->next) /* nothing changed */
-      if (x->since < index) x->since = index;
-    return;
-  }
-  first = rf_watchlog_find(w->log, index - 1);
-  for (x = w->head; x; x = next) {
-    const rf_wev *e;
-    int hit = x->since < rf_watchlog_floor(w->log);
-    next = x->next;
-    for (size_t p = first; !hit && (e = rf_watchlog_at(w->log, p)); p++)
-      hit = matches(x, e);
-    if (hit && x->stream && x->since >= rf_watchlog_floor(w->log))
-      feed(w, x, index, 0);
-    else if (hit) finish(w, x, index);
-    else if (x->since < index) x->since = index;
-  }
-  arm(w);
+  else
+    record(w, index, batch, store);
+  w->through = index;
+  if (w->head) uv_idle_start(&w->wake, on_wake);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -371,7 +378,9 @@ int rf_watch_new(uv_loop_t *loop, rf_sm *sm, rf_driver *drv,
   w->sm = sm;
   w->drv = drv;
   uv_timer_init(loop, &w->timer);
-  w->timer.data = w;
+  uv_idle_init(loop, &w->wake);
+  w->timer.data = w->wake.data = w;
+  w->handles = 2;
   rf_sm_observe(sm, on_change, w);
   *out = w;
   return 0;
@@ -381,6 +390,7 @@ static void on_closed(uv_handle_t *h) {
   rf_watch *w = h->data;
   void (*done)(void *) = w->done;
   void *ud = w->done_ud;
+  if (--w->handles > 0) return;
   rf_watchlog_free(w->log);
   free(w);
   if (done) done(ud);
@@ -402,4 +412,5 @@ void rf_watch_close(rf_watch *w, void (*done)(void *ud), void *ud) {
     free(x);
   }
   uv_close((uv_handle_t *)&w->timer, on_closed);
+  uv_close((uv_handle_t *)&w->wake, on_closed);
 }
