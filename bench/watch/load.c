@@ -3,14 +3,15 @@
 ** W long-polling GET /watch connections on one libuv loop, so acks and
 ** watch answers are timed on one clock.
 **
-**   load HOST PORT CONNS WATCHERS SECONDS SINCE [PREFIX]
+**   load HOST PORT CONNS WATCHERS SECONDS SINCE [PREFIX [stream]]
 **
 ** Writers PUT /kv/w/<conn>.<n> (16-byte values) back to back and record
 ** each acknowledged index's time.  Watchers watch PREFIX (default "w/",
 ** which every PUT writes under; percent-encoded) from SINCE and re-poll
 ** with since=next at once; every event index an answer carries gives one
 ** delay sample: answer received - that index's ack (0 when the answer came
-** first).  Prints one line:
+** first).  With "stream", watchers open one &stream=1 answer each instead
+** and count events as lines arrive.  Prints one line:
 **   RESULT puts=N seconds=S put_p50_us= put_p99_us= answers=N events=N
 **          delay_p50_us= delay_p99_us= early=N errors=N
 ** Memory: everything is allocated once at start and freed by exit.
@@ -28,7 +29,7 @@ typedef struct cl {
   uv_tcp_t tcp;
   uv_connect_t cr;
   uv_write_t wr;
-  int watcher, id;
+  int watcher, id, inbody;
   unsigned long n;
   uint64_t since, t0;
   char req[512];
@@ -40,6 +41,7 @@ static uv_loop_t *loop;
 static struct sockaddr_in addr;
 static char host[64];
 static const char *prefix = "w%2F";
+static int streams;
 static uint64_t *acked; /* ns of the ack of each index, 0: not yet */
 static unsigned *put_h, *delay_h;
 static unsigned long nputs, answers, events, early, errors;
@@ -61,6 +63,7 @@ static double pct(const unsigned *h, double p) {
 }
 
 static void send_req(cl *c);
+static void count_events(char *body, uint64_t t);
 
 static void on_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
   cl *c = h->data;
@@ -91,6 +94,11 @@ static void on_answer(cl *c, int status, char *body) {
     return;
   }
   answers++;
+  count_events(body, t);
+  c->since = num_after(body, "\"next\":");
+}
+
+static void count_events(char *body, uint64_t t) {
   for (char *p = body; (p = strstr(p, "{\"index\":")) != NULL; p += 9) {
     uint64_t idx = strtoull(p + 9, NULL, 10);
     events++;
@@ -101,7 +109,23 @@ static void on_answer(cl *c, int status, char *body) {
       hist(delay_h, t > acked[idx] ? t - acked[idx] : 0);
     }
   }
-  c->since = num_after(body, "\"next\":");
+}
+
+/* A stream: count the events of every complete line, keep the rest. */
+static void stream_read(cl *c) {
+  char *end, *last;
+  if (!c->inbody) {
+    if ((end = strstr(c->buf, "\r\n\r\n")) == NULL) return;
+    c->inbody = 1;
+    c->len -= (size_t)(end + 4 - c->buf);
+    memmove(c->buf, end + 4, c->len + 1);
+  }
+  if ((last = strrchr(c->buf, '\n')) == NULL) return;
+  *last = '\0';
+  answers++;
+  count_events(c->buf, now_ns());
+  c->len -= (size_t)(last + 1 - c->buf);
+  memmove(c->buf, last + 1, c->len + 1);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
@@ -117,6 +141,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   }
   c->len += (size_t)n;
   c->buf[c->len] = '\0';
+  if (c->watcher && streams) {
+    stream_read(c);
+    return;
+  }
   if ((end = strstr(c->buf, "\r\n\r\n")) == NULL) return;
   hlen = (size_t)(end + 4 - c->buf);
   clen = (size_t)num_after(c->buf, "Content-Length: ");
@@ -142,8 +170,9 @@ static void send_req(cl *c) {
   int n;
   if (c->watcher)
     n = snprintf(c->req, sizeof c->req, "GET /watch?prefix=%s&since=%llu"
-                 "&timeout_ms=30000 HTTP/1.1\r\nHost: %s\r\n\r\n",
-                 prefix, (unsigned long long)c->since, host);
+                 "&timeout_ms=%s HTTP/1.1\r\nHost: %s\r\n\r\n",
+                 prefix, (unsigned long long)c->since,
+                 streams ? "3600000&stream=1" : "30000", host);
   else
     n = snprintf(c->req, sizeof c->req, "PUT /kv/w/%d.%lu HTTP/1.1\r\nHost: %s"
                  "\r\nContent-Length: 16\r\n\r\n0123456789abcdef", c->id,
@@ -182,11 +211,12 @@ int main(int argc, char **argv) {
   uint64_t since;
   uv_timer_t stop;
   cl *all;
-  if (argc != 7 && argc != 8) {
+  if (argc < 7 || argc > 9) {
     fprintf(stderr, "usage: load HOST PORT CONNS WATCHERS SECONDS SINCE [PREFIX]\n");
     return 2;
   }
-  if (argc == 8) prefix = argv[7];
+  if (argc >= 8) prefix = argv[7];
+  streams = argc == 9 && strcmp(argv[8], "stream") == 0;
   snprintf(host, sizeof host, "%s:%s", argv[1], argv[2]);
   uv_ip4_addr(argv[1], atoi(argv[2]), &addr);
   conns = atoi(argv[3]);
