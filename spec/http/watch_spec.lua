@@ -225,3 +225,45 @@ describe("GET /watch (3 real nodes)", function()
     assert.same(want, got)
   end)
 end)
+
+describe("GET /watch and snapshots", function()
+  local c
+
+  setup(function()
+    c = H.start{ nodes = 3, limits = { snapshot_entries = 20, snapshot_trailing = 5 } }
+  end)
+  teardown(function()
+    H.shutdown(c)
+    cluster.kill_all()
+  end)
+
+  it("a follower that installs a snapshot answers watches from before it 410, and resumes from oldest", function()
+    local leader = c:leader()
+    local f = H.others(c, leader)[1]
+    c:kill(f) -- memory storage: it comes back empty
+    local last
+    for i = 1, 60 do last = H.put(c, leader, ("snap/%02d"):format(i), "x").index end
+    c:wait_for(function() -- compacted: the follower can only catch up by snapshot
+      local s, err = c:status(leader)
+      if not s then return false, err end
+      return s.first_index > 2, "leader first_index " .. s.first_index
+    end, 20000, "the leader's log to be compacted")
+    c:start_node(f)
+    -- since=0 is this new process's whole history: it waits (or is already
+    -- refused) until the snapshot replaces the state
+    local code, body = c:http(f, "GET", "/watch?prefix=snap%2F&since=0&timeout_ms=15000",
+                              nil, { timeout_ms = 20000 })
+    assert.equal(410, code, body)
+    local v = H.decode(body)
+    assert.equal("gone", v.error)
+    assert.is_true(v.oldest > 2 and v.oldest <= last, body)
+    local s = c:wait_index(f, last, nil, "applied")
+    assert.is_true(s.snapshot ~= nil and s.snapshot.index >= v.oldest)
+    -- re-read, then watch from oldest: what the follower applied after it
+    code, body = c:http(f, "GET", ("/watch?prefix=snap%%2F&timeout_ms=0&since=%d"):format(v.oldest))
+    assert.equal(200, code, body)
+    local w = H.decode(body)
+    assert.equal(last, w.next)
+    for i, e in ipairs(w.events) do assert.equal(last - #w.events + i, e.index) end
+  end)
+end)
