@@ -1,9 +1,10 @@
 -- watch_spec.lua -- GET /watch against a real 3-node cluster: long-polls
 -- answered by the next change under their prefix, a command's multi-key
 -- change under one index, deletes, timeouts, answers from a follower that
--- never run ahead of it, 410 once the bounded history moved on (and the
--- resume from "oldest"), and a watch resumed with "next" across a leader
--- change without a gap or a repeat.
+-- never run ahead of it, the stream form, a client that leaves, 410 once the
+-- bounded history moved on (and the resume from "oldest"), a watch resumed
+-- with "next" across a leader change without a gap or a repeat, 410 after a
+-- snapshot install, and a node stopping under waiting watches.
 
 local cluster = require "rafting.testing.cluster"
 local cjson = require "cjson"
@@ -265,5 +266,28 @@ describe("GET /watch and snapshots", function()
     local w = H.decode(body)
     assert.equal(last, w.next)
     for i, e in ipairs(w.events) do assert.equal(last - #w.events + i, e.index) end
+  end)
+
+  it("a node that stops answers its waiting long-polls 503, ends its streams, and exits 0", function()
+    local id = c:leader()
+    local ids = H.others(c, id)
+    local n = ids[#ids]
+    local a = H.connect(c, n, 10000)
+    assert(a:send(H.request_bytes("GET", "/watch?prefix=stop%2F")))
+    local b = H.connect(c, n, 10000)
+    assert(b:send(H.request_bytes("GET", "/watch?prefix=stop%2F&stream=1")))
+    assert.equal(200, (H.read_response(b, true)))
+    c:wait_for(function()
+      local _, m = c:http(n, "GET", "/metrics")
+      return m and m:match("\nrafting_watch_waiting 2\n") ~= nil, "not parked yet"
+    end, 5000, "both watches parked")
+    assert.is_true(c:stop(n)) -- raises unless it exits 0
+    local code, body = H.read_response(a)
+    assert.equal(503, code)
+    assert.equal("shutting_down", H.decode(body).error)
+    local rest = b:receive("*a")
+    assert.matches("0\r\n\r\n$", rest)
+    a:close()
+    b:close()
   end)
 end)
