@@ -170,6 +170,30 @@ describe("GET /watch (3 real nodes)", function()
     H.put(c, leader, "gone/x", "nobody listens")
   end)
 
+  it("answers only the watches whose prefix a change touches; a long quiet wait outlives the history", function()
+    local since = now_index(leader)
+    local a1 = park(leader, "prefix=grp%2Fa&since=" .. I(since))
+    local a2 = park(leader, "prefix=grp%2Fa&since=" .. I(since))
+    local b = park(leader, "prefix=grp%2Fb&since=" .. I(since))
+    local quiet = park(leader, "prefix=quiet%2F&since=" .. I(since))
+    c:wait_for(function() return waiting(leader) >= 4, "waiting" end, 5000,
+               "the four watches parked")
+    local pb = H.put(c, leader, "grp/b1", "b")
+    local v = answer(b)
+    assert.same({ { index = pb.index, key = "grp/b1", value = "b" } }, v.events)
+    -- more entries than the history holds, none under grp/a or quiet/
+    for i = 1, HISTORY + 4 do H.put(c, leader, "noise/" .. i, "n") end
+    local pa = H.put(c, leader, "grp/a1", "a")
+    for _, s in ipairs{ a1, a2 } do
+      v = answer(s)
+      assert.same({ { index = pa.index, key = "grp/a1", value = "a" } }, v.events)
+      assert.equal(pa.index, v.next)
+    end
+    local pq = H.put(c, leader, "quiet/1", "q")
+    v = answer(quiet) -- not a 410: it waited through the evicted entries
+    assert.same({ { index = pq.index, key = "quiet/1", value = "q" } }, v.events)
+  end)
+
   it("answers 400 to bad parameters", function()
     for _, q in ipairs{ "since=abc", "since=-1", "timeout_ms=x", "timeout_ms=99999999",
                         "encoding=hex", "stream=yes" } do

@@ -1,11 +1,12 @@
 /*
 ** watch.c -- GET /watch long-polls and streams (see watch.h).
 **
-** Parked requests sit in one list.  Each applied entry that wrote records
-** its changes, then visits every parked request: one whose prefix a change
-** matches is answered; the others move their "since" up to that index (so
-** history evicted later never makes them stale).  One libuv timer, armed
-** for the earliest deadline, answers those that time out.
+** Each applied entry that wrote records its changes.  Once per loop turn
+** after that, the changes are matched against each distinct prefix parked
+** requests wait on (a group); the requests of a touched prefix are answered,
+** the others only move their group's "seen" up (so history evicted later
+** never makes them stale).  One libuv timer, armed for the earliest
+** deadline, answers those that time out.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,11 @@
 #define TIMEOUT_MAX 3600000
 #define MAX_EVENTS 1000 /* per answer; an entry's changes are never split */
 
+typedef struct group group;
+
 typedef struct waiter {
-  struct waiter *prev, *next;
+  struct waiter *prev, *next; /* in its group */
+  group *g;
   rf_http_req *req;
   const char *prefix; /* into req's query */
   size_t plen;
@@ -31,18 +35,29 @@ typedef struct waiter {
   int b64, stream;
 } waiter;
 
+/* The waiters of one prefix: an applied batch is matched against each
+** prefix once, and only the waiters of prefixes it touched are visited. */
+struct group {
+  group *prev, *next;
+  waiter *head;
+  uint64_t seen; /* no change under the prefix in (a waiter's since, seen] */
+  size_t plen;
+  char prefix[];
+};
+
 struct rf_watch {
   uv_loop_t *loop;
   uv_timer_t timer;
   uv_idle_t wake;  /* answers parked requests after entries applied */
   uint64_t through; /* the last entry observed */
+  uint64_t scanned; /* waiters were matched against changes up to here */
   int handles;      /* open, for close */
   uint64_t armed; /* deadline the timer is set for, 0: none */
   rf_sm *sm;
   rf_driver *drv;
   rf_watchlog *log;
-  waiter *head;
-  size_t n;
+  group *groups;
+  size_t n; /* waiters */
   void (*done)(void *ud);
   void *done_ud;
 };
@@ -86,11 +101,47 @@ static size_t answer_json(rf_watch *w, const waiter *x, uint64_t through,
   return n;
 }
 
+/* Fold what x's group knows into x's since. */
+static void settle(waiter *x) {
+  if (x->since < x->g->seen) x->since = x->g->seen;
+}
+
+/* Take x out of its group; an empty group is freed. */
 static void unlink_waiter(rf_watch *w, waiter *x) {
+  group *g = x->g;
+  settle(x);
+  x->g = NULL; /* g may be freed below */
   if (x->prev) x->prev->next = x->next;
-  else w->head = x->next;
+  else g->head = x->next;
   if (x->next) x->next->prev = x->prev;
   w->n--;
+  if (g->head) return;
+  if (g->prev) g->prev->next = g->next;
+  else w->groups = g->next;
+  if (g->next) g->next->prev = g->prev;
+  free(g);
+}
+
+/* Park x in the group of its prefix.  0, or -1 out of memory. */
+static int link_waiter(rf_watch *w, waiter *x) {
+  group *g = w->groups;
+  while (g && (g->plen != x->plen || memcmp(g->prefix, x->prefix, x->plen)))
+    g = g->next;
+  if (g == NULL) {
+    if ((g = calloc(1, sizeof(*g) + x->plen + 1)) == NULL) return -1;
+    memcpy(g->prefix, x->prefix, x->plen);
+    g->plen = x->plen;
+    g->next = w->groups;
+    if (w->groups) w->groups->prev = g;
+    w->groups = g;
+  }
+  x->g = g;
+  x->prev = NULL;
+  x->next = g->head;
+  if (g->head) g->head->prev = x;
+  g->head = x;
+  w->n++;
+  return 0;
 }
 
 static void respond(rf_http_req *req, rf_buf *b) {
@@ -115,6 +166,7 @@ static void gone(rf_watch *w, rf_http_req *req) {
 ** events (at most MAX_EVENTS a line); an empty one only when `always`. */
 static void feed(rf_watch *w, waiter *x, uint64_t through, int always) {
   uint64_t next;
+  if (x->g) settle(x);
   do {
     rf_buf b;
     size_t n;
@@ -157,8 +209,9 @@ static void on_timer(uv_timer_t *t);
 
 static void arm(rf_watch *w) {
   uint64_t first = 0;
-  for (waiter *x = w->head; x; x = x->next)
-    if (first == 0 || x->deadline < first) first = x->deadline;
+  for (group *g = w->groups; g; g = g->next)
+    for (waiter *x = g->head; x; x = x->next)
+      if (first == 0 || x->deadline < first) first = x->deadline;
   if (first == w->armed) return;
   w->armed = first;
   if (first == 0) uv_timer_stop(&w->timer);
@@ -171,11 +224,15 @@ static void arm(rf_watch *w) {
 static void on_timer(uv_timer_t *t) {
   rf_watch *w = t->data;
   uint64_t now = uv_now(w->loop), applied = rf_driver_applied(w->drv);
-  waiter *x, *next;
+  group *g, *gnext;
   w->armed = 0;
-  for (x = w->head; x; x = next) {
-    next = x->next;
-    if (x->deadline <= now) finish(w, x, applied);
+  for (g = w->groups; g; g = gnext) { /* g may go with its last waiter */
+    waiter *x, *next;
+    gnext = g->next;
+    for (x = g->head; x; x = next) {
+      next = x->next;
+      if (x->deadline <= now) finish(w, x, applied);
+    }
   }
   arm(w);
 }
@@ -204,25 +261,53 @@ static int record(rf_watch *w, uint64_t index, const rf_store *batch,
   return any;
 }
 
+/* Whether a change in (w->scanned, through] is under g's prefix. */
+static int group_hit(rf_watch *w, const group *g, uint64_t through) {
+  const rf_wev *e;
+  for (size_t p = rf_watchlog_find(w->log, w->scanned);
+       (e = rf_watchlog_at(w->log, p)) && e->index <= through; p++)
+    if (e->klen >= g->plen && memcmp(e->key, g->prefix, g->plen) == 0)
+      return 1;
+  return 0;
+}
+
+/* x's group was touched: answer x if a change above its since is its. */
+static void visit(rf_watch *w, waiter *x, uint64_t through, uint64_t floor) {
+  const rf_wev *e;
+  int hit;
+  settle(x);
+  hit = x->since < floor;
+  for (size_t p = rf_watchlog_find(w->log, x->since);
+       !hit && (e = rf_watchlog_at(w->log, p)) && e->index <= through; p++)
+    hit = matches(x, e);
+  if (hit && x->stream && x->since >= floor) feed(w, x, through, 0);
+  else if (hit) finish(w, x, through);
+  else if (x->since < through) x->since = through;
+}
+
 /* Parked requests are visited once per loop turn, not per entry: a batch
-** of entries applied together wakes each watch once, with all of them. */
+** of entries applied together wakes each watch once, with all of them.
+** Every parked request's since is >= w->scanned (it parked at the applied
+** index, or was visited since), so only newer changes need matching. */
 static void on_wake(uv_idle_t *h) {
   rf_watch *w = h->data;
   uint64_t through = w->through, floor = rf_watchlog_floor(w->log);
-  waiter *x, *next;
+  int all = floor > w->scanned; /* history lost: some may be stale */
+  group *g, *gnext;
   uv_idle_stop(h);
-  for (x = w->head; x; x = next) {
-    const rf_wev *e;
-    int hit = x->since < floor;
-    next = x->next;
-    for (size_t p = rf_watchlog_find(w->log, x->since);
-         !hit && (e = rf_watchlog_at(w->log, p)) && e->index <= through; p++)
-      hit = matches(x, e);
-    if (hit && x->stream && x->since >= floor) feed(w, x, through, 0);
-    else if (hit) finish(w, x, through);
-    else if (x->since < through) x->since = through;
+  for (g = w->groups; g; g = gnext) {
+    waiter *x, *next;
+    gnext = g->next;
+    if (!all && !group_hit(w, g, through)) {
+      if (g->seen < through) g->seen = through;
+      continue;
+    }
+    for (x = g->head; x; x = next) { /* g may go with its last waiter */
+      next = x->next;
+      visit(w, x, through, floor);
+    }
   }
-  arm(w);
+  w->scanned = through;
 }
 
 static void on_change(void *ud, uint64_t index, const rf_store *batch,
@@ -233,7 +318,8 @@ static void on_change(void *ud, uint64_t index, const rf_store *batch,
   else
     record(w, index, batch, store);
   w->through = index;
-  if (w->head) uv_idle_start(&w->wake, on_wake);
+  if (w->groups) uv_idle_start(&w->wake, on_wake);
+  else w->scanned = index;
 }
 
 /* ------------------------------------------------------------ requests */
@@ -318,10 +404,12 @@ void rf_watch_get(rf_watch *w, rf_http_req *req) {
   }
   if (x->since < applied) x->since = applied; /* nothing up to there */
   x->deadline = uv_now(w->loop) + timeout;
-  x->next = w->head;
-  if (w->head) w->head->prev = x;
-  w->head = x;
-  w->n++;
+  if (link_waiter(w, x) < 0) {
+    if (x->stream) rf_http_stream_end(req);
+    else rf_http_json_error(req, 500, "internal", "out of memory");
+    free(x);
+    return;
+  }
   if (w->armed == 0 || x->deadline < w->armed) {
     w->armed = x->deadline;
     uv_timer_start(&w->timer, on_timer, timeout, 0);
@@ -329,15 +417,15 @@ void rf_watch_get(rf_watch *w, rf_http_req *req) {
 }
 
 int rf_watch_abort(rf_watch *w, rf_http_req *req) {
-  for (waiter *x = w->head; x; x = x->next) {
-    if (x->req != req) continue;
-    unlink_waiter(w, x);
-    if (x->stream) rf_http_stream_end(req); /* dropped: it is gone */
-    else rf_http_json_error(req, 503, "client_closed", "the client left");
-    free(x);
-    arm(w);
-    return 1;
-  }
+  for (group *g = w->groups; g; g = g->next)
+    for (waiter *x = g->head; x; x = x->next) {
+      if (x->req != req) continue;
+      unlink_waiter(w, x); /* the timer may fire for nothing: harmless */
+      if (x->stream) rf_http_stream_end(req); /* dropped: it is gone */
+      else rf_http_json_error(req, 503, "client_closed", "the client left");
+      free(x);
+      return 1;
+    }
   return 0;
 }
 
@@ -381,6 +469,7 @@ int rf_watch_new(uv_loop_t *loop, rf_sm *sm, rf_driver *drv,
   uv_idle_init(loop, &w->wake);
   w->timer.data = w->wake.data = w;
   w->handles = 2;
+  w->scanned = w->through = floor;
   rf_sm_observe(sm, on_change, w);
   *out = w;
   return 0;
@@ -400,8 +489,8 @@ void rf_watch_close(rf_watch *w, void (*done)(void *ud), void *ud) {
   w->done = done;
   w->done_ud = ud;
   rf_sm_observe(w->sm, NULL, NULL);
-  while (w->head) {
-    waiter *x = w->head;
+  while (w->groups) {
+    waiter *x = w->groups->head;
     unlink_waiter(w, x);
     if (x->stream) {
       rf_http_stream_end(x->req); /* the client resumes from the last next */
