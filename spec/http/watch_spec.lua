@@ -150,6 +150,22 @@ describe("GET /watch (3 real nodes)", function()
     sock:close()
   end)
 
+  it("keeps pipelined answers in order around a stream", function()
+    local sock = H.connect(c, leader, 10000)
+    assert(sock:send(H.request_bytes("GET", "/health") ..
+                     H.request_bytes("GET", "/watch?prefix=pipe%2F&stream=1&timeout_ms=300") ..
+                     H.request_bytes("GET", "/kv/pipe%2Fnone?stale")))
+    local code, body = H.read_response(sock)
+    assert.equal(200, code)
+    assert.equal('{"ok":true}', body)
+    assert.equal(200, (H.read_response(sock, true)))
+    assert.same({}, H.decode(chunk(sock)).events) -- the first line, at once
+    assert.same({}, H.decode(chunk(sock)).events) -- the last, after 300 ms
+    assert.equal("", chunk(sock))
+    assert.equal(404, (H.read_response(sock)))
+    sock:close()
+  end)
+
   local function waiting(id)
     local code, body = c:http(id, "GET", "/metrics")
     assert.equal(200, code)
