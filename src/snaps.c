@@ -443,6 +443,7 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
     return rc;
   }
   s->since_entries = s->since_bytes = 0;
+  rf_sm_restored(s->deps.sm, index);
   rf_log_begin(&r, RF_INFO, "snapshot installed");
   rf_log_u64(&r, "index", index);
   rf_log_u64(&r, "keys", m.nkeys);

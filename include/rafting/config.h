@@ -84,6 +84,8 @@ typedef struct rf_config {
   int peer_handshake_timeout_ms; /* accept to first whole frame, 5000 */
   int peer_frame_timeout_ms; /* a partly received frame must end in, 10000 */
   size_t peer_buffer_bytes;  /* partial frames, all inbound together, 32 MiB */
+  size_t watch_history_entries; /* GET /watch history: entries, 10000 */
+  size_t watch_history_bytes;   /* ... and bytes, 16 MiB */
 } rf_config;
 
 /*

@@ -119,6 +119,16 @@ int rf_http_add_header(rf_http_req *req, const char *name, const char *value);
 /* Answer req: body is copied; content_type may be NULL.  Frees req. */
 void rf_http_respond(rf_http_req *req, int status, const char *content_type,
                      const void *body, size_t len);
+/* Streamed answers (Transfer-Encoding: chunked), e.g. GET /watch?stream=1:
+** begin sends the status line and headers, each write one chunk (len 0 is
+** a no-op), end the last chunk and frees req.  Until end the request is
+** the application's; on_abort still says the client left (writes then
+** return UV_ECANCELED; end must still be called).  begin fails with
+** UV_EINVAL for HTTP/1.0 or a method other than GET: answer normally. */
+int rf_http_stream_begin(rf_http_req *req, int status, const char *ctype);
+int rf_http_stream_write(rf_http_req *req, const void *data, size_t len);
+void rf_http_stream_end(rf_http_req *req);
+
 /* Answer with {"error":code,"message":message} as application/json. */
 void rf_http_json_error(rf_http_req *req, int status, const char *code,
                         const char *message);

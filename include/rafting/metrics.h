@@ -33,7 +33,8 @@ typedef struct rf_histo {
 /* Routes of the REST API, the `route` label of the HTTP metrics. */
 enum {
   RF_ROUTE_KV, RF_ROUTE_KV_RANGE, RF_ROUTE_CMD, RF_ROUTE_QUERY,
-  RF_ROUTE_STATUS, RF_ROUTE_HEALTH, RF_ROUTE_METRICS, RF_ROUTE_OTHER,
+  RF_ROUTE_STATUS, RF_ROUTE_HEALTH, RF_ROUTE_METRICS, RF_ROUTE_WATCH,
+  RF_ROUTE_OTHER,
   RF_ROUTES
 };
 #define RF_CODES 500 /* status codes 100..599 */

@@ -115,6 +115,17 @@ int rf_sm_query(rf_sm *sm, const char *name, const char *args_json,
 int rf_sm_has_command(const rf_sm *sm, const char *name);
 int rf_sm_has_query(const rf_sm *sm, const char *name);
 
+/* Observe the changes of applied entries (GET /watch): fn runs once per
+** entry whose command succeeded, before its write batch reaches the store,
+** with the batch (live nodes: puts; dead: deletes; possibly empty) and the
+** store as it was.  batch == NULL: the whole state was replaced at index
+** (rf_sm_restored).  fn must not call back into sm.  fn NULL: none. */
+typedef void (*rf_sm_observer)(void *ud, uint64_t index, const rf_store *batch,
+                               const rf_store *store);
+void rf_sm_observe(rf_sm *sm, rf_sm_observer fn, void *ud);
+/* The store was just loaded from a snapshot taken at index. */
+void rf_sm_restored(rf_sm *sm, uint64_t index);
+
 rf_store *rf_sm_store(rf_sm *sm); /* direct reads (REST GET, snapshots) */
 uint64_t rf_sm_applied(const rf_sm *sm); /* index of the last apply */
 size_t rf_sm_memory(const rf_sm *sm);    /* bytes the Lua state holds */

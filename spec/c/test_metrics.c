@@ -46,6 +46,7 @@ static void test_routes(void) {
   CHECK(rf_metrics_route("/metrics", 8) == RF_ROUTE_METRICS);
   CHECK(rf_metrics_route("/metricsx", 9) == RF_ROUTE_OTHER);
   CHECK(rf_metrics_route("/status", 7) == RF_ROUTE_STATUS);
+  CHECK(rf_metrics_route("/watch", 6) == RF_ROUTE_WATCH);
   CHECK(rf_metrics_route("", 0) == RF_ROUTE_OTHER);
   CHECK(strcmp(rf_metrics_route_name(RF_ROUTE_KV), "/kv/{key}") == 0);
   CHECK(strcmp(rf_metrics_route_name(-1), "other") == 0);

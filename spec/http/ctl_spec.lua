@@ -80,6 +80,33 @@ describe("rafting ctl (3 real nodes)", function()
     assert.matches("more keys", err)
   end)
 
+  it("ls pages through more keys than one page holds, without gap or repeat", function()
+    -- 2,345 keys: three GET /kv pages of 1,000 (LS_PAGE in src/ctl/ctl.c)
+    local n = 2345
+    for i = 1, n do
+      local code, body = c:http(leader, "PUT", ("/kv/pg/%05d"):format(i), tostring(i))
+      assert.equal(200, code, body)
+    end
+    local code, out, err = ctl{ "ls", "pg/" }
+    assert.equal(0, code, err)
+    local v = cjson.decode(out)
+    assert.equal(n, #v.items)
+    for i = 1, n do
+      assert.equal(("pg/%05d"):format(i), v.items[i].key)
+      assert.equal(tostring(i), v.items[i].value)
+    end
+    assert.is_false(v.more)
+    assert.equal("", err)
+    -- --limit across a page boundary
+    code, out, err = ctl{ "--limit", "1500", "ls", "pg/" }
+    assert.equal(0, code, err)
+    v = cjson.decode(out)
+    assert.equal(1500, #v.items)
+    assert.equal("pg/01500", v.items[1500].key)
+    assert.is_true(v.more)
+    assert.matches("more keys", err)
+  end)
+
   it("cmd and query", function()
     local code, out, err = ctl{ "cmd", "incr", '{"key":"hits","by":2}' }
     assert.equal(0, code, err)

@@ -135,6 +135,24 @@ describe("a command", function()
     assert.equal("[]", res)
   end)
 
+  it("pages a scan with start_after: keys above it only, through the write batch", function()
+    for i = 1, 5 do assert(H.bin(h, "put", { key = "p/" .. i, value = tostring(i) })) end
+    assert(H.bin(h, "put", { key = "q", value = "past the prefix" }))
+    local r = H.ok(h, "scan", { prefix = "p/", limit = 2, start_after = "p/2" })
+    assert.same({ { key = "p/3", value = "3" }, { key = "p/4", value = "4" } }, r)
+    -- a start_after that is not a key, or sorts before the prefix
+    r = H.ok(h, "scan", { prefix = "p/", limit = 1, start_after = "p/22" })
+    assert.same({ { key = "p/3", value = "3" } }, r)
+    r = H.ok(h, "scan", { prefix = "p/", limit = 1, start_after = "a" })
+    assert.same({ { key = "p/1", value = "1" } }, r)
+    assert.equal("[]", select(2, H.cmd(h, "scan", { prefix = "p/", start_after = "p/5" })))
+    assert.equal("[]", select(2, H.cmd(h, "scan", { prefix = "p/", start_after = "p0" })))
+    assert.same({ "p/1=1,p/2=2", "p/2b=batch,p/3=three'", "p/5=5" },
+                H.ok(h, "scan_pages", { limit = 2 }))
+    assert.same({ "p/1=1", "p/2=2", "p/2b=batch", "p/3=three'", "p/5=5" },
+                H.ok(h, "scan_pages", { limit = 1 }))
+  end)
+
   it("receives its arguments and the entry's index and time", function()
     assert.same({ a = { 1, 2 }, b = "x", n = 1.5 }, H.ok(h, "echo", { a = { 1, 2 }, b = "x", n = 1.5 }))
     local r = H.ok(h, "clock")

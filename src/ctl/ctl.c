@@ -11,6 +11,7 @@
 #include "ctl/http_client.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +23,15 @@
 #define MAX_ENDPOINTS 64
 #define MAX_REDIRECTS 5
 #define MAX_STDIN_BYTES (64u << 20)
+#define LS_PAGE 1000 /* keys per GET /kv page of ls */
 
 typedef struct ctl {
   rf_hc_url ep[MAX_ENDPOINTS];
   size_t n_ep;
   const char *token, *cacert;
   double timeout_s;
-  long limit;
+  long limit;               /* ls: items in all, 0 = every key */
+  const char *prefix;       /* ls: the prefix paged through */
   int stale, redirect, raw; /* raw: print the body as is (get) */
   int idempotent;           /* safe to send again after a lost answer */
   const char *method;
@@ -60,7 +63,7 @@ static void usage(FILE *f) {
     "  --timeout SECONDS      give up after this long (default 10)\n"
     "  --stale                get/ls/query: read the node's own state\n"
     "  --redirect             ask followers for a 307 instead of a forward\n"
-    "  --limit N              ls: at most N items (1..10000, default 1000)\n"
+    "  --limit N              ls: at most N items (default: every key)\n"
     "\n"
     "Exit status: 0 ok, 1 not found (404), 2 usage error, 3 unavailable\n"
     "(no node reachable, 503 until the timeout, 5xx, outcome unknown),\n"
@@ -152,8 +155,7 @@ static int build(ctl *c, int argc, char **argv) {
     else c->raw = 1;
   } else if (strcmp(cmd, "ls") == 0) {
     if (!want_args(argc, 0, 1, cmd)) return RF_CTL_USAGE;
-    rf_buf_printf(&c->target, "/kv?limit=%ld&prefix=", c->limit);
-    if (argc > 1) enc(&c->target, argv[1], strlen(argv[1]));
+    c->prefix = argc > 1 ? argv[1] : ""; /* run_ls builds each page */
   } else if (strcmp(cmd, "cmd") == 0) {
     if (!want_args(argc, 1, 2, cmd)) return RF_CTL_USAGE;
     c->method = "POST";
@@ -296,14 +298,6 @@ static int is_json(const rf_hc_resp *r) {
   return r->content_type && strstr(r->content_type, "json") != NULL;
 }
 
-/* {"items":[...],"more":true}: "more" comes last */
-static int ends_with_more(const char *p, size_t n) {
-  static const char tail[] = "\"more\":true}";
-  size_t t = sizeof(tail) - 1;
-  while (n && (p[n - 1] == '\n' || p[n - 1] == ' ')) n--;
-  return n >= t && memcmp(p + n - t, tail, t) == 0;
-}
-
 static int answer(ctl *c, rf_hc_resp *r) {
   int st = r->status;
   size_t n = r->body.n;
@@ -318,10 +312,6 @@ static int answer(ctl *c, rf_hc_resp *r) {
     rf_ctl_json_pretty(&o, p, n);
     fwrite(o.p, 1, o.n, stdout);
     rf_buf_free(&o);
-    /* the range read says when it stopped at --limit */
-    if (strncmp(c->target.p, "/kv?", 4) == 0 && ends_with_more(p, n))
-      fprintf(stderr, "rafting ctl: more keys under this prefix; raise "
-              "--limit (at most 10000) or narrow the prefix\n");
     return RF_CTL_OK;
   }
   while (n && (p[n - 1] == '\n' || p[n - 1] == '\r')) n--;
@@ -331,6 +321,78 @@ static int answer(ctl *c, rf_hc_resp *r) {
   if (st == 404) return RF_CTL_NOTFOUND;
   if (st / 100 == 4) return RF_CTL_REFUSED;
   return RF_CTL_UNAVAILABLE;
+}
+
+/* ---- ls: every page of a prefix ---------------------------------------- */
+
+/* The target of the page after `after` (NULL: the first). */
+static void ls_target(ctl *c, const char *after, size_t have) {
+  size_t want = LS_PAGE;
+  if (c->limit > 0 && (size_t)c->limit - have < want)
+    want = (size_t)c->limit - have;
+  rf_buf_reset(&c->target);
+  rf_buf_printf(&c->target, "/kv?limit=%zu&prefix=", want);
+  enc(&c->target, c->prefix, strlen(c->prefix));
+  if (after != NULL) {
+    rf_buf_str(&c->target, "&start_after=");
+    enc(&c->target, after, strlen(after));
+  }
+  add_flags(c);
+  rf_buf_add(&c->target, "", 1); /* NUL-terminate, not counted */
+  c->target.n--;
+}
+
+/* One page into items; its "next" (malloc'd) while more remain, else NULL.
+** 0 or an exit status (the answer printed when it is an error). */
+static int ls_page(ctl *c, json_t *items, char **next) {
+  rf_hc_resp r;
+  json_t *page = NULL, *more;
+  int rc;
+  memset(&r, 0, sizeof(r));
+  *next = NULL;
+  if (c->target.oom) return unavailable("out of memory", NULL);
+  if ((rc = send_loop(c, &r)) == 0 && r.status / 100 != 2) rc = answer(c, &r);
+  if (rc == 0 && ((page = json_loadb(r.body.p ? r.body.p : "", r.body.n,
+                                     JSON_ALLOW_NUL,
+                                     NULL)) == NULL ||
+                  json_array_extend(items, json_object_get(page, "items"))))
+    rc = unavailable("the node's answer to GET /kv is not a page", NULL);
+  more = rc == 0 ? json_object_get(page, "more") : NULL;
+  if (json_is_true(more) && json_string_value(json_object_get(page, "next")))
+    *next = strdup(json_string_value(json_object_get(page, "next")));
+  json_decref(page);
+  rf_hc_resp_free(&r);
+  return rc;
+}
+
+/* ls PREFIX: GET /kv pages, start_after = the last page's next, until no
+** more remain or --limit items came; printed as one indented object. */
+static int run_ls(ctl *c) {
+  json_t *items = json_array(), *all;
+  char *after = NULL, *next = NULL;
+  int rc = 0;
+  do {
+    ls_target(c, after, json_array_size(items));
+    rc = ls_page(c, items, &next);
+    free(after);
+    after = next;
+  } while (rc == 0 && after != NULL &&
+           (c->limit == 0 || json_array_size(items) < (size_t)c->limit));
+  if (rc == 0) {
+    all = json_pack("{s:O,s:b}", "items", items, "more", after != NULL);
+    if (all == NULL || json_dumpf(all, stdout, JSON_INDENT(2) |
+                                  JSON_PRESERVE_ORDER) < 0)
+      rc = unavailable("out of memory", NULL);
+    else
+      fputc('\n', stdout);
+    json_decref(all);
+    if (rc == 0 && after != NULL)
+      fprintf(stderr, "rafting ctl: more keys under this prefix; --limit "
+              "stopped the listing\n");
+  }
+  free(after);
+  json_decref(items);
+  return rc;
 }
 
 /* ---- options ----------------------------------------------------------- */
@@ -366,7 +428,7 @@ static int parse_opts(ctl *c, int argc, char **argv, int *first) {
   c->token = getenv("RAFTING_TOKEN");
   if (c->token && *c->token == '\0') c->token = NULL; /* set but empty */
   c->timeout_s = 10;
-  c->limit = 1000;
+  c->limit = 0;
   for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end;
@@ -391,8 +453,8 @@ static int parse_opts(ctl *c, int argc, char **argv, int *first) {
         return fail_usage("--timeout wants seconds (0..86400], not '%s'", v);
     } else {
       c->limit = strtol(v, &end, 10);
-      if (*end || end == v || c->limit < 1 || c->limit > 10000)
-        return fail_usage("--limit wants 1..10000, not '%s'", v);
+      if (*end || end == v || c->limit < 1)
+        return fail_usage("--limit wants a positive number, not '%s'", v);
     }
   }
   if (c->token && (*c->token == '\0' || strpbrk(c->token, "\r\n")))
@@ -422,6 +484,7 @@ int rf_ctl_main(int argc, char **argv) {
     rf_buf_add(&c.target, "", 1); /* NUL-terminate, not counted */
     c.target.n--;
     if (c.target.oom || c.body.oom) rc = unavailable("out of memory", NULL);
+    else if (c.prefix != NULL) rc = run_ls(&c);
     else if ((rc = send_loop(&c, &r)) == 0) rc = answer(&c, &r);
   }
   rf_hc_resp_free(&r);

@@ -12,6 +12,8 @@
 
 #include "http/api.h"
 #include "http/auth.h"
+#include "http/kvjson.h"
+#include "http/watch.h"
 #include "rafting/buf.h"
 #include "rafting/util.h"
 #include "rafting/forward.h"
@@ -28,6 +30,7 @@ struct rf_api {
   rf_api_deps deps;     /* borrowed from the node */
   rf_http_server *http;
   rf_fwd *fwd;
+  rf_watch *watch;
   int closing;
   void (*stop_done)(void *);
   void *stop_ud;
@@ -356,67 +359,70 @@ static long range_limit(rf_http_req *req) {
   return v;
 }
 
-/* ?encoding=base64 makes range reads binary-safe: JSON strings cannot
-** carry bytes that are not UTF-8 without ambiguity. */
-static void json_bytes(rf_buf *b, const void *data, size_t len, int b64) {
-  static const char tab[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const unsigned char *s = data;
-  if (!b64) {
-    rf_buf_json_str(b, data, len);
-    return;
-  }
-  rf_buf_add(b, "\"", 1);
-  for (size_t i = 0; i < len; i += 3) {
-    unsigned v = (unsigned)s[i] << 16;
-    char out[4];
-    if (i + 1 < len) v |= (unsigned)s[i + 1] << 8;
-    if (i + 2 < len) v |= s[i + 2];
-    out[0] = tab[v >> 18 & 63];
-    out[1] = tab[v >> 12 & 63];
-    out[2] = i + 1 < len ? tab[v >> 6 & 63] : '=';
-    out[3] = i + 2 < len ? tab[v & 63] : '=';
-    rf_buf_add(b, out, 4);
-  }
-  rf_buf_add(b, "\"", 1);
-}
-
-static int want_base64(rf_http_req *req, int *b64) {
+/* Where a page starts: the first key under the prefix, or the first one
+** after ?start_after (given in the answer's encoding). */
+static int range_seek(rf_http_req *req, rf_store *st, rf_store_iter *it,
+                      const char *prefix, size_t plen, int b64) {
   size_t n;
-  const char *e = rf_http_query_get(req, "encoding", &n);
-  *b64 = e != NULL && n == 6 && memcmp(e, "base64", 6) == 0;
-  if (e == NULL || *b64 || (n == 4 && memcmp(e, "utf8", 4) == 0)) return 1;
-  rf_http_json_error(req, 400, "bad_request", "encoding must be utf8 or base64");
-  return 0;
+  const char *sa = rf_http_query_get(req, "start_after", &n);
+  rf_buf k;
+  rf_store_kv kv;
+  if (sa == NULL) {
+    rf_store_seek(st, it, prefix, plen);
+    return 1;
+  }
+  rf_buf_init(&k);
+  if (b64 ? rf_kvjson_unb64(&k, sa, n) < 0 : (rf_buf_add(&k, sa, n), k.oom)) {
+    rf_buf_free(&k);
+    rf_http_json_error(req, 400, "bad_request",
+                       "start_after is not valid base64");
+    return 0;
+  }
+  if (rf_store_keycmp(k.p, k.n, prefix, plen) < 0) {
+    rf_store_seek(st, it, prefix, plen);
+  } else {
+    rf_store_seek(st, it, k.p ? k.p : "", k.n);
+    if (rf_store_next(it, &kv) && rf_store_keycmp(kv.key, kv.klen, k.p, k.n))
+      rf_store_seek(st, it, k.p ? k.p : "", k.n); /* not the key itself */
+  }
+  rf_buf_free(&k);
+  return 1;
 }
 
 static void serve_range(rf_api *a, rf_http_req *req) {
   rf_store *st = rf_sm_store(a->deps.sm);
   rf_store_iter it;
-  rf_store_kv kv;
+  rf_store_kv kv, last = {0};
   rf_buf b;
   size_t plen = 0;
   const char *prefix = rf_http_query_get(req, "prefix", &plen);
   long limit = range_limit(req), n = 0;
   int b64;
-  if (!want_base64(req, &b64)) return;
+  if (!rf_kvjson_encoding(req, &b64)) return;
   if (limit < 0) {
     rf_http_json_error(req, 400, "bad_request", "limit must be 1..10000");
     return;
   }
+  if (prefix == NULL) prefix = "";
+  if (!range_seek(req, st, &it, prefix, plen, b64)) return;
   rf_buf_init(&b);
   rf_buf_str(&b, "{\"items\":[");
-  rf_store_seek(st, &it, prefix, plen);
   while (rf_store_next(&it, &kv)) {
     if (kv.klen < plen || memcmp(kv.key, prefix, plen) != 0) break;
     if (n == limit) { n++; break; }
     rf_buf_str(&b, n++ ? ",{\"key\":" : "{\"key\":");
-    json_bytes(&b, kv.key, kv.klen, b64);
+    rf_kvjson_bytes(&b, kv.key, kv.klen, b64);
     rf_buf_str(&b, ",\"value\":");
-    json_bytes(&b, kv.val, kv.vlen, b64);
+    rf_kvjson_bytes(&b, kv.val, kv.vlen, b64);
     rf_buf_str(&b, "}");
+    last = kv;
   }
-  rf_buf_printf(&b, "],\"more\":%s}", n > limit ? "true" : "false");
+  rf_buf_printf(&b, "],\"more\":%s", n > limit ? "true" : "false");
+  if (n > limit) { /* the cursor for ?start_after: the last key returned */
+    rf_buf_str(&b, ",\"next\":");
+    rf_kvjson_bytes(&b, last.key, last.klen, b64);
+  }
+  rf_buf_str(&b, "}");
   respond_buf(req, 200, "application/json", &b);
 }
 
@@ -522,6 +528,10 @@ static void get_kv(rf_api *a, rf_http_req *req) {
 static void get_range(rf_api *a, rf_http_req *req) { read(a, req); }
 static void get_query(rf_api *a, rf_http_req *req) { read(a, req); }
 
+static void get_watch(rf_api *a, rf_http_req *req) {
+  rf_watch_get(a->watch, req);
+}
+
 /* "starting" (503) until the entries committed locally before the start
 ** are applied, so orchestration does not route to a node still replaying. */
 static void get_health(rf_api *a, rf_http_req *req) {
@@ -550,6 +560,7 @@ static void get_metrics(rf_api *a, rf_http_req *req) {
   rf_buf b;
   rf_buf_init(&b);
   rf_metrics_page(a->deps.drv, a->http, &b);
+  rf_watch_metrics(a->watch, &b);
   respond_buf(req, 200, RF_METRICS_CONTENT_TYPE, &b);
 }
 
@@ -563,6 +574,7 @@ static const route routes[] = {
   {"/kv/", "GET, PUT, DELETE", get_kv, put_kv, NULL, delete_kv},
   {"/cmd/", "POST", NULL, NULL, post_cmd, NULL},
   {"/query/", "GET", get_query, NULL, NULL, NULL},
+  {"/watch", "GET", get_watch, NULL, NULL, NULL},
 };
 
 static const route *find_route(const rf_http_req *req) {
@@ -574,6 +586,48 @@ static const route *find_route(const rf_http_req *req) {
       return &routes[i];
   }
   return NULL;
+}
+
+/* The query parameters each route knows (NULL: any, /query/ takes its
+** arguments that way); a route not listed takes none. */
+static const char *route_params(const route *r) {
+  static const struct { const char *prefix, *params; } known[] = {
+    {"/kv", " prefix limit start_after encoding stale redirect "},
+    {"/kv/", " stale redirect "},
+    {"/cmd/", " redirect "},
+    {"/query/", NULL},
+    {"/watch", " prefix since timeout_ms stream encoding "},
+  };
+  for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    if (strcmp(known[i].prefix, r->prefix) == 0) return known[i].params;
+  return " ";
+}
+
+/* 1 if every query parameter is known to the route, else 0 after a 400
+** naming the first that is not. */
+static int params_ok(const route *r, rf_http_req *req) {
+  const char *list = route_params(r), *k, *v;
+  size_t klen, vlen;
+  for (size_t i = 0; list && rf_http_query_at(req, i, &k, &klen, &v, &vlen);
+       i++) {
+    const char *p = list;
+    int found = 0;
+    while (!found && (p = strchr(p + 1, ' ')) != NULL)
+      found = klen > 0 && (size_t)(p - list) > klen && p[-(long)klen - 1] == ' '
+              && memcmp(p - klen, k, klen) == 0;
+    if (!found) {
+      rf_buf m;
+      rf_buf_init(&m);
+      rf_buf_str(&m, "unknown query parameter ");
+      rf_buf_json_str(&m, k, klen);
+      rf_buf_printf(&m, "; %s takes:%s", r->prefix, strlen(list) > 1 ? list
+                    : " none");
+      rf_http_json_error(req, 400, "bad_request", m.p ? m.p : "bad parameter");
+      rf_buf_free(&m);
+      return 0;
+    }
+  }
+  return 1;
 }
 
 static route_fn method_fn(const route *r, const char *method) {
@@ -601,6 +655,7 @@ static void on_request(void *ud, rf_http_req *req) {
     return;
   }
   if (!rf_auth_allow(a->deps.cfg, req)) return;
+  if (!params_ok(r, req)) return;
   if (a->closing) {
     retry_later(req, 503, "shutting_down", "the node is stopping");
     return;
@@ -612,6 +667,13 @@ static void on_request(void *ud, rf_http_req *req) {
     return;
   }
   fn(a, req);
+}
+
+/* A client left: a parked watch is answered (dropped) at once; anything
+** else is answered when its callback comes. */
+static void on_abort(void *ud, rf_http_req *req) {
+  rf_api *a = ud;
+  if (a->watch) rf_watch_abort(a->watch, req);
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -630,6 +692,7 @@ static int start_http(rf_api *a, uv_loop_t *loop) {
   o.idle_timeout_ms = cfg->idle_timeout_ms;
   o.request_timeout_ms = cfg->request_timeout_ms;
   o.on_request = on_request;
+  o.on_abort = on_abort;
   o.ud = a;
   o.tls = a->deps.tls_http;
   return rf_http_start(loop, &o, &a->http);
@@ -668,11 +731,15 @@ int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
                        cfg->nodes[i].http_port, name);
   }
   if (rc < 0) goto fail;
+  if ((rc = rf_watch_new(loop, deps->sm, deps->drv, cfg->watch_history_entries,
+                         cfg->watch_history_bytes, &a->watch)) < 0)
+    goto fail;
   if ((rc = start_http(a, loop)) < 0) goto fail;
   *out = a;
   return 0;
 fail:
   if (a->fwd) rf_fwd_close(a->fwd, NULL, NULL);
+  if (a->watch) rf_watch_close(a->watch, NULL, NULL);
   free(a);
   return rc;
 }
@@ -689,7 +756,9 @@ static void stopped_part(void *ud) {
 void rf_api_stop(rf_api *a, void (*done)(void *ud), void *ud) {
   a->stop_done = done;
   a->stop_ud = ud;
-  a->closing = 3;
+  a->closing = 4;
+  rf_watch_close(a->watch, stopped_part, a); /* answers its parked requests */
+  a->watch = NULL;
   rf_fwd_close(a->fwd, stopped_part, a);
   rf_http_close(a->http, stopped_part, a);
 }

@@ -40,7 +40,7 @@
 #define LINGER_MS 2000 /* after the last answer: drain input, then close */
 #define BACKLOG 511
 
-enum { R_APP = 1, R_ANSWERED, R_WRITING };
+enum { R_APP = 1, R_ANSWERED, R_WRITING, R_STREAM };
 enum { T_NONE, T_IDLE, T_REQUEST, T_LINGER };
 enum { H_NONE, H_FIELD, H_VALUE }; /* header parsing state */
 
@@ -57,6 +57,7 @@ typedef struct req_s {
   struct req_s *next;
   int state;
   int close_after; /* close the connection once this answer is written */
+  int ended;       /* R_STREAM: the last chunk is in out */
   uint64_t t0;     /* dispatched at (rf_metrics_now), for the metrics */
   rf_buf url, hdr, body, extra, out;
   char *dec; /* decoded path, then decoded query pairs */
@@ -89,6 +90,7 @@ struct conn {
   char rbuf[RBUF_SIZE];
   rf_tls *tls;   /* HTTPS, else NULL */
   req_s *wreq;   /* the answer rf_tls_write is encrypting */
+  rf_buf *capture; /* else: where a stream chunk's records go (flush_stream) */
   rf_buf spill;  /* HTTPS plaintext that did not fit in rbuf */
 };
 
@@ -380,6 +382,11 @@ static int tls_send(void *ud, uint8_t *p, size_t n) {
   if (c->closing) {
     free(p);
     return UV_ECANCELED;
+  }
+  if (c->capture != NULL) {
+    rf_buf_add(c->capture, p, n);
+    free(p);
+    return c->capture->oom ? UV_ENOMEM : 0;
   }
   if (r == NULL) return write_raw(c, p, n);
   c->wreq = NULL;
@@ -701,10 +708,99 @@ static void on_written(uv_write_t *w, int status) {
   }
 }
 
+/* The last answer before a close is queued: shut the write side down. */
+static void close_after(conn *c) {
+  c->stopped = 1;
+  timer_set(c, T_NONE);
+  update_reading(c);
+  c->shut.data = c;
+  if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
+    conn_close(c);
+}
+
+/* A streamed chunk has its own write: the request may end (and be freed)
+** while it is in flight. */
+typedef struct chunk_wr {
+  uv_write_t wr;
+  conn *c;
+  int last;
+  char *p;
+} chunk_wr;
+
+static void on_chunk_written(uv_write_t *w, int status) {
+  chunk_wr *k = (chunk_wr *)w;
+  conn *c = k->c;
+  int last = k->last;
+  free(k->p);
+  free(k);
+  if (c->closing) return;
+  if (status < 0) conn_close(c);
+  else if (last && !c->stopped) {
+    if (c->head == NULL && c->cur == NULL) timer_set(c, T_IDLE);
+    conn_parse(c);
+    update_reading(c);
+  }
+}
+
+/* HTTPS: replace a stream chunk's plaintext by its records, so the chunk
+** is still one write whose callback says when it left.  0 or <0. */
+static int stream_encrypt(conn *c, rf_buf *out) {
+  rf_buf cipher;
+  int rc;
+  rf_buf_init(&cipher);
+  c->capture = &cipher;
+  rc = out->n > 0 ? rf_tls_write(c->tls, out->p, out->n) : 0;
+  c->capture = NULL;
+  if (rc < 0 || cipher.oom) {
+    rf_buf_free(&cipher);
+    return rc < 0 ? rc : UV_ENOMEM;
+  }
+  rf_buf_free(out);
+  *out = cipher;
+  return 0;
+}
+
+/* Send what a stream at the front of the queue has; 1 if it ended (it is
+** then unqueued and freed), 0 if it goes on, -1 if the connection closed. */
+static int flush_stream(conn *c, req_s *r) {
+  chunk_wr *k;
+  uv_buf_t b;
+  if (r->out.n == 0 && !r->ended) return 0;
+  if ((k = malloc(sizeof(*k))) == NULL) {
+    conn_close(c);
+    return -1;
+  }
+  k->c = c;
+  k->last = r->ended;
+  if (c->tls != NULL && stream_encrypt(c, &r->out) < 0) {
+    free(k);
+    conn_close(c);
+    return -1;
+  }
+  b = uv_buf_init(r->out.p, (unsigned)r->out.n);
+  k->p = rf_buf_take(&r->out, NULL);
+  if (uv_write(&k->wr, (uv_stream_t *)&c->tcp, &b, 1, on_chunk_written) != 0) {
+    free(k->p);
+    free(k);
+    conn_close(c);
+    return -1;
+  }
+  if (!r->ended) return 0;
+  unqueue(c, r);
+  if (r->close_after) close_after(c);
+  req_free(r);
+  return c->stopped ? -1 : 1;
+}
+
 /* Write every answered request at the front of the queue. */
 static void flush(conn *c) {
-  for (req_s *r = c->head; r && !c->closing; r = r->next) {
+  for (req_s *r = c->head, *next; r && !c->closing; r = next) {
+    next = r->next;
     if (r->state == R_WRITING) continue;
+    if (r->state == R_STREAM) {
+      if (flush_stream(c, r) != 1) return;
+      continue;
+    }
     if (r->state != R_ANSWERED) break;
     if (c->tls != NULL) { /* tls_send writes the records with r->wr */
       c->wreq = r;
@@ -723,12 +819,7 @@ static void flush(conn *c) {
       r->state = R_WRITING;
     }
     if (r->close_after) {
-      c->stopped = 1;
-      timer_set(c, T_NONE);
-      update_reading(c);
-      c->shut.data = c;
-      if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
-        conn_close(c);
+      close_after(c);
       return;
     }
   }
@@ -786,7 +877,7 @@ static req_s *detach_all(conn *c) {
   for (; r; r = next) {
     next = r->next;
     unqueue(c, r);
-    if (r->state == R_APP) {
+    if (r->state == R_APP || r->state == R_STREAM) {
       r->c = NULL;
       r->next = NULL;
       *tail = r;
@@ -1038,7 +1129,7 @@ static int build(req_s *r, int status, const char *ctype, const void *body,
     rf_buf_str(o, ctype);
     rf_buf_str(o, "\r\n");
   }
-  if (!nobody) {
+  if (!nobody && r->state != R_STREAM) {
     snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
     rf_buf_str(o, line);
   }
@@ -1068,6 +1159,67 @@ void rf_http_respond(rf_http_req *req, int status, const char *content_type,
   }
   r->state = R_ANSWERED;
   flush(c);
+}
+
+/* ---- streamed answers -------------------------------------------------- */
+
+int rf_http_stream_begin(rf_http_req *req, int status, const char *ctype) {
+  req_s *r = (req_s *)req;
+  size_t n0 = r->extra.n;
+  assert(r->state == R_APP);
+  if (req->http_minor == 0 || strcmp(req->method, "GET") != 0)
+    return UV_EINVAL; /* no chunked answers in HTTP/1.0; HEAD has no body */
+  rf_buf_str(&r->extra, "Cache-Control: no-store\r\n"
+                        "Transfer-Encoding: chunked\r\n");
+  if (r->extra.oom) {
+    r->extra.n = n0;
+    r->extra.oom = 0;
+    return UV_ENOMEM;
+  }
+  rf_metrics_http(req->path, req->path_len, status, r->t0);
+  r->state = R_STREAM; /* build() leaves Content-Length out */
+  if (r->c && build(r, status, ctype, NULL, 0) != 0) {
+    r->state = R_APP;
+    return UV_ENOMEM;
+  }
+  if (r->c) flush(r->c);
+  return 0;
+}
+
+int rf_http_stream_write(rf_http_req *req, const void *data, size_t len) {
+  req_s *r = (req_s *)req;
+  char line[24];
+  assert(r->state == R_STREAM && !r->ended);
+  if (r->c == NULL) return UV_ECANCELED;
+  if (len == 0) return 0; /* an empty chunk would end the answer */
+  snprintf(line, sizeof line, "%zx\r\n", len);
+  rf_buf_str(&r->out, line);
+  rf_buf_add(&r->out, data, len);
+  rf_buf_str(&r->out, "\r\n");
+  if (r->out.oom) {
+    conn_close(r->c); /* the answer cannot go on in order */
+    return UV_ENOMEM;
+  }
+  flush(r->c);
+  return 0;
+}
+
+void rf_http_stream_end(rf_http_req *req) {
+  req_s *r = (req_s *)req;
+  assert(r->state == R_STREAM && !r->ended);
+  if (r->c == NULL) {
+    req_free(r);
+    return;
+  }
+  rf_buf_str(&r->out, "0\r\n\r\n");
+  r->ended = 1;
+  if (r->out.oom) {
+    unqueue(r->c, r);
+    conn_close(r->c);
+    req_free(r);
+    return;
+  }
+  flush(r->c);
 }
 
 void rf_http_json_error(rf_http_req *req, int status, const char *code,

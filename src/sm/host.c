@@ -461,6 +461,8 @@ static int run(rf_sm *sm, call *c, rf_buf *result) {
   status = lua_pcall(L, 1, 0, 1);
   lua_sethook(L, NULL, 0, 0);
   if (status == LUA_OK && !sm->abort) {
+    if (sm->observe && !sm->readonly)
+      sm->observe(sm->observe_ud, sm->index, sm->batch, sm->store);
     rf_store_merge(sm->store, sm->batch);
     rf_buf_add(result, sm->scratch.p ? sm->scratch.p : "", sm->scratch.n);
     rc = RF_SM_OK;
@@ -544,6 +546,16 @@ int rf_sm_has_command(const rf_sm *sm, const char *name) {
 
 int rf_sm_has_query(const rf_sm *sm, const char *name) {
   return findname(sm, name, strlen(name), 1) != NULL;
+}
+
+void rf_sm_observe(rf_sm *sm, rf_sm_observer fn, void *ud) {
+  sm->observe = fn;
+  sm->observe_ud = ud;
+}
+
+void rf_sm_restored(rf_sm *sm, uint64_t index) {
+  sm->applied = index;
+  if (sm->observe) sm->observe(sm->observe_ud, index, NULL, sm->store);
 }
 
 rf_store *rf_sm_store(rf_sm *sm) { return sm->store; }

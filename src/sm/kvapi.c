@@ -94,23 +94,35 @@ static void emit(lua_State *L, const rf_store_kv *kv, lua_Integer n) {
   lua_rawseti(L, -2, n);
 }
 
-/* kv.scan(prefix, limit): {{key=, value=}, ...} in key order, merging the
-** store with the batch (the batch wins; its tombstones hide keys). */
+/* Position a source at the first key under the prefix and after sa (sa
+** NULL: no lower bound).  1 while it has such an entry. */
+static int start(const rf_store *st, rf_store_iter *it, rf_store_kv *kv,
+                 const char *p, size_t pl, const char *sa, size_t sal) {
+  int after = sa != NULL && rf_store_keycmp(sa, sal, p, pl) >= 0;
+  rf_store_seek(st, it, after ? sa : p, after ? sal : pl);
+  if (!step(it, kv, p, pl)) return 0;
+  if (after && rf_store_keycmp(kv->key, kv->klen, sa, sal) == 0)
+    return step(it, kv, p, pl);
+  return 1;
+}
+
+/* kv.scan(prefix, limit, start_after): {{key=, value=}, ...} in key order,
+** keys above start_after only, merging the store with the batch (the batch
+** wins; its tombstones hide keys). */
 static int kv_scan(lua_State *L) {
   rf_sm *sm = rf_sm_host(L);
-  size_t pl;
+  size_t pl, sal = 0;
   const char *p = luaL_optlstring(L, 1, "", &pl);
   lua_Integer limit = luaL_optinteger(L, 2, LUA_MAXINTEGER), n = 0;
+  const char *sa = luaL_optlstring(L, 3, NULL, &sal);
   rf_store_iter a, b;
   rf_store_kv x, y;
   int hx, hy, c;
   luaL_argcheck(L, limit >= 0, 2, "limit must be >= 0");
   lua_newtable(L);
   rf_json_markarray(L, -1);
-  rf_store_seek(sm->store, &a, p, pl);
-  rf_store_seek(sm->batch, &b, p, pl);
-  hx = step(&a, &x, p, pl);
-  hy = step(&b, &y, p, pl);
+  hx = start(sm->store, &a, &x, p, pl, sa, sal);
+  hy = start(sm->batch, &b, &y, p, pl, sa, sal);
   while ((hx || hy) && n < limit) {
     rf_sm_charge(L, 1);
     c = !hx ? 1 : !hy ? -1 : rf_store_keycmp(x.key, x.klen, y.key, y.klen);

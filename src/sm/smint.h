@@ -49,6 +49,8 @@ struct rf_sm {
   size_t nnames;
   void (*log)(void *ud, const char *msg, size_t len);
   void *log_ud;
+  rf_sm_observer observe; /* rf_sm_observe */
+  void *observe_ud;
 };
 
 rf_sm *rf_sm_host(lua_State *L);

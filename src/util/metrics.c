@@ -94,7 +94,7 @@ void rf_metrics_peer_connected(uint64_t peer, int connected) {
 
 static const char *const route_names[RF_ROUTES] = {
     "/kv/{key}", "/kv", "/cmd/{name}", "/query/{name}",
-    "/status",   "/health", "/metrics", "other"};
+    "/status",   "/health", "/metrics", "/watch", "other"};
 
 static int is(const char *path, size_t len, const char *p, int prefix) {
   size_t n = strlen(p);
@@ -110,6 +110,7 @@ int rf_metrics_route(const char *path, size_t len) {
   if (is(path, len, "/status", 0)) return RF_ROUTE_STATUS;
   if (is(path, len, "/health", 0)) return RF_ROUTE_HEALTH;
   if (is(path, len, "/metrics", 0)) return RF_ROUTE_METRICS;
+  if (is(path, len, "/watch", 0)) return RF_ROUTE_WATCH;
   return RF_ROUTE_OTHER;
 }
 
