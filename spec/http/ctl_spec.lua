@@ -107,6 +107,40 @@ describe("rafting ctl (3 real nodes)", function()
     assert.matches("more keys", err)
   end)
 
+  it("watch prints each change under the prefix as a JSON line as it comes", function()
+    local out = os.tmpname()
+    local pid = assert(cluster.spawn{
+      argv = { os.getenv("RAFTING_BIN") or "./build/rafting", "ctl",
+               "--endpoints", eps, "watch", "wt/" },
+      stdout = out, stderr = out })
+    local function text()
+      local f = io.open(out, "rb")
+      local s = f and f:read("a") or ""
+      if f then f:close() end
+      return s
+    end
+    local ok, err = pcall(function()
+      -- the stream's first line: listening from the applied index
+      assert(cluster.wait_until(function() return text():find("\n") end,
+                                10000, "the watch's first line"))
+      for _, kv in ipairs{ { "wt/a", "1" }, { "other", "x" }, { "wt/b", "2" } } do
+        assert.equal(0, (ctl{ "put", kv[1], kv[2] }))
+      end
+      assert(cluster.wait_until(function() return text():find("wt/b", 1, true) end,
+                                10000, "the change to wt/b on the stream"))
+    end)
+    proc.kill(pid, "TERM")
+    cluster.wait_pid(pid, 5000)
+    local s = text()
+    os.remove(out)
+    assert(ok, tostring(err) .. "\n" .. s)
+    local keys = {}
+    for line in s:gmatch("[^\n]+") do
+      for _, e in ipairs(cjson.decode(line).events) do keys[#keys + 1] = e.key end
+    end
+    assert.same({ "wt/a", "wt/b" }, keys)
+  end)
+
   it("cmd and query", function()
     local code, out, err = ctl{ "cmd", "incr", '{"key":"hits","by":2}' }
     assert.equal(0, code, err)

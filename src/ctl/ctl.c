@@ -182,7 +182,7 @@ static int build(ctl *c, int argc, char **argv) {
     rf_buf_str(&c->target, cmd[0] == 's' ? "/status" : "/cluster");
   } else if (strcmp(cmd, "watch") == 0) {
     if (!want_args(argc, 1, 1, cmd)) return RF_CTL_USAGE;
-    rf_buf_str(&c->target, "/watch?prefix=");
+    rf_buf_str(&c->target, "/watch?stream=1&prefix="); /* a line a batch */
     enc(&c->target, argv[1], strlen(argv[1]));
   } else if (strcmp(cmd, "leader") == 0) {
     char *end;
