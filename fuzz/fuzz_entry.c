@@ -51,7 +51,8 @@ static void need_sm(void) {
 static void check_json(const rf_buf *b) {
   json_error_t e;
   json_t *v = json_loadb(b->p, b->n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
-  if (v == NULL) {
+  /* "\u0000" in a key is valid JSON that jansson does not take */
+  if (v == NULL && json_error_code(&e) != json_error_null_byte_in_key) {
     fprintf(stderr, "result: %.*s\n%s\n", (int)b->n, b->p, e.text);
     fail("a result is not valid JSON");
   }
