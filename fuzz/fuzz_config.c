@@ -2,7 +2,8 @@
 ** fuzz_config.c -- libFuzzer target: the config loader (src/lua/config.c)
 ** on arbitrary Lua source.
 **
-** The input is written to a file in a private temp directory and loaded:
+** The input is written to a file in a private temp directory (removed at
+** exit) and loaded:
 ** rf_config_load() must give a valid config or -1 with a message naming
 ** the file; a loaded config must satisfy what the loader promises (a
 ** cluster name, nodes with distinct ids, election_ticks > heartbeat_ticks).
@@ -17,7 +18,12 @@
 
 #include "rafting/config.h"
 
-static char path[64];
+static char dir[] = "/tmp/fuzz_config.XXXXXX", path[64];
+
+static void cleanup(void) {
+  unlink(path);
+  rmdir(dir);
+}
 
 static void fail(const char *what) {
   fprintf(stderr, "fuzz_config: %s\n", what);
@@ -40,9 +46,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rf_config c;
   FILE *f;
   if (path[0] == '\0') {
-    char dir[] = "/tmp/fuzz_config.XXXXXX";
     if (mkdtemp(dir) == NULL) fail("mkdtemp");
     snprintf(path, sizeof path, "%s/c.lua", dir);
+    atexit(cleanup);
   }
   if ((f = fopen(path, "wb")) == NULL) fail("cannot write the input");
   if (fwrite(data, 1, size, f) != size || fclose(f) != 0) fail("write");

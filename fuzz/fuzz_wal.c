@@ -9,8 +9,9 @@
 ** Recovery must give a log or an error message, never a crash; a log must
 ** be contiguous from snap_index + 1 to next - 1, and every entry's bytes
 ** must lie inside what recovery read (ASan checks the reads below).
-** The files live in a private temp directory, rewritten for every input;
-** recovery may repair them (truncate, remove) when the input asks.
+** The files live in a private temp directory (removed at exit), rewritten
+** for every input; recovery may repair them (truncate, remove) when the
+** input's first byte asks.
 */
 #include <dirent.h>
 #include <fcntl.h>
@@ -43,6 +44,13 @@ static seg segs[NSEG];
 static void fail(const char *what) {
   fprintf(stderr, "fuzz_wal: %s\n", what);
   abort();
+}
+
+static void clear_dir(void);
+
+static void cleanup(void) {
+  clear_dir();
+  rmdir(dir);
 }
 
 static uint8_t next_byte(input *in) {
@@ -161,6 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(dir, sizeof dir, "/tmp/fuzz_wal.XXXXXX");
     if (mkdtemp(dir) == NULL || (dirfd_ = open(dir, O_RDONLY)) < 0)
       fail("cannot make a temp directory");
+    atexit(cleanup);
   }
   if (size == 0) return 0;
   repair = next_byte(&in) & 1;
