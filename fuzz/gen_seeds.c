@@ -55,6 +55,8 @@ static void frames(void) {
   m.index = 4, m.log_term = 2, m.commit = 4, m.n_entries = 3;
   m.entries = ents;
   frame("append", &m);
+  m.n_entries = 0, m.entries = NULL; /* a heartbeat-like append */
+  frame("append_empty", &m);
   memset(&m, 0, sizeof m);
   m.from = 2, m.to = 1, m.term = 3, m.type = RAFT_MSG_APPEND_RESP;
   m.index = 7, m.reject = 1, m.hint_index = 3, m.hint_term = 1;
