@@ -603,7 +603,8 @@ int rf_config_load(const char *path, rf_config *out, char *err,
   lua_State *L;
   int rc = -1;
   set_defaults(out);
-  if ((out->path = strdup(path)) == NULL || (L = lua_newstate(cfg_alloc, &x)) == NULL) {
+  if ((out->path = strdup(path)) == NULL ||
+      (L = lua_newstate(cfg_alloc, &x)) == NULL) {
     snprintf(err, errlen, "%s: out of memory", path);
     rf_config_free(out);
     return -1;
