@@ -5,8 +5,9 @@
 -- tests and the core and cluster specs again on an ASan+UBSan build.  The
 -- randomized spec (spec/core/random_spec.lua) runs as two processes over
 -- disjoint seed ranges, one per core: 600 seeds on the plain build, 120 under
--- ASan.  Options: --quick (skip the sanitizer build), --only=PATTERN (spec
--- dirs), --long (10,000 randomized seeds on the plain build).  Exits
+-- ASan; last, each fuzz target for 20 s (RAFTING_FUZZ_SECONDS).  Options:
+-- --quick (skip the sanitizer and fuzz builds), --only=PATTERN (spec
+-- dirs, or "fuzz"), --long (10,000 randomized seeds on the plain build).  Exits
 -- non-zero if anything failed.  See docs/testing.md.
 
 local quick, only, long = false, nil, false
@@ -168,6 +169,21 @@ if not quick then
     -- the plain build ran the full count; under ASan a sample will do
     if want("spec/core") then random_parallel("build-asan", env, 120) end
   end
+end
+
+-- every fuzz target briefly (clang build-fuzz; docs/testing.md, "Fuzzing")
+if not quick and want("fuzz") then
+  local secs = tonumber(os.getenv("RAFTING_FUZZ_SECONDS")) or 20
+  local _, _, out = sh("sh fuzz/run all " .. secs)
+  local seen = false
+  for _, l in ipairs(out) do
+    local t, res = l:match("^fuzz: (%w+) (%a+)")
+    if t and (res == "ok" or res == "FOUND") then
+      seen = true
+      record("fuzz " .. t .. " (" .. secs .. " s)", res == "ok")
+    end
+  end
+  if not seen then record("fuzz: build and run", false) end
 end
 
 -- no node process may outlive the specs

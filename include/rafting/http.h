@@ -96,6 +96,10 @@ void rf_http_opts_init(rf_http_opts *o);
 ** half-made listener frees itself when the loop next runs). */
 int rf_http_start(uv_loop_t *loop, const rf_http_opts *o,
                   rf_http_server **out);
+/* Serve fd, a connected stream socket, as if the listener had accepted it
+** (the fuzzer feeds the parser through a socketpair).  On success the
+** server owns fd; on error the caller still does. */
+int rf_http_adopt(rf_http_server *s, uv_os_sock_t fd);
 int rf_http_port(const rf_http_server *s); /* the bound port */
 int rf_http_connections(const rf_http_server *s); /* open, within the limit */
 void rf_http_close(rf_http_server *s, rf_http_done_cb done, void *ud);

@@ -425,6 +425,11 @@ static void test_lua_errors(void) {
   bad("local n = 0\nload(function() n = n + 1\n"
       "  if n == 1 then return ('x'):rep(3e7) end end)\nreturn {}",
       "config still running");
+  bad("local s = ('x'):rep(1 << 30) return {}", "more than 64 MiB");
+  bad("local t = {'x'} for i = 1, 40 do t[1] = t[1] .. t[1] end",
+      "more than 64 MiB");
+  /* a refusal the config caught itself is not its error */
+  bad("pcall(string.rep, 'x', 1 << 30) error('mine')", ":1: mine");
   write_tmp("\x1bLua\x54\x00garbage", 12);
   CHECK(rf_config_load(tmp_path, &c, err, sizeof err) == -1);
   CHECK(strstr(err, "binary chunk") != NULL);

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <llhttp.h>
 
@@ -666,6 +668,35 @@ static void test_start_errors(void) {
   stop();
 }
 
+/* Read what fd has into buf (NUL-terminated); 1 once at EOF or full. */
+static int read_to_eof(int fd, char *buf, size_t cap, size_t *got) {
+  ssize_t r = 1;
+  while (*got < cap - 1 &&
+         (r = recv(fd, buf + *got, cap - 1 - *got, MSG_DONTWAIT)) > 0)
+    *got += (size_t)r;
+  buf[*got] = '\0';
+  return r == 0 || *got == cap - 1;
+}
+
+/* rf_http_adopt: a connected socket is served like an accepted one. */
+static void test_adopt(void) {
+  int sv[2];
+  char buf[512];
+  size_t got = 0;
+  static const char req[] = "GET /adopted HTTP/1.1\r\nConnection: close\r\n\r\n";
+  start(NULL);
+  CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  CHECK(rf_http_adopt(srv, sv[0]) == 0);
+  CHECK(write(sv[1], req, sizeof req - 1) == (ssize_t)(sizeof req - 1));
+  WAIT(read_to_eof(sv[1], buf, sizeof buf, &got), 2000);
+  CHECK(read_to_eof(sv[1], buf, sizeof buf, &got));
+  CHECK(strncmp(buf, "HTTP/1.1 200 ", 13) == 0);
+  CHECK(strstr(buf, "GET /adopted") != NULL);
+  close(sv[1]);
+  CHECK(rf_http_adopt(srv, -1) != 0); /* not a socket: an error, no conn */
+  stop();
+}
+
 int main(void) {
   uv_loop_init(loop);
   uv_timer_init(loop, &tick);
@@ -685,6 +716,7 @@ int main(void) {
   test_headers_out();
   test_expect_and_head();
   test_start_errors();
+  test_adopt();
   uv_close((uv_handle_t *)&tick, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(loop) == 0);

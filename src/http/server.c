@@ -157,7 +157,7 @@ static void unqueue(conn *c, req_s *r) {
 
 /* Header lookup in "name\0value\0..." storage. */
 static const char *hdr_find(const rf_buf *h, const char *name, size_t *len) {
-  const char *p = h->p, *end = h->p + h->n;
+  const char *p = h->p, *end = p ? p + h->n : NULL; /* NULL + 0: UB */
   while (p && p < end) {
     const char *v = p + strlen(p) + 1;
     if (v >= end) break;
@@ -908,10 +908,9 @@ static void conn_close(conn *c) {
 
 /* ---- the listener ------------------------------------------------------ */
 
-static void on_connection(uv_stream_t *l, int status) {
-  rf_http_server *s = l->data;
-  conn *c;
-  if (status < 0 || s->closing || (c = calloc(1, sizeof *c)) == NULL) return;
+static conn *conn_new(rf_http_server *s) {
+  conn *c = calloc(1, sizeof *c);
+  if (c == NULL) return NULL;
   c->srv = s;
   uv_tcp_init(s->loop, &c->tcp);
   uv_timer_init(s->loop, &c->timer);
@@ -923,11 +922,12 @@ static void on_connection(uv_stream_t *l, int status) {
   s->nall++;
   llhttp_init(&c->parser, HTTP_REQUEST, &settings);
   c->parser.data = c;
-  if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
-    conn_close(c);
-    return;
-  }
-  if (s->o.tls != NULL) {
+  return c;
+}
+
+static void conn_start(conn *c) {
+  rf_http_server *s = c->srv;
+  if (s->o.tls != NULL) { /* HTTPS: every byte goes through rf_tls */
     rf_tls_io io = {c, tls_send, tls_recv};
     if ((c->tls = rf_tls_new(s->o.tls, &io, NULL)) == NULL) {
       conn_close(c);
@@ -946,6 +946,30 @@ static void on_connection(uv_stream_t *l, int status) {
     conn_fail(c, 503, "too_many_connections",
               "the node has too many open HTTP connections");
   }
+}
+
+static void on_connection(uv_stream_t *l, int status) {
+  rf_http_server *s = l->data;
+  conn *c;
+  if (status < 0 || s->closing || (c = conn_new(s)) == NULL) return;
+  if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  conn_start(c);
+}
+
+int rf_http_adopt(rf_http_server *s, uv_os_sock_t fd) {
+  conn *c;
+  int rc;
+  if (s->closing) return UV_EINVAL;
+  if ((c = conn_new(s)) == NULL) return UV_ENOMEM;
+  if ((rc = uv_tcp_open(&c->tcp, fd)) != 0) {
+    conn_close(c);
+    return rc;
+  }
+  conn_start(c);
+  return 0;
 }
 
 void rf_http_opts_init(rf_http_opts *o) {

@@ -33,6 +33,7 @@
 
 #define CFG_INSTR_STEP 1000
 #define CFG_INSTR_MAX 10000000L /* ~ 0.1 s of Lua: plenty for any config */
+#define CFG_MEM_MAX (64u << 20)   /* a config is a small table */
 #define CFG_MAX_CLUSTER 64
 #define FRAME_SLACK 1024 /* envelope around a message's entries */
 #define FRAME_HEADER 4   /* the length before each peer frame */
@@ -41,6 +42,8 @@ typedef struct ctx {
   const char *path;
   rf_config *out;
   long instr;
+  size_t mem;  /* bytes the Lua state holds, at most CFG_MEM_MAX */
+  int mem_hit; /* an allocation was refused for the cap */
 } ctx;
 
 static const char *const top_keys[] = {"cluster", "nodes", "timing",
@@ -776,6 +779,25 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
 /* Library work (string.rep, patterns...), charged from a C function. */
 static void charge(lua_State *L, uint64_t n) { spend(L, n, 1); }
 
+/* The Lua allocator, capped: a config that builds huge strings fails with
+** a message instead of taking the machine's memory. */
+static void *cfg_alloc(void *ud, void *p, size_t osize, size_t nsize) {
+  ctx *x = ud;
+  size_t old = p ? osize : 0;
+  void *q;
+  if (nsize == 0) {
+    free(p);
+    x->mem -= old;
+    return NULL;
+  }
+  if (nsize > old && nsize - old > CFG_MEM_MAX - x->mem) {
+    x->mem_hit = 1;
+    return NULL;
+  }
+  if ((q = realloc(p, nsize)) != NULL) x->mem = x->mem - old + nsize;
+  return q;
+}
+
 static void open_libs(lua_State *L) {
   static const luaL_Reg libs[] = {{LUA_GNAME, luaopen_base},
                                   {LUA_STRLIBNAME, luaopen_string},
@@ -833,11 +855,12 @@ static int run(lua_State *L, ctx *x) {
 
 int rf_config_load(const char *path, rf_config *out, char *err,
                    size_t errlen) {
-  ctx x = {path, out, 0};
+  ctx x = {path, out, 0, 0, 0};
   lua_State *L;
   int rc = -1;
   set_defaults(out);
-  if ((out->path = strdup(path)) == NULL || (L = luaL_newstate()) == NULL) {
+  if ((out->path = strdup(path)) == NULL ||
+      (L = lua_newstate(cfg_alloc, &x)) == NULL) {
     snprintf(err, errlen, "%s: out of memory", path);
     rf_config_free(out);
     return -1;
@@ -845,7 +868,11 @@ int rf_config_load(const char *path, rf_config *out, char *err,
   rc = run(L, &x);
   if (rc != 0) {
     const char *msg = lua_tostring(L, -1);
-    snprintf(err, errlen, "%s", msg ? msg : "unknown error");
+    if (x.mem_hit && msg && strcmp(msg, "not enough memory") == 0)
+      snprintf(err, errlen, "%s: config needs more than %u MiB of memory",
+               path, CFG_MEM_MAX >> 20);
+    else
+      snprintf(err, errlen, "%s", msg ? msg : "unknown error");
     rf_config_free(out);
   }
   lua_close(L);

@@ -94,7 +94,8 @@ static void put_vote_resp(Env *env, body *b, const raft_msg *m, int pre) {
 /* ents is a block of n structs followed by n pointers to them. */
 static void put_append(Env *env, body *b, const raft_msg *m,
                        Rafting__Entry *ents) {
-  Rafting__Entry **ptrs = (Rafting__Entry **)(ents + m->n_entries);
+  Rafting__Entry **ptrs = /* NULL + 0 is undefined too */
+      ents ? (Rafting__Entry **)(ents + m->n_entries) : NULL;
   rafting__append_entries__init(&b->app);
   b->app.prev_log_index = m->index;
   b->app.prev_log_term = m->log_term;
