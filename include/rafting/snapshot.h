@@ -53,6 +53,15 @@ typedef struct rf_snap_meta {
 ** skipped).  0 or UV_ENOMEM (out->oom set, out->n unchanged). */
 int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
                       rf_buf *out, rf_snap_meta *meta);
+/* The same bytes as rf_snap_serialize, streamed: buf[0..cap) (at least
+** RF_SNAP_HDR) is the only memory used, handed to out(ud, p, len) each
+** time it fills (out returns 0 or < 0 to stop).  No allocation, no lock:
+** safe in a fork()ed child.  0 with meta filled, out's error, or
+** RF_SNAP_ECORRUPT when the store's live count disagrees with its keys. */
+int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
+                  void *buf, size_t cap,
+                  int (*out)(void *ud, const void *p, size_t len), void *ud,
+                  rf_snap_meta *meta);
 /* Check and parse a serialized snapshot into an empty store `into` (NULL:
 ** check only).  0, or RF_SNAP_ECORRUPT with "snapshot at offset N: reason"
 ** in err; UV_ENOMEM (into left empty); UV_EINVAL if into is not empty
@@ -102,6 +111,18 @@ int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
 ** runs, a snapshot with a higher index is kept (nothing is written). */
 int rf_snapstore_save(rf_snapstore *s, char *buf, size_t len,
                       const rf_snap_meta *m, rf_snap_done done, void *ud);
+
+/* Saving from elsewhere (a fork()ed child): create the temp file of the
+** snapshot (index, term) and return its fd (the caller closes it), or
+** RF_SNAP_EBUSY / -errno (UV_EINVAL for a memory store).  The store is
+** saving from then on.  Whoever writes the file syncs it, then
+** rf_snapstore_save_file(s, m, 1, ..) renames it into place as a save
+** would (done as for rf_snapstore_save), or with ok 0 removes it; either
+** ends the save (returns UV_EINVAL when no save_fd is pending).  A crash in
+** between leaves only the temp file, removed at the next open. */
+int rf_snapstore_save_fd(rf_snapstore *s, uint64_t index, uint64_t term);
+int rf_snapstore_save_file(rf_snapstore *s, const rf_snap_meta *m, int ok,
+                           rf_snap_done done, void *ud);
 
 /* Read up to len bytes at offset of the snapshot at index (for sending it
 ** in chunks); data is valid during the callback only.  0 bytes at the end.

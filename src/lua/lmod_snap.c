@@ -8,6 +8,8 @@
 **   snap.serialize(kv, index, term) -> bytes, meta
 **       kv: {key = value, ...}, or {{key, value}, ...} applied in order
 **       (value false deletes), so specs can build one state two ways
+**   snap.stream(kv, index, term, bufsize) -> bytes, meta | nil, msg, code
+**       the same through rf_snap_write with a bufsize-byte buffer
 **   snap.restore(bytes) -> kv, meta | nil, msg, code
 **   snap.check(bytes)   -> meta | nil, msg, code      (restore into NULL)
 **   snap.open(dir | nil) -> st | nil, msg             (nil: in memory)
@@ -156,6 +158,37 @@ static int l_serialize(lua_State *L) {
   }
   lua_pushlstring(L, b.p, b.n);
   rf_buf_free(&b);
+  push_meta(L, &m);
+  return 2;
+}
+
+static int stream_out(void *ud, const void *p, size_t len) {
+  luaL_addlstring((luaL_Buffer *)ud, p, len);
+  return 0;
+}
+
+static int l_stream(lua_State *L) {
+  size_t cap = (size_t)luaL_checkinteger(L, 4);
+  rf_store *st;
+  rf_snap_meta m;
+  luaL_Buffer out;
+  char *buf;
+  int rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argcheck(L, cap > 0 && cap < (1u << 30), 4, "bad buffer size");
+  st = build_store(L, 1);
+  if ((buf = malloc(cap)) == NULL) {
+    rf_store_free(st);
+    return luaL_error(L, "out of memory");
+  }
+  luaL_buffinit(L, &out);
+  rc = rf_snap_write(st, (uint64_t)luaL_checkinteger(L, 2),
+                     (uint64_t)luaL_checkinteger(L, 3), buf, cap, stream_out,
+                     &out, &m);
+  free(buf);
+  rf_store_free(st);
+  luaL_pushresult(&out);
+  if (rc < 0) return push_err(L, rc, NULL);
   push_meta(L, &m);
   return 2;
 }
@@ -593,6 +626,7 @@ static const luaL_Reg methods[] = {
 
 static const luaL_Reg funcs[] = {
   {"serialize", l_serialize}, {"restore", l_restore}, {"check", l_check},
+  {"stream", l_stream},
   {"open", l_open},           {"strerror", l_strerror}, {"bench", l_bench},
   {NULL, NULL}
 };

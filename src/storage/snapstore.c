@@ -54,6 +54,7 @@ struct snap_op {
   uint64_t gen;            /* chunk, finish: the transfer */
   uint64_t off;            /* read, chunk */
   char *buf;               /* save: the snapshot; read: data; chunk: inline */
+  int file;                /* save: the temp file is written already */
   size_t len;
   rf_snap_meta kept[KEEP]; /* save, finish: complete snapshots after it */
   int nkept;
@@ -293,6 +294,12 @@ static void w_save(rf_snapstore *s, snap_op *o) {
   if (s->path == NULL) return; /* memory: adopted on the loop */
   snap_name(tmp, o->m.index, o->m.term);
   strcat(tmp, ".tmp");
+  if (o->file) { /* written and synced by whoever had rf_snapstore_save_fd */
+    if ((rc = install(s, o, tmp)) == 0) return;
+    unlinkat(s->dirfd, tmp, 0);
+    o->status = rc;
+    return;
+  }
   fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   rc = fd < 0 ? -errno : 0;
   if (rc == 0 && (rc = hook(s, "write")) == 0)
@@ -447,11 +454,19 @@ static void w_finish(rf_snapstore *s, snap_op *o) {
   }
 }
 
+static void unlink_tmp(rf_snapstore *s, const rf_snap_meta *m) {
+  char tmp[NAME_LEN + 5];
+  snap_name(tmp, m->index, m->term);
+  strcat(tmp, ".tmp");
+  unlinkat(s->dirfd, tmp, 0);
+}
+
 static void work(uv_work_t *w) {
   snap_op *o = (snap_op *)((char *)w - offsetof(snap_op, work));
   rf_snapstore *s = o->s;
   if (o->status != 0) {
     if (o->kind == OP_FINISH) w_drop(s); /* refused: nothing to keep */
+    if (o->kind == OP_SAVE && o->file && s->path) unlink_tmp(s, &o->m);
     return;
   }
   switch (o->kind) {
@@ -862,6 +877,44 @@ int rf_snapstore_save(rf_snapstore *s, char *buf, size_t len,
   o->done = done;
   o->ud = ud;
   s->saving = 1;
+  enqueue(s, o);
+  return 0;
+}
+
+int rf_snapstore_save_fd(rf_snapstore *s, uint64_t index, uint64_t term) {
+  char tmp[NAME_LEN + 5];
+  int fd;
+  if (s->closing || s->path == NULL) return UV_EINVAL;
+  if (s->saving) return RF_SNAP_EBUSY;
+  snap_name(tmp, index, term);
+  strcat(tmp, ".tmp");
+  fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fmt(s->err, sizeof(s->err), "cannot create %s/%s: %s", s->path, tmp,
+        strerror(errno));
+    return -errno;
+  }
+  s->saving = 1;
+  return fd;
+}
+
+int rf_snapstore_save_file(rf_snapstore *s, const rf_snap_meta *m, int ok,
+                           rf_snap_done done, void *ud) {
+  snap_op *o;
+  if (!s->saving || s->path == NULL) return UV_EINVAL;
+  if (s->closing || (o = new_op(OP_SAVE, 0)) == NULL) {
+    unlink_tmp(s, m); /* no queue to do it on, or rare: do it here */
+    s->saving = 0;
+    return s->closing ? UV_EINVAL : UV_ENOMEM;
+  }
+  o->m = *m;
+  o->file = 1;
+  o->done = done;
+  o->ud = ud;
+  if (!ok) { /* the worker unlinks; nobody waits for it */
+    o->status = UV_ECANCELED;
+    o->done = NULL;
+  }
   enqueue(s, o);
   return 0;
 }

@@ -1,0 +1,211 @@
+/*
+** snapfork.c -- a snapshot written by a fork()ed child (see snapfork.h).
+**
+** After fork() the child is a single thread in a copy of a multithreaded
+** process: the WAL's and libuv's workers are gone, maybe holding locks
+** (malloc's among them).  So the child calls only async-signal-safe system
+** calls and code that neither allocates nor locks: the store's iteration,
+** rf_snap_write into a buffer allocated before the fork, XXH3 on the stack.
+*/
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rafting/log.h"
+#include "snapfork.h"
+
+#define BUF_BYTES (1 << 20) /* the child's write buffer */
+
+enum { HOOK_NONE, HOOK_EXIT, HOOK_KILL, HOOK_SLOW };
+
+/* What the child reports through the pipe. */
+typedef struct report {
+  int64_t status;
+  uint64_t size, nkeys;
+} report;
+
+struct rf_snapfork {
+  uv_pipe_t pipe;
+  pid_t pid;              /* 0 once reaped */
+  report rep;
+  size_t got;             /* bytes of rep read */
+  uint64_t index, term;
+  int killed;             /* rf_snapfork_kill: no done */
+  int status;
+  rf_snapfork_done done;
+  void *ud;
+};
+
+/* ------------------------------------------------------------ child */
+
+typedef struct child_out {
+  int fd, hook;
+  uint64_t writes;
+} child_out;
+
+static int write_all(int fd, const void *p, size_t len) {
+  const char *c = p;
+  while (len > 0) {
+    ssize_t k = write(fd, c, len);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) return -errno;
+    c += k;
+    len -= (size_t)k;
+  }
+  return 0;
+}
+
+static int child_write(void *ud, const void *p, size_t len) {
+  child_out *o = ud;
+  int rc = write_all(o->fd, p, len);
+  if (rc == 0 && o->writes++ == 0) {
+    if (o->hook == HOOK_EXIT) _exit(1);
+    if (o->hook == HOOK_KILL) raise(SIGKILL);
+  }
+  return rc;
+}
+
+static void child(const rf_store *st, uint64_t index, uint64_t term, int fd,
+                  int wfd, void *buf, int hook, pid_t parent) {
+  child_out o = {fd, hook, 0};
+  rf_snap_meta m = {0};
+  report r;
+  int rc;
+  signal(SIGINT, SIG_DFL); /* a ^C to the group ends us too, quietly */
+  signal(SIGTERM, SIG_DFL);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(2);
+  if (setpriority(PRIO_PROCESS, 0, 10) < 0) { /* best effort */ }
+  rc = rf_snap_write(st, index, term, buf, BUF_BYTES, child_write, &o, &m);
+  if (rc == 0 && fsync(fd) < 0) rc = -errno;
+  if (hook == HOOK_SLOW) {
+    struct timespec ts = {2, 0};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+  }
+  r.status = rc;
+  r.size = m.size;
+  r.nkeys = m.nkeys;
+  if (write_all(wfd, &r, sizeof(r)) < 0) _exit(3);
+  _exit(rc == 0 ? 0 : 1);
+}
+
+static int test_hook(void) {
+  const char *h = getenv("RAFTING_TEST_SNAPSHOT_CHILD");
+  if (h == NULL) return HOOK_NONE;
+  if (strcmp(h, "exit") == 0) return HOOK_EXIT;
+  if (strcmp(h, "kill") == 0) return HOOK_KILL;
+  if (strcmp(h, "slow") == 0) return HOOK_SLOW;
+  return HOOK_NONE;
+}
+
+/* ------------------------------------------------------------ parent */
+
+static void on_closed(uv_handle_t *h) {
+  rf_snapfork *f = h->data;
+  rf_snap_meta m = {f->index, f->term, f->rep.size, f->rep.nkeys};
+  if (!f->killed) f->done(f->ud, f->status, &m);
+  free(f);
+}
+
+/* How the child ended: 0 only for a full report of success and exit 0. */
+static int outcome(rf_snapfork *f, int ws) {
+  if (WIFSIGNALED(ws)) {
+    rf_log(RF_ERROR, "snapshot child %d killed by signal %d (%s)",
+           (int)f->pid, WTERMSIG(ws), strsignal(WTERMSIG(ws)));
+    return RF_EIO;
+  }
+  if (f->got == sizeof(f->rep) && f->rep.status < 0) return (int)f->rep.status;
+  if (f->got != sizeof(f->rep) || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+    rf_log(RF_ERROR, "snapshot child %d exited with status %d before its "
+           "report", (int)f->pid, WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
+    return RF_EIO;
+  }
+  return 0;
+}
+
+static void reap(rf_snapfork *f) {
+  int ws = 0;
+  pid_t r;
+  while ((r = waitpid(f->pid, &ws, 0)) < 0 && errno == EINTR) {}
+  f->status = r == f->pid ? outcome(f, ws) : RF_EIO;
+  f->pid = 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  rf_snapfork *f = h->data;
+  (void)hint;
+  *b = uv_buf_init((char *)&f->rep + f->got,
+                   (unsigned)(sizeof(f->rep) - f->got));
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  rf_snapfork *f = st->data;
+  (void)b;
+  if (n > 0) f->got += (size_t)n;
+  if (n >= 0 && f->got < sizeof(f->rep)) return;
+  /* the whole report, EOF or an error: the child is done or dying */
+  uv_read_stop(st);
+  reap(f);
+  uv_close((uv_handle_t *)&f->pipe, on_closed);
+}
+
+static void free_closed(uv_handle_t *h) { free(h); } /* pipe is first */
+
+int rf_snapfork_start(uv_loop_t *loop, const rf_store *st, uint64_t index,
+                      uint64_t term, int fd, rf_snapfork_done done, void *ud,
+                      rf_snapfork **out, uint64_t *pause_ns) {
+  rf_snapfork *f = calloc(1, sizeof(*f));
+  void *buf = malloc(BUF_BYTES);
+  int p[2] = {-1, -1}, hook = test_hook(), rc = 0;
+  pid_t parent = getpid(), pid;
+  uint64_t t0;
+  if (f == NULL || buf == NULL) rc = UV_ENOMEM;
+  else if (pipe2(p, O_CLOEXEC) < 0) rc = -errno;
+  else if ((rc = uv_pipe_init(loop, &f->pipe, 0)) == 0) {
+    t0 = uv_hrtime();
+    pid = fork();
+    if (pid == 0) child(st, index, term, fd, p[1], buf, hook, parent);
+    *pause_ns = uv_hrtime() - t0;
+    if (pid < 0) rc = -errno;
+    if (rc == 0 && (rc = uv_pipe_open(&f->pipe, p[0])) == 0) p[0] = -1;
+    if (rc < 0 && pid > 0) { /* cannot watch it: do not leave it running */
+      kill(pid, SIGKILL);
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    }
+    if (rc == 0) {
+      f->pid = pid;
+      f->index = index;
+      f->term = term;
+      f->done = done;
+      f->ud = ud;
+      f->pipe.data = f;
+      uv_read_start((uv_stream_t *)&f->pipe, on_alloc, on_read);
+      *out = f;
+      f = NULL;
+    } else {
+      uv_close((uv_handle_t *)&f->pipe, free_closed);
+      f = NULL;
+    }
+  }
+  if (p[0] >= 0) close(p[0]);
+  if (p[1] >= 0) close(p[1]);
+  free(buf);
+  free(f);
+  return rc;
+}
+
+void rf_snapfork_kill(rf_snapfork *f) {
+  f->killed = 1;
+  if (f->pid == 0) return; /* reaped; its close is under way */
+  kill(f->pid, SIGKILL);
+  uv_read_stop((uv_stream_t *)&f->pipe);
+  reap(f);
+  uv_close((uv_handle_t *)&f->pipe, on_closed);
+}
