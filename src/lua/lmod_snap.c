@@ -31,8 +31,13 @@
 ** Memory: the userdata owns the loop and the store; __gc closes them.
 ** Bytes cross as Lua strings, copied both ways.
 */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -536,6 +541,40 @@ static void bench_done(void *ud, int status) { *(int *)ud = status; }
 
 /* Build n random keys, serialize, save (fsync'ed) to dir, reopen, load,
 ** restore; times in ms.  Raises on any failure. */
+/* fork_ms: what a snapshot child costs the loop (fork() with this store
+** in the heap; the child exits at once). */
+static void bench_fork(lua_State *L, const rf_store *st) {
+  uint64_t t0 = uv_hrtime();
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  set_ms(L, "fork_ms", ms_since(t0));
+  if (pid < 0) luaL_error(L, "fork: %s", strerror(errno));
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+  (void)st;
+}
+
+static int write_fd(void *ud, const void *p, size_t len) {
+  return write(*(int *)ud, p, len) == (ssize_t)len ? 0 : UV_EIO;
+}
+
+/* stream_ms: what the child does: rf_snap_write to a file, then fsync. */
+static void stream_ms(lua_State *L, const rf_store *st, const char *dir) {
+  char path[4200];
+  static char buf[1 << 20];
+  rf_snap_meta m;
+  uint64_t t0 = uv_hrtime();
+  int fd, rc;
+  snprintf(path, sizeof(path), "%s/snap/stream.bench", dir);
+  if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+    luaL_error(L, "%s: %s", path, strerror(errno));
+  rc = rf_snap_write(st, 1000, 3, buf, sizeof(buf), write_fd, &fd, &m);
+  if (rc == 0 && fsync(fd) < 0) rc = UV_EIO;
+  close(fd);
+  unlink(path);
+  if (rc < 0) luaL_error(L, "stream: %s", rf_snap_strerror(rc));
+  set_ms(L, "stream_ms", ms_since(t0));
+}
+
 static int l_bench(lua_State *L) {
   lua_Integer n = field_u64(L, 1, "n"), kl = field_u64(L, 1, "klen"),
               vl = field_u64(L, 1, "vlen");
@@ -572,9 +611,11 @@ static int l_bench(lua_State *L) {
   lua_setfield(L, -2, "nkeys");
   lua_pushinteger(L, (lua_Integer)rf_store_bytes(st));
   lua_setfield(L, -2, "store_bytes");
+  bench_fork(L, st);
   uv_loop_init(&loop);
   if ((ss = rf_snapstore_open(&loop, dir, err, sizeof(err))) == NULL)
     return luaL_error(L, "%s", err);
+  stream_ms(L, st, dir);
   p = rf_buf_take(&b, &len);
   t0 = uv_hrtime();
   if (rf_snapstore_save(ss, p, len, &m, bench_done, &status) < 0)

@@ -1,0 +1,211 @@
+-- snapfork_spec.lua -- snapshots written by a fork()ed child (src/snapfork.c)
+-- on real nodes with WAL storage: a snapshot taken while writes go on is
+-- exactly the state at its index, the node answers while the child works,
+-- and a child that dies mid-write, or a node killed while its child writes,
+-- leaves a data directory that recovers every acknowledged write.
+--
+-- The test hook RAFTING_TEST_SNAPSHOT_CHILD (exit, kill, slow) is read by
+-- the nodes; see src/snapfork.h.
+
+local cluster = require "rafting.testing.cluster"
+local D = require "spec.support.durability_helper"
+local snap = require "rafting.snap"
+local lfs = require "lfs"
+
+local LIMITS = { snapshot_entries = 150, snapshot_trailing = 30 }
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- names in node id's snapshot directory matching pattern, sorted
+local function snap_files(c, id, pattern)
+  local dir, out = D.data_dir(c, id) .. "/snap", {}
+  if not lfs.attributes(dir) then return out, dir end
+  for name in lfs.dir(dir) do
+    if name:match(pattern) then out[#out + 1] = name end
+  end
+  table.sort(out)
+  return out, dir
+end
+
+local function by_key(acks)
+  local t = {}
+  for _, a in ipairs(acks) do t[a.key] = a end
+  return t
+end
+
+-- The snapshot at path holds exactly the acknowledged writes up to its
+-- index, none after it, and nothing else but writes whose answer was lost
+-- (unknown: not acknowledged). Returns its meta and those counts.
+local function check_exact(path, acked)
+  local kv, m = assert(snap.restore(slurp(path)))
+  local inside, unknown = 0, 0
+  for k, v in pairs(kv) do
+    local a = acked[k]
+    if k:match("^probe%.") then -- the probe writes: not from the writers
+    elseif a then
+      assert(a.index <= m.index, ("%s: key %s written at index %d is in the "
+             .. "snapshot at %d"):format(path, k, a.index, m.index))
+      assert(v == a.value, ("%s: key %s has the wrong value"):format(path, k))
+    else
+      unknown = unknown + 1
+    end
+  end
+  for k, a in pairs(acked) do
+    if a.index <= m.index then
+      assert(kv[k] == a.value, ("%s: key %s written at index %d is missing "
+             .. "from the snapshot at %d"):format(path, k, a.index, m.index))
+      inside = inside + 1
+    end
+  end
+  return m, inside, unknown
+end
+
+local function all_found(c, acks)
+  for _, id in ipairs(c.ids) do
+    local seen = {}
+    for _, a in ipairs(acks) do
+      local p = a.key:match("^(.*%.)%d+$")
+      seen[p] = seen[p] or D.stale_range(c, id, p)
+      assert(seen[p][a.key] == a.value, ("node %d: %s (index %d) missing "
+             .. "or wrong"):format(id, a.key, a.index))
+    end
+  end
+end
+
+local function top_index(acks)
+  local top = 0
+  for _, a in ipairs(acks) do top = math.max(top, a.index) end
+  return top
+end
+
+describe("snapshots written by a child process", function()
+  local c, w
+  after_each(function()
+    if w then w:kill() w = nil end
+    if c then c:shutdown({ force = true }) c = nil end
+  end)
+  teardown(function() cluster.kill_all() end)
+
+  it("are exactly the state at their index while writes go on, and the node answers meanwhile", function()
+    c = D.start{ nodes = 3, limits = LIMITS,
+                 env = { RAFTING_TEST_SNAPSHOT_CHILD = "slow" } }
+    local l = c:leader()
+    w = D.writers(c, { n = 6, prefix = "s.", max = 150, deadline_ms = 60000, seed = 3 })
+    -- a child is writing (it holds on 2 s after its fsync): the leader
+    -- still commits writes of a client of its own
+    local started = c:wait_for(function()
+      local log = c:log(l)
+      local idx = nil
+      for i in log:gmatch('msg="snapshot started" index=(%d+)') do idx = i end
+      if idx and not log:find('msg="snapshot taken" index=' .. idx .. ' ', 1, true) then
+        return idx
+      end
+      return false, "no snapshot in progress on the leader"
+    end, 30000, "a snapshot child at work on the leader")
+    local cl = D.client(c, l)
+    for i = 1, 10 do
+      local code, body = cl:request("PUT", "/kv/probe." .. i, "p" .. i)
+      assert(code == 200, ("probe %d: %s %s"):format(i, tostring(code), tostring(body)))
+    end
+    cl:close()
+    assert.is_nil(c:log(l):find('msg="snapshot taken" index=' .. started .. ' ', 1, true),
+                  "the snapshot at " .. started .. " ended before 10 writes did")
+    local acks = w:stop(true)
+    local sent, n, other = w:summary()
+    w = nil
+    for _, id in ipairs(c.ids) do D.wait_applied(c, id, top_index(acks)) end
+    -- every snapshot kept on every node, against the acknowledged writes
+    local acked, checked = by_key(acks), 0
+    for _, id in ipairs(c.ids) do
+      c:wait_for(function()
+        return #snap_files(c, id, "%.tmp$") == 0, "a snapshot in progress"
+      end, 20000, "node " .. id .. " to finish its snapshot")
+      local names, dir = snap_files(c, id, "^%x+%-%x+%.snap$")
+      for _, name in ipairs(names) do
+        local m, inside, unknown = check_exact(dir .. "/" .. name, acked)
+        if other == "" then assert.equals(0, unknown) end
+        assert(m.index < top_index(acks), "a snapshot after the last write")
+        checked = checked + 1
+        D.report("snapfork: node %d snapshot at %d: %d keys, %d acknowledged up to it, %d unknown",
+                 id, m.index, m.nkeys, inside, unknown)
+      end
+    end
+    assert(checked >= 3, "only " .. checked .. " snapshots to check")
+    D.report("snapfork: %d sent, %d acknowledged (others: %s), %d snapshots exact",
+             sent, n, other ~= "" and other or "none", checked)
+  end)
+
+  for _, how in ipairs({ "exit", "kill" }) do
+    it("a child that dies mid-write (" .. how .. ") leaves a recoverable data directory", function()
+      c = D.start{ nodes = 3, limits = LIMITS,
+                   env = { RAFTING_TEST_SNAPSHOT_CHILD = how } }
+      local l = c:leader()
+      w = D.writers(c, { n = 4, prefix = "f.", max = 120, deadline_ms = 60000, seed = 5 })
+      local acks = w:stop(true)
+      w = nil
+      for _, id in ipairs(c.ids) do D.wait_applied(c, id, top_index(acks)) end
+      local want = how == "exit" and "exited with status 1"
+                   or "killed by signal 9"
+      assert(c:log(l):find("snapshot child %d+ " .. want),
+             "the leader did not log its child " .. want)
+      assert(c:log(l):find('msg="snapshot save failed"'), "no 'snapshot save failed'")
+      for _, id in ipairs(c.ids) do
+        assert.equals("running", c.nodes[id].state)
+        assert.same({}, (snap_files(c, id, "%.snap$")))
+        c:wait_for(function()
+          return #snap_files(c, id, "%.tmp$") == 0, "a partial file is still there"
+        end, 10000, "node " .. id .. " to remove the partial snapshot")
+      end
+      all_found(c, acks)
+      -- crash them all, start without the hook: all there, snapshots again
+      D.kill_all_nodes(c)
+      c.env = nil
+      D.start_all_nodes(c)
+      c:leader(15000)
+      all_found(c, acks)
+      w = D.writers(c, { n = 4, prefix = "g.", max = 60, deadline_ms = 60000, seed = 6 })
+      local more = w:stop(true)
+      w = nil
+      for _, a in ipairs(more) do acks[#acks + 1] = a end
+      for _, id in ipairs(c.ids) do D.wait_applied(c, id, top_index(acks)) end
+      local acked = by_key(acks)
+      for _, id in ipairs(c.ids) do
+        local names, dir = c:wait_for(function()
+          local names, dir = snap_files(c, id, "^%x+%-%x+%.snap$")
+          return #names > 0 and names, dir
+        end, 20000, "node " .. id .. " to take a snapshot")
+        check_exact(dir .. "/" .. names[#names], acked)
+      end
+      all_found(c, acks)
+    end)
+  end
+
+  it("a node killed while its child writes restarts from its WAL, the partial file removed", function()
+    c = D.start{ nodes = 3, limits = LIMITS,
+                 env = { RAFTING_TEST_SNAPSHOT_CHILD = "slow" } }
+    local l = c:leader()
+    local f = D.others(c, l)[1]
+    w = D.writers(c, { n = 4, prefix = "k.", max = 150, deadline_ms = 60000, seed = 9 })
+    c:wait_for(function()
+      local log = c:log(f)
+      local idx = nil
+      for i in log:gmatch('msg="snapshot started" index=(%d+)') do idx = i end
+      return idx and not log:find('msg="snapshot taken" index=' .. idx .. ' ', 1, true),
+             "no snapshot in progress on node " .. f
+    end, 30000, "a snapshot child at work on node " .. f)
+    c:kill(f)
+    assert(#snap_files(c, f, "%.tmp$") == 1, "no partial snapshot left by the kill")
+    local acks = w:stop(true)
+    w = nil
+    c.env = nil
+    c:start_node(f) -- binds its ports: the child died with its parent
+    D.wait_applied(c, f, top_index(acks), 30000)
+    assert.same({}, (snap_files(c, f, "%.tmp$")))
+    all_found(c, acks)
+  end)
+end)
