@@ -37,6 +37,7 @@ struct rf_snapfork {
   pid_t pid;              /* 0 once reaped */
   report rep;
   size_t got;             /* bytes of rep read */
+  char junk[16];          /* reads past the report */
   uint64_t index, term;
   int killed;             /* rf_snapfork_kill: no done */
   int status;
@@ -141,16 +142,20 @@ static void reap(rf_snapfork *f) {
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   rf_snapfork *f = h->data;
   (void)hint;
-  *b = uv_buf_init((char *)&f->rep + f->got,
-                   (unsigned)(sizeof(f->rep) - f->got));
+  if (f->got < sizeof(f->rep))
+    *b = uv_buf_init((char *)&f->rep + f->got,
+                     (unsigned)(sizeof(f->rep) - f->got));
+  else /* more than a report: not from our child; counted, then refused */
+    *b = uv_buf_init(f->junk, sizeof(f->junk));
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   rf_snapfork *f = st->data;
-  (void)b;
-  if (n > 0) f->got += (size_t)n;
-  if (n >= 0 && f->got < sizeof(f->rep)) return;
-  /* the whole report, EOF or an error: the child is done or dying */
+  if (n > 0 && b->base == f->junk) f->got = sizeof(f->rep) + 1;
+  else if (n > 0) f->got += (size_t)n;
+  if (n >= 0) return;
+  /* EOF (or an error): the child closed its end when it exited, after
+  ** releasing its memory, so reaping it now does not wait */
   uv_read_stop(st);
   reap(f);
   uv_close((uv_handle_t *)&f->pipe, on_closed);

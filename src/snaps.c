@@ -159,12 +159,13 @@ static void take(rf_snaps *s, const raft_entry *e) {
     return;
   }
   s->saving = 1;
-  s->since_entries = s->since_bytes = 0;
   rf_log_begin(&r, RF_INFO, "snapshot started");
   rf_log_u64(&r, "index", e->index);
   rf_log_u64(&r, "keys", rf_store_count(st));
+  rf_log_u64(&r, "log_bytes", s->since_bytes); /* since the last one */
   rf_log_u64(&r, "fork_us", pause / 1000);
   rf_log_end(&r);
+  s->since_entries = s->since_bytes = 0;
 }
 
 /* Enough log since the last snapshot: a share of the state's size (so the
