@@ -10,10 +10,12 @@
 **   trailer: u64 XXH3-64 of everything before it
 **
 ** (integers little-endian; keys strictly ascending in rf_store_keycmp
-** order; uvarints are minimal LEB128).  rf_snap_serialize() runs on the
-** loop thread (a copy of the store into one buffer: the only pause
-** snapshots cause); saving, reading, receiving and their checks run on
-** libuv's thread pool.  docs/storage.md has the file and directory layout.
+** order; uvarints are minimal LEB128).  A node with a data directory
+** writes its snapshots from a fork()ed child with rf_snap_write() and
+** hands the file over with rf_snapstore_save_fd/save_file (src/snapfork.c);
+** memory nodes serialize on the loop (rf_snap_serialize, one buffer).
+** Saving, reading, receiving and their checks run on libuv's thread pool.
+** docs/storage.md has the file and directory layout.
 **
 ** Memory: serialize/restore use the caller's buffers.  rf_snapstore_save()
 ** takes ownership of the buffer it is given, even when it returns an error

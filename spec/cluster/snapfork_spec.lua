@@ -185,6 +185,42 @@ describe("snapshots written by a child process", function()
     end)
   end
 
+  it("are taken when the log since the last reaches snapshot_log_percent of the state, never before", function()
+    local FLOOR = 65536
+    c = D.start{ nodes = 1, limits = { snapshot_log_percent = 50,
+                                        snapshot_min_log_bytes = FLOOR,
+                                        snapshot_trailing = 10 } }
+    w = D.writers(c, { n = 4, prefix = "a.", max = 2500, deadline_ms = 120000,
+                       seed = 11, value_bytes = 100 })
+    local acks = w:stop(true)
+    w = nil
+    D.wait_applied(c, 1, top_index(acks))
+    local log = c:log(1)
+    local started, sizes = {}, {}
+    for idx, keys, lb in log:gmatch('msg="snapshot started" index=(%d+) keys=(%d+) log_bytes=(%d+)') do
+      started[#started + 1] = { index = tonumber(idx), keys = tonumber(keys), log = tonumber(lb) }
+    end
+    for idx, bytes in log:gmatch('msg="snapshot taken" index=(%d+) keys=%d+ bytes=(%d+)') do
+      sizes[tonumber(idx)] = tonumber(bytes)
+    end
+    assert(#started >= 3, "only " .. #started .. " snapshots over " .. #acks .. " writes")
+    local snap_total, log_total = 0, 0
+    for _, st in ipairs(started) do
+      local size = sizes[st.index]
+      if size then -- the last may still be in progress
+        -- keys and values < 128 bytes: one length byte each, 40 of frame
+        local state = size - 40 - 2 * st.keys
+        local need = math.max(FLOOR, state // 100 * 50)
+        assert(st.log >= need, ("snapshot at %d after %d bytes of log, the "
+               .. "state being %d bytes: want %d"):format(st.index, st.log, state, need))
+        snap_total, log_total = snap_total + size, log_total + st.log
+      end
+    end
+    D.report("snapfork: %d snapshots, %d bytes for %d bytes of log (%.2f per byte of log)",
+             #started, snap_total, log_total, snap_total / log_total)
+    assert(snap_total <= 2 * log_total, "more than 2 bytes of snapshot per byte of log")
+  end)
+
   it("a node killed while its child writes restarts from its WAL, the partial file removed", function()
     c = D.start{ nodes = 3, limits = LIMITS,
                  env = { RAFTING_TEST_SNAPSHOT_CHILD = "slow" } }
