@@ -6,6 +6,8 @@
 ** (malloc's among them).  So the child calls only async-signal-safe system
 ** calls and code that neither allocates nor locks: the store's iteration,
 ** rf_snap_write into a buffer allocated before the fork, XXH3 on the stack.
+** It first closes every descriptor it does not need: the node's sockets
+** must close when the node closes them.
 */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,6 +77,24 @@ static int child_write(void *ud, const void *p, size_t len) {
   return rc;
 }
 
+/* Close every inherited descriptor but 0-2, a and b: a socket the parent
+** closes must not stay open in the child (a peer or an HTTP client would
+** not see the close until the child exits). */
+static void close_others(int a, int b) {
+  unsigned lo = (unsigned)(a < b ? a : b), hi = (unsigned)(a < b ? b : a);
+  struct rlimit rl;
+  if (syscall(SYS_close_range, hi + 1, ~0u, 0u) < 0 && errno == ENOSYS)
+    goto slow;
+  if (lo > 3) syscall(SYS_close_range, 3u, lo - 1, 0u);
+  if (hi > lo + 1) syscall(SYS_close_range, lo + 1, hi - 1, 0u);
+  return;
+slow: /* kernels before 5.9 */
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur > (1u << 20))
+    rl.rlim_cur = 1u << 20;
+  for (unsigned i = 3; i < rl.rlim_cur; i++)
+    if (i != lo && i != hi) close((int)i);
+}
+
 static void child(const rf_store *st, uint64_t index, uint64_t term, int fd,
                   int wfd, void *buf, int hook, pid_t parent) {
   child_out o = {fd, hook, 0};
@@ -84,6 +105,7 @@ static void child(const rf_store *st, uint64_t index, uint64_t term, int fd,
   signal(SIGTERM, SIG_DFL);
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(2);
   if (setpriority(PRIO_PROCESS, 0, 10) < 0) { /* best effort */ }
+  close_others(fd, wfd);
   rc = rf_snap_write(st, index, term, buf, BUF_BYTES, child_write, &o, &m);
   if (rc == 0 && fsync(fd) < 0) rc = -errno;
   if (hook == HOOK_SLOW) {

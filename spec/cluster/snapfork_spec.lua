@@ -140,6 +140,47 @@ describe("snapshots written by a child process", function()
              sent, n, other ~= "" and other or "none", checked)
   end)
 
+  it("a connection the node closes while its child writes is closed at once (the child keeps no socket)", function()
+    local socket = require "socket"
+    c = D.start{ nodes = 1, limits = LIMITS,
+                 env = { RAFTING_TEST_SNAPSHOT_CHILD = "slow" } }
+    c:leader()
+    local n = c.nodes[1]
+    -- a connection open before the fork
+    local s = assert(socket.tcp())
+    s:settimeout(5)
+    assert(s:connect(n.host, n.port))
+    assert(s:send("GET /health HTTP/1.1\r\nHost: t\r\n\r\n"))
+    assert(s:receive("*l"):match("^HTTP/1%.1 200"))
+    local len = 0
+    while true do
+      local line = assert(s:receive("*l"))
+      if line == "" then break end
+      len = tonumber(line:lower():match("^content%-length:%s*(%d+)")) or len
+    end
+    if len > 0 then assert(s:receive(len)) end
+    w = D.writers(c, { n = 2, prefix = "c.", max = 200, deadline_ms = 60000, seed = 4 })
+    local idx = c:wait_for(function()
+      local log, last = c:log(1), nil
+      for i in log:gmatch('msg="snapshot started" index=(%d+)') do last = i end
+      if last and not log:find('msg="snapshot taken" index=' .. last .. ' ', 1, true) then
+        return last
+      end
+      return false, "no snapshot in progress"
+    end, 30000, "a snapshot child at work")
+    -- ask the node to close it
+    s:settimeout(1.5)
+    assert(s:send("GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+    local body, err = s:receive("*a")
+    s:close()
+    assert(body, "no EOF within 1.5 s: " .. tostring(err))
+    assert(body:find("^HTTP/1%.1 200"), "answer: " .. body:sub(1, 80))
+    assert.is_nil(c:log(1):find('msg="snapshot taken" index=' .. idx .. ' ', 1, true),
+                  "the snapshot ended before the EOF: the check proves nothing")
+    w:stop(true)
+    w = nil
+  end)
+
   for _, how in ipairs({ "exit", "kill" }) do
     it("a child that dies mid-write (" .. how .. ") leaves a recoverable data directory", function()
       c = D.start{ nodes = 3, limits = LIMITS,
