@@ -52,6 +52,8 @@ struct rf_snaps {
   int saving;           /* a snapshot is being written */
   rf_snapfork *child;   /* the child writing it, if forked */
   rf_snap_meta child_m; /* which one it writes */
+  rf_store *pre;        /* a received snapshot, loaded off the loop */
+  rf_snap_meta pre_m;   /* which one */
   uint64_t save_t0;     /* when it started (rafting_snapshot_duration) */
   uint64_t since_entries, since_bytes;
   rf_progress rx_prog;  /* "snapshot receive" progress lines */
@@ -330,11 +332,66 @@ static void rx_drop(rf_snaps *s) {
   s->rx_gen++;
 }
 
+/* The received snapshot is stored: tell the leader and the core. */
+static void adopt(rf_snaps *s, const receiver *r) {
+  raft_msg m;
+  memset(&m, 0, sizeof(m));
+  m.type = RAFT_MSG_SNAPSHOT;
+  m.from = r->from;
+  m.to = s->deps.id;
+  m.term = r->term;
+  m.index = r->meta.index;
+  m.log_term = r->meta.term;
+  ack(s, r->from, r->meta.index, r->meta.size, 0);
+  rf_driver_step(s->drv, &m);
+}
+
+static void on_preloaded(void *ud, int status) {
+  rx_op *op = ud;
+  rf_snaps *s = op->s;
+  receiver r = op->r;
+  rf_logrec lr;
+  free(op);
+  s->finishing = 0;
+  if (status < 0 || s->closing) {
+    rf_store_free(s->pre);
+    s->pre = NULL;
+  }
+  if (status == UV_ECANCELED || s->closing) return;
+  rf_log_begin(&lr, status < 0 ? RF_WARN : RF_INFO,
+               status < 0 ? "snapshot preload failed" : "snapshot preloaded");
+  rf_log_u64(&lr, "index", r.meta.index);
+  if (status == 0) rf_log_u64(&lr, "keys", rf_store_count(s->pre));
+  if (status < 0) rf_log_str(&lr, "error", rf_snap_strerror(status));
+  rf_log_end(&lr);
+  adopt(s, &r); /* failed: rf_snaps_install loads it on the loop */
+}
+
+/* Load the received snapshot into a store of its own on the thread pool,
+** the loop free meanwhile; 1 if under way (on_preloaded goes on). */
+static int preload(rf_snaps *s, const receiver *r) {
+  rx_op *op = malloc(sizeof(*op));
+  if (op == NULL) return 0;
+  op->s = s;
+  op->r = *r;
+  op->gen = s->rx_gen;
+  rf_store_free(s->pre);
+  if ((s->pre = rf_store_new()) == NULL ||
+      rf_snapstore_preload(s->store, &r->meta, s->pre, on_preloaded, op) < 0) {
+    rf_store_free(s->pre);
+    s->pre = NULL;
+    free(op);
+    return 0;
+  }
+  s->pre_m = r->meta;
+  s->finishing = 1; /* no other transfer until the core has it */
+  return 1;
+}
+
 static void on_finished(void *ud, int status) {
   rx_op *op = ud;
   rf_snaps *s = op->s;
   receiver r = op->r;
-  raft_msg m;
   free(op);
   s->finishing = 0;
   if (status == UV_ECANCELED || s->closing) return;
@@ -348,16 +405,9 @@ static void on_finished(void *ud, int status) {
     ack(s, r.from, r.meta.index, 0, 1);
     return;
   }
-  /* stored: now the core may adopt it (it answers with an APPEND_RESP) */
-  memset(&m, 0, sizeof(m));
-  m.type = RAFT_MSG_SNAPSHOT;
-  m.from = r.from;
-  m.to = s->deps.id;
-  m.term = r.term;
-  m.index = r.meta.index;
-  m.log_term = r.meta.term;
-  ack(s, r.from, r.meta.index, r.meta.size, 0);
-  rf_driver_step(s->drv, &m);
+  /* stored: once loaded the core may adopt it (it answers with an
+  ** APPEND_RESP) */
+  if (!preload(s, &r)) adopt(s, &r);
 }
 
 static void finish(rf_snaps *s) {
@@ -484,6 +534,43 @@ void rf_snaps_recv(rf_snaps *s, const raft_msg *m) {
   else on_ack(s, m);
 }
 
+static void w_free_store(uv_work_t *w) { rf_store_free(w->data); }
+static void after_free_store(uv_work_t *w, int status) {
+  (void)status;
+  free(w);
+}
+
+/* The old contents go on the thread pool: freeing 1M keys takes a while. */
+static void free_off_loop(rf_snaps *s, rf_store *st) {
+  uv_work_t *w = malloc(sizeof(*w));
+  if (w == NULL) {
+    rf_store_free(st);
+    return;
+  }
+  w->data = st;
+  uv_queue_work(s->loop, w, w_free_store, after_free_store);
+}
+
+/* O(1): the preloaded store, if it is the one adopted, becomes the state. */
+static int install_preloaded(rf_snaps *s, uint64_t index, uint64_t term) {
+  rf_logrec r;
+  if (s->pre == NULL || s->finishing) return 0;
+  if (s->pre_m.index != index || s->pre_m.term != term) {
+    free_off_loop(s, s->pre);
+    s->pre = NULL;
+    return 0;
+  }
+  rf_store_swap(rf_sm_store(s->deps.sm), s->pre);
+  free_off_loop(s, s->pre);
+  s->pre = NULL;
+  s->since_entries = s->since_bytes = 0;
+  rf_log_begin(&r, RF_INFO, "snapshot installed");
+  rf_log_u64(&r, "index", index);
+  rf_log_u64(&r, "keys", rf_store_count(rf_sm_store(s->deps.sm)));
+  rf_log_end(&r);
+  return 1;
+}
+
 int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
   rf_store *st = rf_sm_store(s->deps.sm);
   rf_snap_meta m;
@@ -491,6 +578,7 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
   char err[256];
   rf_buf b;
   int rc;
+  if (install_preloaded(s, index, term)) return 0;
   rf_buf_init(&b);
   rc = rf_snapstore_load(s->store, &b, &m, err, sizeof(err));
   if (rc == 0 && (m.index != index || m.term != term)) {
@@ -604,6 +692,7 @@ void rf_snaps_attach(rf_snaps *s, rf_driver *drv) { s->drv = drv; }
 
 static void on_store_closed(void *ud) {
   rf_snaps *s = ud;
+  rf_store_free(s->pre);
   if (s->done) s->done(s->done_ud);
   free(s->dir);
   free(s);

@@ -104,6 +104,15 @@ int rf_snapstore_latest(const rf_snapstore *s, rf_snap_meta *m);
 int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
                       char *err, size_t errlen);
 
+/* Restore the kept snapshot m (index, term) into the empty store into, on
+** the thread pool, so the loop does not wait for it (a follower keeps
+** answering its leader while it loads a received snapshot).  into is the
+** caller's and must live until done runs; on failure it may hold part of
+** the snapshot (clear or free it).  done gets 0, RF_SNAP_ENONE, -errno,
+** RF_SNAP_ECORRUPT or UV_ENOMEM. */
+int rf_snapstore_preload(rf_snapstore *s, const rf_snap_meta *m,
+                         rf_store *into, rf_snap_done done, void *ud);
+
 /* Make buf[0..len) (from rf_snap_serialize, meta m) the latest snapshot:
 ** written to a temp file, synced, renamed, directory synced, older ones
 ** beyond the last two removed; done(status) once durable.  Returns

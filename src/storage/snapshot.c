@@ -225,6 +225,10 @@ static int get_len(const uint8_t *p, size_t *pos, size_t end, uint64_t rec,
   return 0;
 }
 
+/* Set by snap_restore_quiet on a worker thread: no progress lines there
+** (the log reads the node's term, which belongs to the loop). */
+static _Thread_local int quiet;
+
 static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
                          rf_store *into, size_t *off, char *reason,
                          size_t rlen) {
@@ -236,7 +240,7 @@ static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
   prog.count_name = "bytes";
   for (uint64_t i = 0; i < nkeys; i++) {
     size_t at = pos;
-    if (into) {
+    if (into && !quiet) {
       prog.count = pos;
       rf_progress_step(&prog, i);
     }
@@ -259,7 +263,7 @@ static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
     return bad(off, pos, reason, rlen,
                "%zu unexpected bytes after the last of %llu records",
                end - pos, (unsigned long long)nkeys);
-  if (into) {
+  if (into && !quiet) {
     prog.count = end;
     rf_progress_step(&prog, nkeys);
     rf_progress_end(&prog);
@@ -321,4 +325,13 @@ const char *rf_snap_strerror(int err) {
   case RF_SNAP_ESTALE: return "older than the latest snapshot";
   default: return rf_strerror(err);
   }
+}
+
+int snap_restore_quiet(const void *buf, size_t len, rf_store *into,
+                       rf_snap_meta *meta, char *err, size_t errlen) {
+  int rc;
+  quiet = 1;
+  rc = rf_snap_restore(buf, len, into, meta, err, errlen);
+  quiet = 0;
+  return rc;
 }

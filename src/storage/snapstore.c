@@ -41,7 +41,8 @@
 #define NAME_LEN 38                 /* "%016x-%016x.snap" */
 #define RECV_TMP "receiving.snap.tmp"
 
-enum { OP_SAVE, OP_READ, OP_CHUNK, OP_FINISH, OP_DROP, OP_CLOSE };
+enum { OP_SAVE, OP_READ, OP_CHUNK, OP_FINISH, OP_DROP, OP_CLOSE,
+       OP_PRELOAD };
 
 typedef struct snap_op snap_op;
 struct snap_op {
@@ -55,6 +56,7 @@ struct snap_op {
   uint64_t off;            /* read, chunk */
   char *buf;               /* save: the snapshot; read: data; chunk: inline */
   int file;                /* save: the temp file is written already */
+  rf_store *into;          /* preload: the caller's empty store */
   size_t len;
   rf_snap_meta kept[KEEP]; /* save, finish: complete snapshots after it */
   int nkept;
@@ -461,6 +463,8 @@ static void unlink_tmp(rf_snapstore *s, const rf_snap_meta *m) {
   unlinkat(s->dirfd, tmp, 0);
 }
 
+static void w_preload(rf_snapstore *s, snap_op *o);
+
 static void work(uv_work_t *w) {
   snap_op *o = (snap_op *)((char *)w - offsetof(snap_op, work));
   rf_snapstore *s = o->s;
@@ -474,6 +478,7 @@ static void work(uv_work_t *w) {
   case OP_READ: w_read(s, o); break;
   case OP_CHUNK: w_chunk(s, o); break;
   case OP_FINISH: w_finish(s, o); break;
+  case OP_PRELOAD: w_preload(s, o); break;
   case OP_DROP: case OP_CLOSE: w_drop(s); break;
   }
 }
@@ -833,6 +838,50 @@ static int load_file(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
     out->n += len;
   out->p[out->n] = '\0';
   return rc;
+}
+
+/* The snapshot o->m restored into o->into, on the worker.  The list of
+** kept snapshots and mem do not change while an op runs. */
+static void w_preload(rf_snapstore *s, snap_op *o) {
+  char name[NAME_LEN + 1];
+  rf_snap_meta m = {0};
+  rf_buf b;
+  size_t len = 0;
+  int rc;
+  if (s->path == NULL) {
+    if (s->nkept == 0 || s->kept[0].index != o->m.index ||
+        s->kept[0].term != o->m.term) {
+      o->status = RF_SNAP_ENONE;
+      return;
+    }
+    rc = snap_restore_quiet(s->mem, (size_t)s->kept[0].size, o->into, &m,
+                            o->err, sizeof(o->err));
+  } else {
+    snap_name(name, o->m.index, o->m.term);
+    rf_buf_init(&b);
+    if ((rc = slurp(s, name, &b, &len)) < 0)
+      fmt(o->err, sizeof(o->err), "cannot read snapshot %s/%s: %s", s->path,
+          name, strerror(-rc));
+    else
+      rc = snap_restore_quiet(b.p, len, o->into, &m, o->err, sizeof(o->err));
+    rf_buf_free(&b);
+  }
+  if (rc == 0 && (m.index != o->m.index || m.term != o->m.term))
+    rc = RF_SNAP_ECORRUPT;
+  o->status = rc;
+}
+
+int rf_snapstore_preload(rf_snapstore *s, const rf_snap_meta *m,
+                         rf_store *into, rf_snap_done done, void *ud) {
+  snap_op *o;
+  if (s->closing) return UV_EINVAL;
+  if ((o = new_op(OP_PRELOAD, 0)) == NULL) return UV_ENOMEM;
+  o->m = *m;
+  o->into = into;
+  o->done = done;
+  o->ud = ud;
+  enqueue(s, o);
+  return 0;
 }
 
 int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
