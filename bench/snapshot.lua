@@ -1,5 +1,7 @@
 -- snapshot.lua -- the cost of a snapshot of N keys: building the store,
--- serializing it (the pause on the loop thread), saving it durably
+-- fork() with it in the heap (the pause a snapshot child costs the loop),
+-- streaming it to a file and fsyncing (the child's work), serializing it
+-- into one buffer (the pause of memory nodes), saving it durably
 -- (write + fsync + rename + directory fsync, off the loop), and at restart
 -- loading it, checking it and restoring it into an empty store.
 --
@@ -16,7 +18,7 @@ local vlen = tonumber(arg[3]) or 32
 local base = arg[4] or os.getenv("TMPDIR") or "/tmp"
 local rounds = tonumber(arg[5]) or 3
 
-local cols = { "build_ms", "serialize_ms", "save_ms", "load_ms", "check_ms",
+local cols = { "build_ms", "fork_ms", "stream_ms", "serialize_ms", "save_ms", "load_ms", "check_ms",
                "restore_ms", "free_ms" }
 local all = {}
 for r = 1, rounds do

@@ -1,8 +1,11 @@
 /*
 ** snaps.c -- the node's snapshots (see snaps.h).
 **
-** Taking one: the store is serialized on the loop at the index just applied
-** (the only pause), written and synced off the loop, then the core and the
+** Taking one, once the log since the last has grown past a share of the
+** state (due()): with a data directory a fork()ed child writes it from its
+** copy-on-write image of the store at the index just applied (the fork is
+** the only pause, see snapfork.h), and the snapstore renames it into place
+** off the loop; memory nodes serialize on the loop.  Then the core and the
 ** WAL drop the log behind it, less snapshot_trailing entries.
 **
 ** Sending one: per follower, read a chunk, send it, wait for the ack that
@@ -14,10 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "rafting/driver.h"
 #include "rafting/log.h"
 #include "rafting/metrics.h"
+#include "snapfork.h"
 #include "snaps.h"
 
 #define STALL_MS 10000 /* a transfer with no progress for this long ends */
@@ -45,6 +50,10 @@ struct rf_snaps {
   rf_snapstore *store;
   char *dir;            /* where received snapshots go; NULL: memory */
   int saving;           /* a snapshot is being written */
+  rf_snapfork *child;   /* the child writing it, if forked */
+  rf_snap_meta child_m; /* which one it writes */
+  rf_store *pre;        /* a received snapshot, loaded off the loop */
+  rf_snap_meta pre_m;   /* which one */
   uint64_t save_t0;     /* when it started (rafting_snapshot_duration) */
   uint64_t since_entries, since_bytes;
   rf_progress rx_prog;  /* "snapshot receive" progress lines */
@@ -93,13 +102,13 @@ static void on_saved(void *ud, int status) {
   compact(s, m.index);
 }
 
-static void take(rf_snaps *s, const raft_entry *e) {
+/* Memory nodes (and a failed fork): serialize on the loop, save off it. */
+static void take_here(rf_snaps *s, const raft_entry *e) {
   rf_store *st = rf_sm_store(s->deps.sm);
   rf_snap_meta m;
   rf_buf b;
   char *p;
   size_t len;
-  s->save_t0 = rf_metrics_now();
   rf_buf_init(&b);
   if (rf_snap_serialize(st, e->index, e->term, &b, &m) < 0 || b.oom) {
     rf_buf_free(&b);
@@ -112,14 +121,75 @@ static void take(rf_snaps *s, const raft_entry *e) {
     s->saving = 1;
 }
 
+static void on_child(void *ud, int status, const rf_snap_meta *m) {
+  rf_snaps *s = ud;
+  s->child = NULL;
+  if (rf_snapstore_save_file(s->store, m, status == 0, on_saved, s) < 0 ||
+      status < 0) {
+    s->saving = 0;
+    if (status < 0) on_saved(s, status);
+  }
+}
+
+/* Data directory: fork a child that writes the file from its copy of the
+** store; the loop pauses for the fork only. */
+static void take(rf_snaps *s, const raft_entry *e) {
+  rf_store *st = rf_sm_store(s->deps.sm);
+  uint64_t pause = 0;
+  rf_logrec r;
+  int fd, rc;
+  s->save_t0 = rf_metrics_now();
+  if (s->dir == NULL) {
+    take_here(s, e);
+    return;
+  }
+  if ((fd = rf_snapstore_save_fd(s->store, e->index, e->term)) < 0) {
+    if (fd == RF_SNAP_EBUSY) return; /* a failed one's file is going */
+    rf_log(RF_ERROR, "snapshot: %s", rf_snapstore_errmsg(s->store));
+    s->since_entries = s->since_bytes = 0; /* not at every entry */
+    return;
+  }
+  s->child_m = (rf_snap_meta){e->index, e->term, 0, 0};
+  rc = rf_snapfork_start(s->loop, st, e->index, e->term, fd, on_child, s,
+                         &s->child, &pause);
+  close(fd);
+  if (rc < 0) {
+    rf_log(RF_WARN, "snapshot: cannot fork (%s): serializing on the loop",
+           uv_strerror(rc));
+    rf_snapstore_save_file(s->store, &s->child_m, 0, NULL, NULL);
+    take_here(s, e);
+    return;
+  }
+  s->saving = 1;
+  rf_log_begin(&r, RF_INFO, "snapshot started");
+  rf_log_u64(&r, "index", e->index);
+  rf_log_u64(&r, "keys", rf_store_count(st));
+  rf_log_u64(&r, "log_bytes", s->since_bytes); /* since the last one */
+  rf_log_u64(&r, "fork_us", pause / 1000);
+  rf_log_end(&r);
+  s->since_entries = s->since_bytes = 0;
+}
+
+/* Enough log since the last snapshot: a share of the state's size (so the
+** bytes snapshots write stay proportional to the log), capped. */
+static int due(rf_snaps *s) {
+  const rf_config *c = s->deps.cfg;
+  uint64_t need;
+  if (c->snapshot_entries && s->since_entries >= c->snapshot_entries) return 1;
+  if (c->snapshot_log_bytes && s->since_bytes >= c->snapshot_log_bytes)
+    return 1;
+  if (c->snapshot_log_percent == 0) return 0;
+  need = rf_store_bytes(rf_sm_store(s->deps.sm)) / 100 *
+         c->snapshot_log_percent;
+  if (need < c->snapshot_min_log_bytes) need = c->snapshot_min_log_bytes;
+  return s->since_bytes >= need;
+}
+
 void rf_snaps_applied(rf_snaps *s, const raft_entry *e) {
-  const rf_config *cfg = s->deps.cfg;
   s->since_entries++;
   s->since_bytes += e->len;
   if (s->saving || s->rx.from || s->finishing) return; /* one at a time */
-  if ((cfg->snapshot_entries && s->since_entries >= cfg->snapshot_entries) ||
-      (cfg->snapshot_log_bytes && s->since_bytes >= cfg->snapshot_log_bytes))
-    take(s, e);
+  if (due(s)) take(s, e);
 }
 
 /* ------------------------------------------------------------ sending */
@@ -262,11 +332,66 @@ static void rx_drop(rf_snaps *s) {
   s->rx_gen++;
 }
 
+/* The received snapshot is stored: tell the leader and the core. */
+static void adopt(rf_snaps *s, const receiver *r) {
+  raft_msg m;
+  memset(&m, 0, sizeof(m));
+  m.type = RAFT_MSG_SNAPSHOT;
+  m.from = r->from;
+  m.to = s->deps.id;
+  m.term = r->term;
+  m.index = r->meta.index;
+  m.log_term = r->meta.term;
+  ack(s, r->from, r->meta.index, r->meta.size, 0);
+  rf_driver_step(s->drv, &m);
+}
+
+static void on_preloaded(void *ud, int status) {
+  rx_op *op = ud;
+  rf_snaps *s = op->s;
+  receiver r = op->r;
+  rf_logrec lr;
+  free(op);
+  s->finishing = 0;
+  if (status < 0 || s->closing) {
+    rf_store_free(s->pre);
+    s->pre = NULL;
+  }
+  if (status == UV_ECANCELED || s->closing) return;
+  rf_log_begin(&lr, status < 0 ? RF_WARN : RF_INFO,
+               status < 0 ? "snapshot preload failed" : "snapshot preloaded");
+  rf_log_u64(&lr, "index", r.meta.index);
+  if (status == 0) rf_log_u64(&lr, "keys", rf_store_count(s->pre));
+  if (status < 0) rf_log_str(&lr, "error", rf_snap_strerror(status));
+  rf_log_end(&lr);
+  adopt(s, &r); /* failed: rf_snaps_install loads it on the loop */
+}
+
+/* Load the received snapshot into a store of its own on the thread pool,
+** the loop free meanwhile; 1 if under way (on_preloaded goes on). */
+static int preload(rf_snaps *s, const receiver *r) {
+  rx_op *op = malloc(sizeof(*op));
+  if (op == NULL) return 0;
+  op->s = s;
+  op->r = *r;
+  op->gen = s->rx_gen;
+  rf_store_free(s->pre);
+  if ((s->pre = rf_store_new()) == NULL ||
+      rf_snapstore_preload(s->store, &r->meta, s->pre, on_preloaded, op) < 0) {
+    rf_store_free(s->pre);
+    s->pre = NULL;
+    free(op);
+    return 0;
+  }
+  s->pre_m = r->meta;
+  s->finishing = 1; /* no other transfer until the core has it */
+  return 1;
+}
+
 static void on_finished(void *ud, int status) {
   rx_op *op = ud;
   rf_snaps *s = op->s;
   receiver r = op->r;
-  raft_msg m;
   free(op);
   s->finishing = 0;
   if (status == UV_ECANCELED || s->closing) return;
@@ -280,16 +405,9 @@ static void on_finished(void *ud, int status) {
     ack(s, r.from, r.meta.index, 0, 1);
     return;
   }
-  /* stored: now the core may adopt it (it answers with an APPEND_RESP) */
-  memset(&m, 0, sizeof(m));
-  m.type = RAFT_MSG_SNAPSHOT;
-  m.from = r.from;
-  m.to = s->deps.id;
-  m.term = r.term;
-  m.index = r.meta.index;
-  m.log_term = r.meta.term;
-  ack(s, r.from, r.meta.index, r.meta.size, 0);
-  rf_driver_step(s->drv, &m);
+  /* stored: once loaded the core may adopt it (it answers with an
+  ** APPEND_RESP) */
+  if (!preload(s, &r)) adopt(s, &r);
 }
 
 static void finish(rf_snaps *s) {
@@ -416,6 +534,43 @@ void rf_snaps_recv(rf_snaps *s, const raft_msg *m) {
   else on_ack(s, m);
 }
 
+static void w_free_store(uv_work_t *w) { rf_store_free(w->data); }
+static void after_free_store(uv_work_t *w, int status) {
+  (void)status;
+  free(w);
+}
+
+/* The old contents go on the thread pool: freeing 1M keys takes a while. */
+static void free_off_loop(rf_snaps *s, rf_store *st) {
+  uv_work_t *w = malloc(sizeof(*w));
+  if (w == NULL) {
+    rf_store_free(st);
+    return;
+  }
+  w->data = st;
+  uv_queue_work(s->loop, w, w_free_store, after_free_store);
+}
+
+/* O(1): the preloaded store, if it is the one adopted, becomes the state. */
+static int install_preloaded(rf_snaps *s, uint64_t index, uint64_t term) {
+  rf_logrec r;
+  if (s->pre == NULL || s->finishing) return 0;
+  if (s->pre_m.index != index || s->pre_m.term != term) {
+    free_off_loop(s, s->pre);
+    s->pre = NULL;
+    return 0;
+  }
+  rf_store_swap(rf_sm_store(s->deps.sm), s->pre);
+  free_off_loop(s, s->pre);
+  s->pre = NULL;
+  s->since_entries = s->since_bytes = 0;
+  rf_log_begin(&r, RF_INFO, "snapshot installed");
+  rf_log_u64(&r, "index", index);
+  rf_log_u64(&r, "keys", rf_store_count(rf_sm_store(s->deps.sm)));
+  rf_log_end(&r);
+  return 1;
+}
+
 int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
   rf_store *st = rf_sm_store(s->deps.sm);
   rf_snap_meta m;
@@ -423,6 +578,7 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
   char err[256];
   rf_buf b;
   int rc;
+  if (install_preloaded(s, index, term)) return 0;
   rf_buf_init(&b);
   rc = rf_snapstore_load(s->store, &b, &m, err, sizeof(err));
   if (rc == 0 && (m.index != index || m.term != term)) {
@@ -537,6 +693,7 @@ void rf_snaps_attach(rf_snaps *s, rf_driver *drv) { s->drv = drv; }
 
 static void on_store_closed(void *ud) {
   rf_snaps *s = ud;
+  rf_store_free(s->pre);
   if (s->done) s->done(s->done_ud);
   free(s->dir);
   free(s);
@@ -544,6 +701,11 @@ static void on_store_closed(void *ud) {
 
 void rf_snaps_close(rf_snaps *s, void (*done)(void *ud), void *ud) {
   s->closing = 1; /* callbacks still to come must not touch the node */
+  if (s->child != NULL) { /* its partial file goes; a restart would too */
+    rf_snapfork_kill(s->child);
+    s->child = NULL;
+    rf_snapstore_save_file(s->store, &s->child_m, 0, NULL, NULL);
+  }
   s->done = done;
   s->done_ud = ud;
   rf_snapstore_close(s->store, on_store_closed, s);

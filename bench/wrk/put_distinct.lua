@@ -6,7 +6,7 @@
 -- Keys are TAG.<thread>.<n> (n counts up per thread), so runs with
 -- different TAGs never overwrite each other; values are VALUE_BYTES
 -- (default 100) bytes.  done() prints one line for bench/durable to parse:
---   RESULT requests=N duration_us=N errors=N non200=N p50_us=N p99_us=N
+--   RESULT requests=N duration_us=N errors=N non200=N p50_us=N p99_us=N max_us=N
 -- (errors: socket errors and timeouts; non200: answers other than 200).
 
 local tag, value = "run", nil
@@ -38,8 +38,8 @@ function done(summary, latency, requests)
   local e = summary.errors
   local bad = 0
   for _, t in ipairs(threads) do bad = bad + (tonumber(t:get("non200")) or 0) end
-  io.write(("RESULT requests=%d duration_us=%d errors=%d non200=%d p50_us=%d p99_us=%d\n"):format(
+  io.write(("RESULT requests=%d duration_us=%d errors=%d non200=%d p50_us=%d p99_us=%d max_us=%d\n"):format(
     summary.requests, summary.duration,
     e.connect + e.read + e.write + e.timeout, bad,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), latency.max))
 end

@@ -75,8 +75,10 @@ typedef struct rf_config {
   int commit_timeout_ms;     /* a write waits this long for commit, 5000 */
   size_t sm_instructions;    /* Lua VM instructions per command, 1000000 */
   size_t sm_memory_bytes;    /* Lua heap of the state machine, 64 MiB */
-  size_t snapshot_entries;   /* snapshot every N applied entries, 10000 */
-  size_t snapshot_log_bytes; /* ... or after this many bytes, 64 MiB */
+  size_t snapshot_entries;   /* at most N applied entries apart, 0: no cap */
+  size_t snapshot_log_bytes; /* ... or this many bytes of entries, 1 GiB */
+  size_t snapshot_log_percent; /* log since the last >= N% of the state, 50 */
+  size_t snapshot_min_log_bytes; /* ... and at least this much, 4 MiB */
   size_t snapshot_trailing;  /* entries kept behind a snapshot, 1000 */
   size_t snapshot_chunk_bytes; /* InstallSnapshot chunk size, 256 KiB */
   size_t max_snapshot_bytes; /* largest snapshot received, 1 GiB */

@@ -10,10 +10,12 @@
 **   trailer: u64 XXH3-64 of everything before it
 **
 ** (integers little-endian; keys strictly ascending in rf_store_keycmp
-** order; uvarints are minimal LEB128).  rf_snap_serialize() runs on the
-** loop thread (a copy of the store into one buffer: the only pause
-** snapshots cause); saving, reading, receiving and their checks run on
-** libuv's thread pool.  docs/storage.md has the file and directory layout.
+** order; uvarints are minimal LEB128).  A node with a data directory
+** writes its snapshots from a fork()ed child with rf_snap_write() and
+** hands the file over with rf_snapstore_save_fd/save_file (src/snapfork.c);
+** memory nodes serialize on the loop (rf_snap_serialize, one buffer).
+** Saving, reading, receiving and their checks run on libuv's thread pool.
+** docs/storage.md has the file and directory layout.
 **
 ** Memory: serialize/restore use the caller's buffers.  rf_snapstore_save()
 ** takes ownership of the buffer it is given, even when it returns an error
@@ -53,6 +55,15 @@ typedef struct rf_snap_meta {
 ** skipped).  0 or UV_ENOMEM (out->oom set, out->n unchanged). */
 int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
                       rf_buf *out, rf_snap_meta *meta);
+/* The same bytes as rf_snap_serialize, streamed: buf[0..cap) (at least
+** RF_SNAP_HDR) is the only memory used, handed to out(ud, p, len) each
+** time it fills (out returns 0 or < 0 to stop).  No allocation, no lock:
+** safe in a fork()ed child.  0 with meta filled, out's error, or
+** RF_SNAP_ECORRUPT when the store's live count disagrees with its keys. */
+int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
+                  void *buf, size_t cap,
+                  int (*out)(void *ud, const void *p, size_t len), void *ud,
+                  rf_snap_meta *meta);
 /* Check and parse a serialized snapshot into an empty store `into` (NULL:
 ** check only).  0, or RF_SNAP_ECORRUPT with "snapshot at offset N: reason"
 ** in err; UV_ENOMEM (into left empty); UV_EINVAL if into is not empty
@@ -93,6 +104,15 @@ int rf_snapstore_latest(const rf_snapstore *s, rf_snap_meta *m);
 int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
                       char *err, size_t errlen);
 
+/* Restore the kept snapshot m (index, term) into the empty store into, on
+** the thread pool, so the loop does not wait for it (a follower keeps
+** answering its leader while it loads a received snapshot).  into is the
+** caller's and must live until done runs; on failure it may hold part of
+** the snapshot (clear or free it).  done gets 0, RF_SNAP_ENONE, -errno,
+** RF_SNAP_ECORRUPT or UV_ENOMEM. */
+int rf_snapstore_preload(rf_snapstore *s, const rf_snap_meta *m,
+                         rf_store *into, rf_snap_done done, void *ud);
+
 /* Make buf[0..len) (from rf_snap_serialize, meta m) the latest snapshot:
 ** written to a temp file, synced, renamed, directory synced, older ones
 ** beyond the last two removed; done(status) once durable.  Returns
@@ -102,6 +122,18 @@ int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
 ** runs, a snapshot with a higher index is kept (nothing is written). */
 int rf_snapstore_save(rf_snapstore *s, char *buf, size_t len,
                       const rf_snap_meta *m, rf_snap_done done, void *ud);
+
+/* Saving from elsewhere (a fork()ed child): create the temp file of the
+** snapshot (index, term) and return its fd (the caller closes it), or
+** RF_SNAP_EBUSY / -errno (UV_EINVAL for a memory store).  The store is
+** saving from then on.  Whoever writes the file syncs it, then
+** rf_snapstore_save_file(s, m, 1, ..) renames it into place as a save
+** would (done as for rf_snapstore_save), or with ok 0 removes it; either
+** ends the save (returns UV_EINVAL when no save_fd is pending).  A crash in
+** between leaves only the temp file, removed at the next open. */
+int rf_snapstore_save_fd(rf_snapstore *s, uint64_t index, uint64_t term);
+int rf_snapstore_save_file(rf_snapstore *s, const rf_snap_meta *m, int ok,
+                           rf_snap_done done, void *ud);
 
 /* Read up to len bytes at offset of the snapshot at index (for sending it
 ** in chunks); data is valid during the callback only.  0 bytes at the end.

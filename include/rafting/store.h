@@ -55,6 +55,9 @@ int rf_store_tombstone(rf_store *s, const void *key, size_t klen);
 ** empty.  Moves nodes; cannot fail. */
 void rf_store_merge(rf_store *dst, rf_store *src);
 
+/* Exchange the contents of a and b (O(1)). */
+void rf_store_swap(rf_store *a, rf_store *b);
+
 size_t rf_store_count(const rf_store *s);   /* live keys */
 uint64_t rf_store_bytes(const rf_store *s); /* sum of klen + vlen, live */
 

@@ -90,6 +90,9 @@ static void test_defaults(void) {
   CHECK(c.max_snapshot_bytes == 1u << 30 && c.peer_buffer_bytes == 32u << 20);
   CHECK(c.peer_handshake_timeout_ms == 5000 && c.peer_frame_timeout_ms == 10000);
   CHECK(c.max_peer_connections == 4); /* 4 per node */
+  CHECK(c.snapshot_entries == 0 && c.snapshot_log_bytes == 1u << 30);
+  CHECK(c.snapshot_log_percent == 50 &&
+        c.snapshot_min_log_bytes == 4u << 20);
   CHECK(c.max_inflight == 64 && c.send_queue_bytes == 8u << 20);
   CHECK(c.max_body_bytes == 1u << 20 && c.max_header_bytes == 8u << 10);
   CHECK(c.max_url_bytes == 4u << 10 && c.max_connections == 1024);
@@ -301,6 +304,13 @@ static void test_required_and_ranges(void) {
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ snapshot_chunk_bytes = 2 << 30 } }",
       "limits.snapshot_chunk_bytes: must be at most 1073741824");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ snapshot_log_percent = 20000 } }",
+      "limits.snapshot_log_percent: must be at most 10000");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ snapshot_log_bytes = 1000, snapshot_min_log_bytes = 1001 } }",
+      "limits.snapshot_min_log_bytes: must be at most "
+      "limits.snapshot_log_bytes = 1000");
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ peer_buffer_bytes = 1 << 20 } }",
       "limits.peer_buffer_bytes: must be at least limits.max_frame_bytes + 4");

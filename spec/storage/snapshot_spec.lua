@@ -793,3 +793,41 @@ describe("snapshot store in memory", function()
     st:close()
   end)
 end)
+
+describe("streamed snapshots (rf_snap_write, what a snapshot child runs)", function()
+  -- a seeded state with empty, binary and larger-than-the-buffer values
+  local function state(seed, n)
+    math.randomseed(seed)
+    local kv = { [""] = "empty key", ["bin\0key"] = "v\0\255" }
+    for i = 1, n do
+      local len = math.random(0, 3) == 0 and math.random(0, 5000) or math.random(0, 40)
+      kv[("k%06d"):format(math.random(1, n * 4))] = ("x"):rep(len) .. i
+    end
+    return kv
+  end
+
+  it("gives the bytes rf_snap_serialize gives, whatever the buffer size", function()
+    local seed = os.time()
+    print(("# streamed snapshots: seed %d"):format(seed))
+    local kv = state(seed, 500)
+    local want, wm = assert(snap.serialize(kv, 77, 5))
+    for _, cap in ipairs({ 32, 33, 100, 4096, 65536, 1 << 20 }) do
+      local got, gm = assert(snap.stream(kv, 77, 5, cap))
+      assert.equals(#want, #got)
+      assert.is_true(want == got, "bytes differ with a buffer of " .. cap)
+      assert.same(wm, gm)
+    end
+    local back = assert(snap.restore(want))
+    assert.same(kv, back)
+  end)
+
+  it("streams an empty store and refuses a buffer smaller than the header", function()
+    local got, m = assert(snap.stream({}, 1, 1, 32))
+    assert.equals(40, #got)
+    assert.equals(0, m.nkeys)
+    assert.equals(assert(snap.serialize({}, 1, 1)), got)
+    local none, _, code = snap.stream({}, 1, 1, 31)
+    assert.is_nil(none)
+    assert.equals(snap.INVAL, code)
+  end)
+end)

@@ -454,7 +454,7 @@ static void maybe_continue(conn *c, const llhttp_t *p) {
 ** coding (gzip, "gzip, chunked", a repeated header) is one we would have
 ** to decode, and a smuggling vector if we did not (RFC 9112 6.1). */
 static const char *bad_coding(const rf_buf *h) {
-  const char *p = h->p, *end = h->p + h->n, *found = NULL;
+  const char *p = h->p, *end = p ? p + h->n : NULL, *found = NULL; /* NULL+0 */
   while (p && p < end) {
     const char *v = p + strlen(p) + 1;
     if (v >= end) break;

@@ -75,7 +75,8 @@ static const limit_def limit_defs[] = {
     LIM(idle_timeout_ms, 1, 30000),    LIM(request_timeout_ms, 1, 10000),
     LIM(forward_timeout_ms, 1, 5000),  LIM(commit_timeout_ms, 1, 5000),
     LIM(sm_instructions, 0, 1000000),  LIM(sm_memory_bytes, 0, 64 << 20),
-    LIM(snapshot_entries, 0, 10000),   LIM(snapshot_log_bytes, 0, 64 << 20),
+    LIM(snapshot_entries, 0, 0),       LIM(snapshot_log_bytes, 0, 1 << 30),
+    LIM(snapshot_log_percent, 0, 50),  LIM(snapshot_min_log_bytes, 0, 4 << 20),
     LIM(snapshot_trailing, 0, 1000),   LIM(snapshot_chunk_bytes, 0, 256 << 10),
     LIM(max_snapshot_bytes, 0, 1 << 30),
     LIM(max_peer_connections, 1, -4), /* negative: that many per node */
@@ -99,6 +100,7 @@ static const struct limit_max {
     {"max_header_bytes", 1 << 20, "1 MiB"},
     {"max_url_bytes", 1 << 20, "1 MiB"},
     {"snapshot_chunk_bytes", 1 << 30, "1 GiB, as max_frame_bytes"},
+    {"snapshot_log_percent", 10000, "a hundred times the state"},
     {"max_peer_connections", 1024, "a peer needs one"},
     {NULL, 0, NULL}};
 
@@ -582,6 +584,11 @@ static void check_limits(lua_State *L, const ctx *x) {
     fail(L, x, "limits.peer_buffer_bytes", "must be at least "
          "limits.max_frame_bytes + %d = %I (one whole frame)", FRAME_HEADER,
          (lua_Integer)(c->max_frame_bytes + FRAME_HEADER));
+  if (c->snapshot_log_bytes &&
+      c->snapshot_min_log_bytes > c->snapshot_log_bytes)
+    fail(L, x, "limits.snapshot_min_log_bytes", "must be at most "
+         "limits.snapshot_log_bytes = %I (the floor is under the ceiling)",
+         (lua_Integer)c->snapshot_log_bytes);
   if (c->send_queue_bytes < c->max_frame_bytes + FRAME_HEADER)
     fail(L, x, "limits.send_queue_bytes", "must be at least "
          "limits.max_frame_bytes + %d = %I (one whole frame)", FRAME_HEADER,

@@ -8,6 +8,8 @@
 **   snap.serialize(kv, index, term) -> bytes, meta
 **       kv: {key = value, ...}, or {{key, value}, ...} applied in order
 **       (value false deletes), so specs can build one state two ways
+**   snap.stream(kv, index, term, bufsize) -> bytes, meta | nil, msg, code
+**       the same through rf_snap_write with a bufsize-byte buffer
 **   snap.restore(bytes) -> kv, meta | nil, msg, code
 **   snap.check(bytes)   -> meta | nil, msg, code      (restore into NULL)
 **   snap.open(dir | nil) -> st | nil, msg             (nil: in memory)
@@ -29,8 +31,13 @@
 ** Memory: the userdata owns the loop and the store; __gc closes them.
 ** Bytes cross as Lua strings, copied both ways.
 */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -156,6 +163,37 @@ static int l_serialize(lua_State *L) {
   }
   lua_pushlstring(L, b.p, b.n);
   rf_buf_free(&b);
+  push_meta(L, &m);
+  return 2;
+}
+
+static int stream_out(void *ud, const void *p, size_t len) {
+  luaL_addlstring((luaL_Buffer *)ud, p, len);
+  return 0;
+}
+
+static int l_stream(lua_State *L) {
+  size_t cap = (size_t)luaL_checkinteger(L, 4);
+  rf_store *st;
+  rf_snap_meta m;
+  luaL_Buffer out;
+  char *buf;
+  int rc;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_argcheck(L, cap > 0 && cap < (1u << 30), 4, "bad buffer size");
+  st = build_store(L, 1);
+  if ((buf = malloc(cap)) == NULL) {
+    rf_store_free(st);
+    return luaL_error(L, "out of memory");
+  }
+  luaL_buffinit(L, &out);
+  rc = rf_snap_write(st, (uint64_t)luaL_checkinteger(L, 2),
+                     (uint64_t)luaL_checkinteger(L, 3), buf, cap, stream_out,
+                     &out, &m);
+  free(buf);
+  rf_store_free(st);
+  luaL_pushresult(&out);
+  if (rc < 0) return push_err(L, rc, NULL);
   push_meta(L, &m);
   return 2;
 }
@@ -503,6 +541,40 @@ static void bench_done(void *ud, int status) { *(int *)ud = status; }
 
 /* Build n random keys, serialize, save (fsync'ed) to dir, reopen, load,
 ** restore; times in ms.  Raises on any failure. */
+/* fork_ms: what a snapshot child costs the loop (fork() with this store
+** in the heap; the child exits at once). */
+static void bench_fork(lua_State *L, const rf_store *st) {
+  uint64_t t0 = uv_hrtime();
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  set_ms(L, "fork_ms", ms_since(t0));
+  if (pid < 0) luaL_error(L, "fork: %s", strerror(errno));
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+  (void)st;
+}
+
+static int write_fd(void *ud, const void *p, size_t len) {
+  return write(*(int *)ud, p, len) == (ssize_t)len ? 0 : UV_EIO;
+}
+
+/* stream_ms: what the child does: rf_snap_write to a file, then fsync. */
+static void stream_ms(lua_State *L, const rf_store *st, const char *dir) {
+  char path[4200];
+  static char buf[1 << 20];
+  rf_snap_meta m;
+  uint64_t t0 = uv_hrtime();
+  int fd, rc;
+  snprintf(path, sizeof(path), "%s/snap/stream.bench", dir);
+  if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+    luaL_error(L, "%s: %s", path, strerror(errno));
+  rc = rf_snap_write(st, 1000, 3, buf, sizeof(buf), write_fd, &fd, &m);
+  if (rc == 0 && fsync(fd) < 0) rc = UV_EIO;
+  close(fd);
+  unlink(path);
+  if (rc < 0) luaL_error(L, "stream: %s", rf_snap_strerror(rc));
+  set_ms(L, "stream_ms", ms_since(t0));
+}
+
 static int l_bench(lua_State *L) {
   lua_Integer n = field_u64(L, 1, "n"), kl = field_u64(L, 1, "klen"),
               vl = field_u64(L, 1, "vlen");
@@ -539,9 +611,11 @@ static int l_bench(lua_State *L) {
   lua_setfield(L, -2, "nkeys");
   lua_pushinteger(L, (lua_Integer)rf_store_bytes(st));
   lua_setfield(L, -2, "store_bytes");
+  bench_fork(L, st);
   uv_loop_init(&loop);
   if ((ss = rf_snapstore_open(&loop, dir, err, sizeof(err))) == NULL)
     return luaL_error(L, "%s", err);
+  stream_ms(L, st, dir);
   p = rf_buf_take(&b, &len);
   t0 = uv_hrtime();
   if (rf_snapstore_save(ss, p, len, &m, bench_done, &status) < 0)
@@ -593,6 +667,7 @@ static const luaL_Reg methods[] = {
 
 static const luaL_Reg funcs[] = {
   {"serialize", l_serialize}, {"restore", l_restore}, {"check", l_check},
+  {"stream", l_stream},
   {"open", l_open},           {"strerror", l_strerror}, {"bench", l_bench},
   {NULL, NULL}
 };

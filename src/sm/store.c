@@ -192,6 +192,12 @@ void rf_store_merge(rf_store *dst, rf_store *src) {
   src->bytes = 0;
 }
 
+void rf_store_swap(rf_store *a, rf_store *b) {
+  rf_store t = *a; /* nodes never point at the head: a plain swap */
+  *a = *b;
+  *b = t;
+}
+
 size_t rf_store_count(const rf_store *s) { return s->count; }
 uint64_t rf_store_bytes(const rf_store *s) { return s->bytes; }
 

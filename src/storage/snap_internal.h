@@ -29,4 +29,8 @@ int snap_parse(const uint8_t *p, size_t len, rf_store *into,
 ** least RF_SNAP_HDR bytes, right magic): 0, else -1.  size is left 0. */
 int snap_peek(const uint8_t *p, size_t len, rf_snap_meta *meta);
 
+/* rf_snap_restore() without progress lines: for worker threads. */
+int snap_restore_quiet(const void *buf, size_t len, rf_store *into,
+                       rf_snap_meta *meta, char *err, size_t errlen);
+
 #endif

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include <uv.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "rafting/bytes.h"
@@ -94,6 +95,90 @@ int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
   return 0;
 }
 
+/* ------------------------------------------------------------ stream */
+
+/* rf_snap_write's state: buf[0..n) not yet handed to out. */
+typedef struct sink {
+  uint8_t *buf;
+  size_t n, cap;
+  uint64_t total;
+  XXH3_state_t h;
+  int (*out)(void *ud, const void *p, size_t len);
+  void *ud;
+} sink;
+
+static int flush(sink *k) {
+  int rc = k->n ? k->out(k->ud, k->buf, k->n) : 0;
+  k->n = 0;
+  return rc;
+}
+
+/* Hash and buffer p[0..len); a piece larger than the buffer goes straight
+** to out, so the buffer never grows. */
+static int put(sink *k, const void *p, size_t len) {
+  int rc;
+  XXH3_64bits_update(&k->h, p, len);
+  k->total += len;
+  if (len > k->cap - k->n) {
+    if ((rc = flush(k)) < 0) return rc;
+    if (len > k->cap) return k->out(k->ud, p, len);
+  }
+  memcpy(k->buf + k->n, p, len);
+  k->n += len;
+  return 0;
+}
+
+static int put_uvarint(sink *k, uint64_t v) {
+  uint8_t b[RF_UVARINT_MAX];
+  return put(k, b, rf_put_uvarint(b, v));
+}
+
+int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
+                  void *buf, size_t cap,
+                  int (*out)(void *ud, const void *p, size_t len), void *ud,
+                  rf_snap_meta *meta) {
+  uint64_t nkeys = rf_store_count(st), seen = 0;
+  uint8_t hdr[RF_SNAP_HDR];
+  rf_store_iter it;
+  rf_store_kv kv;
+  sink k;
+  int rc;
+  if (cap < RF_SNAP_HDR) return UV_EINVAL;
+  memset(&k, 0, sizeof(k));
+  k.buf = buf;
+  k.cap = cap;
+  k.out = out;
+  k.ud = ud;
+  XXH3_INITSTATE(&k.h);
+  XXH3_64bits_reset(&k.h);
+  memcpy(hdr, SNAP_MAGIC, 8);
+  rf_put_le64(hdr + 8, index);
+  rf_put_le64(hdr + 16, term);
+  rf_put_le64(hdr + 24, nkeys);
+  rc = put(&k, hdr, sizeof(hdr));
+  rf_store_seek(st, &it, NULL, 0);
+  while (rc == 0 && rf_store_next(&it, &kv)) {
+    if (kv.dead) continue;
+    if ((rc = put_uvarint(&k, kv.klen)) < 0 ||
+        (rc = put(&k, kv.key, kv.klen)) < 0 ||
+        (rc = put_uvarint(&k, kv.vlen)) < 0 ||
+        (rc = put(&k, kv.val, kv.vlen)) < 0)
+      break;
+    seen++;
+  }
+  if (rc == 0 && seen != nkeys) rc = RF_SNAP_ECORRUPT; /* count is wrong */
+  if (rc == 0) {
+    rf_put_le64(hdr, XXH3_64bits_digest(&k.h));
+    k.total += 8;
+    if (k.n + 8 > k.cap && (rc = flush(&k)) < 0) return rc;
+    memcpy(k.buf + k.n, hdr, 8);
+    k.n += 8;
+    rc = flush(&k);
+  }
+  if (rc == 0 && meta) *meta = (rf_snap_meta){index, term, k.total, nkeys};
+  return rc;
+}
+
 /* ------------------------------------------------------------ parse */
 
 static int bad(size_t *off, size_t at, char *reason, size_t rlen,
@@ -140,6 +225,10 @@ static int get_len(const uint8_t *p, size_t *pos, size_t end, uint64_t rec,
   return 0;
 }
 
+/* Set by snap_restore_quiet on a worker thread: no progress lines there
+** (the log reads the node's term, which belongs to the loop). */
+static _Thread_local int quiet;
+
 static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
                          rf_store *into, size_t *off, char *reason,
                          size_t rlen) {
@@ -151,7 +240,7 @@ static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
   prog.count_name = "bytes";
   for (uint64_t i = 0; i < nkeys; i++) {
     size_t at = pos;
-    if (into) {
+    if (into && !quiet) {
       prog.count = pos;
       rf_progress_step(&prog, i);
     }
@@ -174,7 +263,7 @@ static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
     return bad(off, pos, reason, rlen,
                "%zu unexpected bytes after the last of %llu records",
                end - pos, (unsigned long long)nkeys);
-  if (into) {
+  if (into && !quiet) {
     prog.count = end;
     rf_progress_step(&prog, nkeys);
     rf_progress_end(&prog);
@@ -236,4 +325,13 @@ const char *rf_snap_strerror(int err) {
   case RF_SNAP_ESTALE: return "older than the latest snapshot";
   default: return rf_strerror(err);
   }
+}
+
+int snap_restore_quiet(const void *buf, size_t len, rf_store *into,
+                       rf_snap_meta *meta, char *err, size_t errlen) {
+  int rc;
+  quiet = 1;
+  rc = rf_snap_restore(buf, len, into, meta, err, errlen);
+  quiet = 0;
+  return rc;
 }

@@ -41,7 +41,8 @@
 #define NAME_LEN 38                 /* "%016x-%016x.snap" */
 #define RECV_TMP "receiving.snap.tmp"
 
-enum { OP_SAVE, OP_READ, OP_CHUNK, OP_FINISH, OP_DROP, OP_CLOSE };
+enum { OP_SAVE, OP_READ, OP_CHUNK, OP_FINISH, OP_DROP, OP_CLOSE,
+       OP_PRELOAD };
 
 typedef struct snap_op snap_op;
 struct snap_op {
@@ -54,6 +55,8 @@ struct snap_op {
   uint64_t gen;            /* chunk, finish: the transfer */
   uint64_t off;            /* read, chunk */
   char *buf;               /* save: the snapshot; read: data; chunk: inline */
+  int file;                /* save: the temp file is written already */
+  rf_store *into;          /* preload: the caller's empty store */
   size_t len;
   rf_snap_meta kept[KEEP]; /* save, finish: complete snapshots after it */
   int nkept;
@@ -293,6 +296,12 @@ static void w_save(rf_snapstore *s, snap_op *o) {
   if (s->path == NULL) return; /* memory: adopted on the loop */
   snap_name(tmp, o->m.index, o->m.term);
   strcat(tmp, ".tmp");
+  if (o->file) { /* written and synced by whoever had rf_snapstore_save_fd */
+    if ((rc = install(s, o, tmp)) == 0) return;
+    unlinkat(s->dirfd, tmp, 0);
+    o->status = rc;
+    return;
+  }
   fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   rc = fd < 0 ? -errno : 0;
   if (rc == 0 && (rc = hook(s, "write")) == 0)
@@ -447,11 +456,21 @@ static void w_finish(rf_snapstore *s, snap_op *o) {
   }
 }
 
+static void unlink_tmp(rf_snapstore *s, const rf_snap_meta *m) {
+  char tmp[NAME_LEN + 5];
+  snap_name(tmp, m->index, m->term);
+  strcat(tmp, ".tmp");
+  unlinkat(s->dirfd, tmp, 0);
+}
+
+static void w_preload(rf_snapstore *s, snap_op *o);
+
 static void work(uv_work_t *w) {
   snap_op *o = (snap_op *)((char *)w - offsetof(snap_op, work));
   rf_snapstore *s = o->s;
   if (o->status != 0) {
     if (o->kind == OP_FINISH) w_drop(s); /* refused: nothing to keep */
+    if (o->kind == OP_SAVE && o->file && s->path) unlink_tmp(s, &o->m);
     return;
   }
   switch (o->kind) {
@@ -459,6 +478,7 @@ static void work(uv_work_t *w) {
   case OP_READ: w_read(s, o); break;
   case OP_CHUNK: w_chunk(s, o); break;
   case OP_FINISH: w_finish(s, o); break;
+  case OP_PRELOAD: w_preload(s, o); break;
   case OP_DROP: case OP_CLOSE: w_drop(s); break;
   }
 }
@@ -820,6 +840,50 @@ static int load_file(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
   return rc;
 }
 
+/* The snapshot o->m restored into o->into, on the worker.  The list of
+** kept snapshots and mem do not change while an op runs. */
+static void w_preload(rf_snapstore *s, snap_op *o) {
+  char name[NAME_LEN + 1];
+  rf_snap_meta m = {0};
+  rf_buf b;
+  size_t len = 0;
+  int rc;
+  if (s->path == NULL) {
+    if (s->nkept == 0 || s->kept[0].index != o->m.index ||
+        s->kept[0].term != o->m.term) {
+      o->status = RF_SNAP_ENONE;
+      return;
+    }
+    rc = snap_restore_quiet(s->mem, (size_t)s->kept[0].size, o->into, &m,
+                            o->err, sizeof(o->err));
+  } else {
+    snap_name(name, o->m.index, o->m.term);
+    rf_buf_init(&b);
+    if ((rc = slurp(s, name, &b, &len)) < 0)
+      fmt(o->err, sizeof(o->err), "cannot read snapshot %s/%s: %s", s->path,
+          name, strerror(-rc));
+    else
+      rc = snap_restore_quiet(b.p, len, o->into, &m, o->err, sizeof(o->err));
+    rf_buf_free(&b);
+  }
+  if (rc == 0 && (m.index != o->m.index || m.term != o->m.term))
+    rc = RF_SNAP_ECORRUPT;
+  o->status = rc;
+}
+
+int rf_snapstore_preload(rf_snapstore *s, const rf_snap_meta *m,
+                         rf_store *into, rf_snap_done done, void *ud) {
+  snap_op *o;
+  if (s->closing) return UV_EINVAL;
+  if ((o = new_op(OP_PRELOAD, 0)) == NULL) return UV_ENOMEM;
+  o->m = *m;
+  o->into = into;
+  o->done = done;
+  o->ud = ud;
+  enqueue(s, o);
+  return 0;
+}
+
 int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
                       char *err, size_t errlen) {
   if (s->nkept == 0) {
@@ -862,6 +926,44 @@ int rf_snapstore_save(rf_snapstore *s, char *buf, size_t len,
   o->done = done;
   o->ud = ud;
   s->saving = 1;
+  enqueue(s, o);
+  return 0;
+}
+
+int rf_snapstore_save_fd(rf_snapstore *s, uint64_t index, uint64_t term) {
+  char tmp[NAME_LEN + 5];
+  int fd;
+  if (s->closing || s->path == NULL) return UV_EINVAL;
+  if (s->saving) return RF_SNAP_EBUSY;
+  snap_name(tmp, index, term);
+  strcat(tmp, ".tmp");
+  fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fmt(s->err, sizeof(s->err), "cannot create %s/%s: %s", s->path, tmp,
+        strerror(errno));
+    return -errno;
+  }
+  s->saving = 1;
+  return fd;
+}
+
+int rf_snapstore_save_file(rf_snapstore *s, const rf_snap_meta *m, int ok,
+                           rf_snap_done done, void *ud) {
+  snap_op *o;
+  if (!s->saving || s->path == NULL) return UV_EINVAL;
+  if (s->closing || (o = new_op(OP_SAVE, 0)) == NULL) {
+    unlink_tmp(s, m); /* no queue to do it on, or rare: do it here */
+    s->saving = 0;
+    return s->closing ? UV_EINVAL : UV_ENOMEM;
+  }
+  o->m = *m;
+  o->file = 1;
+  o->done = done;
+  o->ud = ud;
+  if (!ok) { /* the worker unlinks; nobody waits for it */
+    o->status = UV_ECANCELED;
+    o->done = NULL;
+  }
   enqueue(s, o);
   return 0;
 }
