@@ -1476,7 +1476,7 @@ function Sim:members(id)
 end
 
 -- the configuration node id uses ({voters=, learners=}), default the leader's
-function Sim:conf(id)
+function Sim:config(id)
   id = id or self:leader()
   local n = id and self.nodes[id]
   if not n or not n.alive then return nil end
