@@ -385,19 +385,6 @@ function Sim:restart(id)
   self:_start(n)
 end
 
--- A removed server retires its disk: it comes back empty, as a joining
--- node with no configuration (a new member, as far as the log goes).
-function Sim:wipe(id)
-  local n = self.nodes[id]
-  if n.alive then self:crash(id) end
-  n.hs, n.log, n.hashes, n.last = nil, {}, { [0] = 0 }, 0
-  n.log_snap, n.log_snap_term, n.log_snap_conf = 0, 0, nil
-  n.snaps, n.snap, n.boot = {}, nil, {}
-  n.term, n.commit = 0, 0
-  self:trace("wipe %d", id)
-  self:_start(n)
-end
-
 function Sim:alive(id) return self.nodes[id].alive end
 function Sim:core(id) return self.nodes[id].core end
 
@@ -1772,9 +1759,10 @@ function M.fuzz(seed, opts)
       s.net.reorder = rng:chance(0.7)
     end
   end
-  -- Membership events: add a spare as a learner (on a fresh disk: a
-  -- removed server never comes back with its old state), promote a
-  -- learner, remove a member (the leader too), transfer leadership.
+  -- Membership events: add a non-member as a learner (a spare, or a
+  -- removed node with its disk intact: never wiped, whose votes would then
+  -- speak for a history it lost), promote a learner, remove a member (the
+  -- leader too), transfer leadership.
   local changes, transfers = 0, 0
   local function reconfigure()
     local l = s:leader()
@@ -1793,13 +1781,7 @@ function M.fuzz(seed, opts)
     end
     local op, id
     if r < 0.3 then
-      id = pick_where(function(m) return m == nil end)
-      -- wipe only a node out of the committed configuration for good
-      if not id or st.conf_pending then return end
-      for _, v in ipairs(s.conf.voters) do if v == id then return end end
-      for _, v in ipairs(s.conf.learners) do if v == id then return end end
-      s:wipe(id)
-      op = "add_learner"
+      op, id = "add_learner", pick_where(function(m) return m == nil end)
     elseif r < 0.55 then
       op, id = "add_voter", pick_where(function(m) return m == "learner" end)
     elseif r < 0.8 then

@@ -935,12 +935,17 @@ static void step_lower_term(raft *r, const raft_msg *m) {
 }
 
 /* §4.2.3: votes and pre-votes from a non-voter (a removed server that
-** keeps campaigning) are refused, its term ignored; a non-voter never
-** votes either. */
+** keeps campaigning) are refused, its term ignored.  A learner never votes,
+** nor does a node that knows no configuration yet (a new one, maybe on a
+** wiped disk: its vote would speak for a history it lost).  A voter that an
+** uncommitted change removes still votes: it may be needed until the change
+** commits (thesis §4.1), e.g. when it removed itself as leader. */
 static int refuse_vote(raft *r, const raft_msg *m) {
   raft_msg a;
   if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_VOTE) return 0;
-  if (raft_conf_is_voter(&r->conf, m->from) && self_voter(r)) return 0;
+  if (raft_conf_is_voter(&r->conf, m->from) &&
+      !raft_conf_is_learner(&r->conf, r->id))
+    return 0;
   memset(&a, 0, sizeof(a));
   a.type = m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP : RAFT_MSG_PREVOTE_RESP;
   a.reject = 1;
