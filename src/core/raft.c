@@ -934,17 +934,17 @@ static void step_lower_term(raft *r, const raft_msg *m) {
   reply(r, m, &a);
 }
 
-/* §4.2.3: votes and pre-votes from a non-voter (a removed server that
-** keeps campaigning) are refused, its term ignored.  A learner never votes,
-** nor does a node that knows no configuration yet (a new one, maybe on a
-** wiped disk: its vote would speak for a history it lost).  A voter that an
-** uncommitted change removes still votes: it may be needed until the change
-** commits (thesis §4.1), e.g. when it removed itself as leader. */
+/* §4.2.3: votes and pre-votes from a non-member (a removed server that
+** keeps campaigning) are refused, its term ignored.  Anyone else gets an
+** answer, whatever this node's own role: a learner may have been promoted,
+** and a voter removed, by entries this node has not received or committed
+** yet (thesis §4.1), and refusing would deadlock the election.  A vote only
+** counts where the candidate's configuration makes the voter a voter. */
 static int refuse_vote(raft *r, const raft_msg *m) {
   raft_msg a;
   if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_VOTE) return 0;
-  if (raft_conf_is_voter(&r->conf, m->from) &&
-      !raft_conf_is_learner(&r->conf, r->id))
+  if (raft_conf_is_voter(&r->conf, m->from) ||
+      raft_conf_is_learner(&r->conf, m->from))
     return 0;
   memset(&a, 0, sizeof(a));
   a.type = m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP : RAFT_MSG_PREVOTE_RESP;
