@@ -259,10 +259,27 @@ static void set_conf(raft *r, const raft_conf *c, uint64_t index) {
 
 /* ------------------------------------------------------------ the log */
 
+/* Acks still in the outbox speak for entries the next write was to make
+** durable; those from i on are gone, and an ack for them would be a lie
+** that a stale leader could count (the one in the outstanding ready is
+** true: that write holds them). */
+static void drop_acks_from(raft *r, uint64_t i) {
+  rmsgbuf *b = &r->outbox;
+  size_t k = 0;
+  for (size_t j = 0; j < b->n; j++) {
+    raft_msg *m = &b->m[j];
+    if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index >= i)
+      continue; /* carries no entries */
+    b->m[k++] = *m;
+  }
+  b->n = k;
+}
+
 /* Drop entries >= i, keeping the durability marks truthful. */
 static void truncate_from(raft *r, uint64_t i) {
   RF_ASSERT(i > r->commit); /* committed entries are never removed (§5.3) */
   rlog_truncate(&r->log, i);
+  drop_acks_from(r, i);
   if (r->stable >= i) r->stable = i - 1;
   if (r->handed >= i) r->handed = i - 1;
   if (r->rd_out && r->rd_last >= i) r->rd_last = i - 1;
