@@ -67,8 +67,10 @@ int raft_conf_decode(const uint8_t *data, size_t len, raft_conf *out) {
   if (out->n_voters > RAFT_MAX_NODES || out->n_learners > RAFT_MAX_NODES ||
       len != raft_conf_size(out))
     return RAFT_EINVAL;
-  for (i = 0; i < out->n_voters; i++, p += 8) out->voters[i] = rf_get_le64(p);
-  for (i = 0; i < out->n_learners; i++, p += 8) out->learners[i] = rf_get_le64(p);
+  for (i = 0; i < out->n_voters; i++, p += 8)
+    out->voters[i] = rf_get_le64(p);
+  for (i = 0; i < out->n_learners; i++, p += 8)
+    out->learners[i] = rf_get_le64(p);
   return raft_conf_check(out);
 }
 

@@ -191,7 +191,6 @@ static int readbuf_push(raft *r, rreadbuf *b, const rread *rd) {
 
 /* ------------------------------------------------------------ the log */
 
-/* Drop entries >= i, keeping the durability marks truthful. */
 /* ------------------------------------------------------------ membership */
 
 /* The latest configuration at or before index, and the index it is from. */
@@ -246,8 +245,10 @@ static void rebuild_prs(raft *r) {
     if (old[i].id != RAFT_NONE) rpr_free(&old[i], &r->mem);
   r->n_prs = n;
   /* positions moved: a read waits for acks of the new members afresh */
-  for (i = 0; i < r->reads_wait.n; i++) r->reads_wait.r[i].acks = pos_bit((size_t)r->self);
-  if (r->transferee != RAFT_NONE && !raft_conf_is_voter(&r->conf, r->transferee))
+  for (i = 0; i < r->reads_wait.n; i++)
+    r->reads_wait.r[i].acks = pos_bit((size_t)r->self);
+  if (r->transferee != RAFT_NONE &&
+      !raft_conf_is_voter(&r->conf, r->transferee))
     r->transferee = RAFT_NONE; /* the target left: proposals resume */
 }
 
@@ -568,7 +569,8 @@ static void reads_release(raft *r) {
   for (i = 0; i < r->reads_wait.n; i++) {
     size_t acks = 0;
     for (bit = 0; bit < r->n_prs; bit++)
-      if (r->prs[bit].voter && (r->reads_wait.r[i].acks & pos_bit(bit))) acks++;
+      if (r->prs[bit].voter && (r->reads_wait.r[i].acks & pos_bit(bit)))
+        acks++;
     if (acks >= quorum(r)) done = i + 1;
   }
   /* out of memory: they stay confirmed-to-be, the next ack retries */
@@ -964,7 +966,8 @@ static int refuse_vote(raft *r, const raft_msg *m) {
       raft_conf_is_learner(&r->conf, m->from))
     return 0;
   memset(&a, 0, sizeof(a));
-  a.type = m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP : RAFT_MSG_PREVOTE_RESP;
+  a.type = m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP
+                                     : RAFT_MSG_PREVOTE_RESP;
   a.reject = 1;
   a.term = r->term;
   reply(r, m, &a);
