@@ -1275,9 +1275,17 @@ function Sim:check(n)
     if l == nil then
       self.leaders[term] = n.id
       self:trace("node %d leads term %d", n.id, term)
+      -- (or a voter of the configuration before an uncommitted one that
+      -- removes it: it may hold the only up-to-date log, thesis §4.1)
       local st = n.core:status()
-      local voter = false
-      for _, id in ipairs(st.conf.voters) do voter = voter or id == n.id end
+      local function has(c)
+        for _, id in ipairs(c and c.voters or {}) do
+          if id == n.id then return true end
+        end
+        return false
+      end
+      local voter = has(st.conf) or (st.conf_pending
+        and has(n.core:conf_at(st.conf_index - 1)))
       if not voter then
         self:fail("only voters lead", "node %d leads term %d with "
                   .. "configuration %s", n.id, term, M.conf_str(st.conf))

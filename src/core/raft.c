@@ -252,6 +252,18 @@ static void rebuild_prs(raft *r) {
     r->transferee = RAFT_NONE; /* the target left: proposals resume */
 }
 
+/* Thesis §4.1: a voter that an uncommitted change removes may still be
+** needed (it may hold the only up-to-date log): it stands for election, and
+** counts the votes of its latest configuration, not its own. */
+static int may_campaign(const raft *r) {
+  raft_conf prev;
+  uint64_t at;
+  if (self_voter(r)) return 1;
+  if (r->conf_index <= r->commit || r->conf_index == 0) return 0;
+  conf_find(r, r->conf_index - 1, &prev, &at);
+  return raft_conf_is_voter(&prev, r->id) && r->conf.n_voters > 0;
+}
+
 static void set_conf(raft *r, const raft_conf *c, uint64_t index) {
   r->conf = *c;
   r->conf_index = index;
@@ -833,7 +845,7 @@ static int step_follower(raft *r, const raft_msg *m) {
     handle_snapshot(r, m);
     break;
   case RAFT_MSG_TIMEOUT_NOW:
-    if (self_voter(r)) campaign(r, 1); /* §3.10: no pre-vote */
+    if (may_campaign(r)) campaign(r, 1); /* §3.10: no pre-vote */
     break;
   default: break;
   }
@@ -1020,7 +1032,7 @@ void raft_tick(raft *r) {
     return;
   }
   if (++r->elapsed >= r->timeout) {
-    if (self_voter(r)) hup(r);
+    if (may_campaign(r)) hup(r);
     else reset_timeout(r); /* learners and strangers never campaign */
   }
 }
@@ -1102,7 +1114,7 @@ int raft_read_index(raft *r, uint64_t ctx) {
 
 int raft_campaign(raft *r) {
   if (r->role == RAFT_LEADER) return RAFT_OK;
-  if (!self_voter(r)) return RAFT_EINVAL; /* only voters stand */
+  if (!may_campaign(r)) return RAFT_EINVAL; /* only voters stand */
   campaign(r, 0);
   return RAFT_OK;
 }
