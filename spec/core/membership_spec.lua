@@ -57,6 +57,19 @@ local function leaders_terms(s)
 end
 
 describe("membership (thesis §4.1)", function()
+  it("the checker's overlap test: one voter apart overlaps, two may not",
+     function()
+    local function c(...) return { voters = { ... }, learners = {} } end
+    local ov = sim.majorities_overlap
+    assert.is_true(ov(c(1, 2, 3), c(1, 2, 3, 4)))
+    assert.is_true(ov(c(1, 2, 3, 4), c(1, 2, 3)))
+    assert.is_true(ov(c(1, 2), c(1)))
+    assert.is_true(ov(c(1, 2, 3), c(1, 2, 3)))
+    assert.is_false(ov(c(1, 2, 3), c(1, 4, 5)))    -- {2,3} and {4,5}
+    assert.is_false(ov(c(1, 2, 3), c(1, 2, 3, 4, 5))) -- {1,2}, {3,4,5}
+    assert.is_false(ov(c(1, 2), c(3)))
+  end)
+
   it("the configuration entry round-trips, and a bad one is refused",
      function()
     local s = new{ seed = 1 }
