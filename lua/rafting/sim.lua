@@ -897,6 +897,9 @@ function Sim:process(n)
     local more = n.core:process()
     if self.compact_every and n.alive
        and n.applied_index - n.snap_at >= self.compact_every then
+      -- learn what it committed before the log behind it goes (a single
+      -- voter commits, applies and compacts within one process)
+      self:check(n)
       self:_take_snapshot(n)
       more = true
     end
