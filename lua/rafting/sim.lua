@@ -865,8 +865,11 @@ end
 function Sim:_check_durable(n, m)
   local ty = m.type
   if ty == "vote_resp" and not m.reject then
+    -- (a later term persisted before the grant left also binds: no other
+    -- vote in m.term can follow it)
     local hs = n.hs
-    if not hs or hs.term ~= m.term or hs.vote ~= m.to then
+    if not hs or hs.term < m.term or (hs.term == m.term and hs.vote ~= m.to)
+    then
       self:fail("votes are durable before they are sent", "node %d granted "
                 .. "its vote to %d in term %d, persisted %s", n.id, m.to,
                 m.term, hs and string.format("term %d vote %d", hs.term,
