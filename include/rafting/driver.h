@@ -41,14 +41,16 @@ typedef struct rf_io rf_io;
 typedef void (*rf_io_done)(void *ud, int status);
 
 /* One ready batch's write.  When snap_index > 0 the log was replaced by a
-** snapshot stored at (snap_index, snap_term): the storage drops its log up to
-** there first.  Then hs (when not NULL), then entries, truncating the log
+** snapshot stored at (snap_index, snap_term), whose configuration is
+** snap_conf (the runtime keeps it with the snapshot, docs/membership.md):
+** the storage drops its log up to there first.  Then hs (when not NULL), then entries, truncating the log
 ** from entries[0].index.  must_sync: the term, vote or log changed, so the
 ** write must be durable before done; when 0 it may be, but need not. */
 typedef struct rf_io_save {
   const raft_hard_state *hs;
   int must_sync;
   uint64_t snap_index, snap_term;
+  const raft_conf *snap_conf;
   const raft_entry *entries;
   size_t n_entries;
 } rf_io_save;
@@ -113,6 +115,18 @@ int rf_driver_campaign(rf_driver *d);
 int rf_driver_propose(rf_driver *d, const void *data, size_t len,
                       rf_driver_write_cb cb, void *ud, uint64_t *index,
                       uint64_t *term);
+/* Propose a membership change (raft_propose_conf): RF_ENOTLEADER, RF_EBUSY
+** (no entry of this term committed yet, a change pending, a transfer under
+** way), RF_EINVAL, ... (cb not called), or 0 and cb runs once the change
+** committed and was applied (or will never be). */
+int rf_driver_change(rf_driver *d, const raft_conf_change *c,
+                     rf_driver_write_cb cb, void *ud, uint64_t *index,
+                     uint64_t *term);
+/* Leadership transfer to target (raft_transfer); the outcome shows in the
+** role and leader.  RF_ENOTLEADER, RF_EINVAL, or 0. */
+int rf_driver_transfer(rf_driver *d, uint64_t target);
+/* The configuration at index (what a snapshot taken there stores). */
+int rf_driver_conf_at(const rf_driver *d, uint64_t index, raft_conf *out);
 /* Start a linearizable read: 0 and cb runs later, or an RF_E* code. */
 int rf_driver_read(rf_driver *d, rf_driver_read_cb cb, void *ud);
 

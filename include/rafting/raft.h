@@ -34,7 +34,7 @@
 #include "rafting/error.h"
 
 #define RAFT_NONE 0       /* "no node": node ids are > 0 */
-#define RAFT_MAX_NODES 64 /* voters (and later learners) per cluster */
+#define RAFT_MAX_NODES 64 /* members (voters and learners) per cluster */
 /* Terms and indexes at or above 2^63 are malformed: no arithmetic on them
 ** can wrap, and they fit a Lua integer. */
 #define RAFT_TERM_LIMIT (UINT64_C(1) << 63)
@@ -60,8 +60,46 @@ typedef enum {
 typedef enum {
   RAFT_ENTRY_NORMAL = 0, /* a client command: data is opaque to the core */
   RAFT_ENTRY_NOOP = 1,   /* appended by a new leader (§5.4.2, §8) */
-  RAFT_ENTRY_CONF = 2    /* membership change (a later issue) */
+  RAFT_ENTRY_CONF = 2    /* membership: data is a whole raft_conf (encoded) */
 } raft_entry_type;
+
+/*
+** Membership (docs/membership.md): one server at a time (thesis §4.1).  A
+** configuration is a set of voters and a set of learners; a node uses the
+** latest one in its log, committed or not, or else the one at its snapshot
+** (or, with neither, raft_config.voters).  Learners receive the log and
+** snapshots but never vote and never count for commit or ReadIndex.
+*/
+typedef struct raft_conf {
+  size_t n_voters;
+  size_t n_learners;
+  uint64_t voters[RAFT_MAX_NODES];
+  uint64_t learners[RAFT_MAX_NODES];
+} raft_conf;
+
+typedef enum {
+  RAFT_CONF_ADD_LEARNER = 1, /* a new node, not a voter: catches up first */
+  RAFT_CONF_ADD_VOTER,       /* promote a learner, or add a voter directly */
+  RAFT_CONF_REMOVE           /* remove a voter or a learner */
+} raft_conf_op;
+
+typedef struct raft_conf_change {
+  int op;      /* raft_conf_op */
+  uint64_t id;
+} raft_conf_change;
+
+/* A configuration's CONF entry payload: 1 version byte, 1 byte each for the
+** voter and learner counts, then the ids (8 bytes little-endian each).
+** encode returns the length (raft_conf_size(c)), or 0 if cap is too small;
+** decode returns RAFT_OK or RAFT_EINVAL (bad length, zero or repeated id). */
+size_t raft_conf_size(const raft_conf *c);
+size_t raft_conf_encode(const raft_conf *c, uint8_t *buf, size_t cap);
+int raft_conf_decode(const uint8_t *data, size_t len, raft_conf *out);
+/* RAFT_OK if c is well formed (no zero or repeated id, at most
+** RAFT_MAX_NODES members in all). */
+int raft_conf_check(const raft_conf *c);
+int raft_conf_is_voter(const raft_conf *c, uint64_t id);
+int raft_conf_is_learner(const raft_conf *c, uint64_t id);
 
 typedef struct raft_entry {
   uint64_t term;
@@ -136,11 +174,17 @@ typedef struct raft_msg {
   const uint8_t *data;
   size_t data_len;
   int done;
+  /* SNAPSHOT stepped into a core: the configuration at the snapshot's index
+  ** (stored with the snapshot).  NULL: unknown, the core keeps the
+  ** configuration it has (a runtime that never changed membership). */
+  const raft_conf *conf;
 } raft_msg;
 
 typedef struct raft_config {
   uint64_t id;              /* this node, > 0 */
-  const uint64_t *voters;   /* initial voter set, must contain id */
+  const uint64_t *voters;   /* bootstrap voters (used until a snapshot or a
+                            ** CONF entry says otherwise); empty, or without
+                            ** id: a node that joins and waits for a leader */
   size_t n_voters;
   int election_ticks;       /* base election timeout; actual is [e, 2e) */
   int heartbeat_ticks;      /* < election_ticks */
@@ -177,6 +221,7 @@ typedef struct raft_ready {
   ** committed, which then continues after snap_index. */
   uint64_t snap_index;
   uint64_t snap_term;
+  const raft_conf *snap_conf;   /* with snap_index: its configuration */
   const raft_entry *entries;    /* to persist, contiguous, ascending */
   size_t n_entries;
   const raft_msg *msgs;         /* to send after persisting */
@@ -200,6 +245,7 @@ typedef struct raft_peer_status {
   int state;        /* raft_progress_state */
   int active;       /* heard from within the last election timeout */
   int inflight;
+  int voter;        /* 0: a learner (or this node when not a member) */
 } raft_peer_status;
 
 typedef struct raft_status {
@@ -215,7 +261,11 @@ typedef struct raft_status {
   uint64_t first_index;
   uint64_t stable_index;  /* last index acknowledged durable */
   size_t n_peers;         /* valid entries in peers, self included */
-  raft_peer_status peers[RAFT_MAX_NODES];
+  raft_peer_status peers[RAFT_MAX_NODES + 1];
+  raft_conf conf;         /* the configuration in use (latest in the log) */
+  uint64_t conf_index;    /* its entry's index (or the snapshot's) */
+  int conf_pending;       /* conf_index > commit: a change is in flight */
+  uint64_t transferee;    /* leader: leadership transfer target, or NONE */
 } raft_status;
 
 typedef struct raft raft;
@@ -240,6 +290,8 @@ typedef struct raft_restore {
   uint64_t applied;
   const raft_entry *log; /* indexes snap_index + 1, snap_index + 2, ... */
   size_t n;
+  const raft_conf *conf; /* the configuration at snap_index, stored with the
+                         ** snapshot; NULL: raft_config.voters */
 } raft_restore;
 
 raft *raft_new_restore(const raft_config *c, const raft_restore *rs, int *err);
@@ -260,6 +312,26 @@ int raft_step(raft *r, const raft_msg *m);
 ** commit (if it does).  RAFT_ENOTLEADER otherwise; raft_leader() hints. */
 int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
                  uint64_t *term);
+
+/* Propose a membership change as leader (one server at a time, §4.1):
+** RAFT_ENOTLEADER; RAFT_EBUSY while no entry of this term has committed
+** yet, while an earlier change is not committed, or during a leadership
+** transfer; RAFT_EINVAL for a change that does not apply (adding a member,
+** removing a stranger, removing the last voter, too many members).  On
+** success *index and *term say where the change will commit, if it does. */
+int raft_propose_conf(raft *r, const raft_conf_change *c, uint64_t *index,
+                      uint64_t *term);
+
+/* Leadership transfer (thesis §3.10): stop taking proposals (RAFT_EBUSY),
+** bring target up to date, send it TIMEOUT_NOW; give up after an election
+** timeout.  RAFT_ENOTLEADER; RAFT_EINVAL if target is not a voter; RAFT_OK
+** at once if target is this node. */
+int raft_transfer(raft *r, uint64_t target);
+
+/* The configuration in effect at index (snapshot index <= index <= last
+** index): what a snapshot taken at index must store.  RAFT_EINVAL if the
+** log no longer or not yet holds index. */
+int raft_conf_at(const raft *r, uint64_t index, raft_conf *out);
 
 /* Start a linearizable read.  The matching raft_read_state appears in a later
 ** ready once a quorum confirmed leadership; ctx is the caller's cookie. */

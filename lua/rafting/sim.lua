@@ -153,6 +153,8 @@ local defaults = {
 --   compact_every=nil (snapshot every K applied entries), trailing=0 (log
 --   entries kept behind a snapshot), snapshot_timeout=3*election_ticks,
 --   replay="command", restore={[id]={hard_state=, log=}},
+--   voters=ids (the bootstrap voters; the other nodes start as joining
+--   nodes with no configuration, spares for membership changes),
 --   alloc_hook=false (true: each driver counts its allocations and fails
 --   them on cue, d:allocs() / d:fail_allocs(after, span); alloc_spec) }
 function M.new(opts)
@@ -166,6 +168,9 @@ function M.new(opts)
   self.seed = opts.seed or 1
   self.rng = M.rng(self.seed)
   self.ids = ids
+  local boot = opts.voters or ids
+  self.boot = {}
+  for _, id in ipairs(boot) do self.boot[id] = true end
   self.cfg = {}
   for k, v in pairs(defaults) do
     if opts[k] == nil then self.cfg[k] = v else self.cfg[k] = opts[k] end
@@ -229,6 +234,9 @@ function M.new(opts)
   self.applied = {}     -- [index] = entry, as first applied anywhere
   self.akey = {}        -- [index] = key id of that entry
   self.ahash = { [0] = 0 } -- [index] = hash of the applied prefix
+  self.conf = { voters = boot, learners = {} } -- the latest committed one
+  self.conf_changes = 0 -- configurations committed
+  self.transfers = 0    -- leadership transfers that completed
   for _, id in ipairs(ids) do
     local r = opts.restore and opts.restore[id]
     -- persisted: hs, the log (by index) after the compaction point
@@ -237,7 +245,8 @@ function M.new(opts)
     local n = { id = id, alive = false, incarnation = 0, hs = nil,
                 log = {}, hashes = { [0] = 0 }, last = 0, log_snap = 0,
                 log_snap_term = 0, snaps = {}, snap = nil, reads = {},
-                read_floor = {}, tx = {} }
+                read_floor = {}, tx = {},
+                boot = self.boot[id] and boot or {} }
     if r then
       if r.hard_state then
         n.hs = { term = r.hard_state.term or 0, vote = r.hard_state.vote or 0,
@@ -318,14 +327,16 @@ function Sim:_start(n)
     for i = c + 1, n.last do log[i - c] = n.log[i] end
   end
   n.core = driver.new({
-    id = n.id, voters = self.ids, seed = self.rng:seed(),
+    id = n.id, seed = self.rng:seed(),
     election_ticks = self.cfg.election_ticks,
     heartbeat_ticks = self.cfg.heartbeat_ticks,
     pre_vote = self.cfg.pre_vote, check_quorum = self.cfg.check_quorum,
     max_inflight = self.cfg.max_inflight,
     max_msg_bytes = self.cfg.max_msg_bytes,
     hard_state = n.hs, log = log,
-    snapshot = c > 0 and { index = c, term = n.log_snap_term } or nil,
+    voters = n.boot,
+    snapshot = c > 0 and { index = c, term = n.log_snap_term,
+                           conf = n.log_snap_conf } or nil,
     applied = snap and snap.index or 0,
     request_ticks = self.request_ticks,
     alloc_hook = self.alloc_hook,
@@ -711,7 +722,9 @@ end
 
 function Sim:persist(n, rd)
   -- an adopted snapshot first: the storage drops its log
-  if rd.snap_index then self:_persist_snapshot(n, rd.snap_index, rd.snap_term) end
+  if rd.snap_index then
+    self:_persist_snapshot(n, rd.snap_index, rd.snap_term, rd.snap_conf)
+  end
   local hs = rd.hs
   if hs then
     local old = n.hs
@@ -805,11 +818,11 @@ end
 function Sim:_io(n)
   local sim = self
   return {
-    save = function(hs, must_sync, entries, snap_index, snap_term)
+    save = function(hs, must_sync, entries, snap_index, snap_term, conf)
       if not must_sync then sim:_check_nosync(n, hs, entries, snap_index) end
       local rd = { hs = hs, must_sync = must_sync, entries = entries,
                    snap_index = snap_index > 0 and snap_index or nil,
-                   snap_term = snap_term }
+                   snap_term = snap_term, snap_conf = conf }
       if sim.async > 0 and sim.rng:chance(sim.async) then
         n.pending = rd
         n.pending_at = sim.time + sim.rng:range(1, sim.io_delay)
@@ -852,8 +865,11 @@ end
 function Sim:_check_durable(n, m)
   local ty = m.type
   if ty == "vote_resp" and not m.reject then
+    -- (a later term persisted before the grant left also binds: no other
+    -- vote in m.term can follow it)
     local hs = n.hs
-    if not hs or hs.term ~= m.term or hs.vote ~= m.to then
+    if not hs or hs.term < m.term or (hs.term == m.term and hs.vote ~= m.to)
+    then
       self:fail("votes are durable before they are sent", "node %d granted "
                 .. "its vote to %d in term %d, persisted %s", n.id, m.to,
                 m.term, hs and string.format("term %d vote %d", hs.term,
@@ -884,6 +900,9 @@ function Sim:process(n)
     local more = n.core:process()
     if self.compact_every and n.alive
        and n.applied_index - n.snap_at >= self.compact_every then
+      -- learn what it committed before the log behind it goes (a single
+      -- voter commits, applies and compacts within one process)
+      self:check(n)
       self:_take_snapshot(n)
       more = true
     end
@@ -937,6 +956,7 @@ function Sim:_reset_log(n, snap)
   self:_drop_log(n, n.last)
   n.hashes[n.last] = nil
   n.log_snap, n.log_snap_term, n.last = snap.index, snap.term, snap.index
+  n.log_snap_conf = snap.conf
   n.hashes[snap.index] = snap.hash
   self:_prune_snaps(n, snap.index)
 end
@@ -956,7 +976,8 @@ function Sim:_take_snapshot(n)
   -- a snapshot the core adopted already covers this (its install is on its
   -- way in a later ready)
   if a < first then return end
-  local snap = { index = a, term = n.applied_term, hash = n.sm_hash }
+  local snap = { index = a, term = n.applied_term, hash = n.sm_hash,
+                 conf = n.core:conf_at(a) }
   self:_store_snapshot(n, snap)
   n.snap_at = a
   self.snaps_taken = self.snaps_taken + 1
@@ -991,6 +1012,7 @@ function Sim:_compacted(n, index, term)
   end
   self:_drop_log(n, index)
   n.log_snap, n.log_snap_term = index, term
+  n.log_snap_conf = n.core:conf_at(index)
   n.csnap_index, n.csnap_term = index, term
   self:_prune_snaps(n, index)
 end
@@ -1016,7 +1038,7 @@ function Sim:_stream(n, m)
   self:send{ type = "snapshot", from = n.id, to = m.to, term = m.term,
              index = snap.index, log_term = snap.term, commit = 0,
              reject = false, hint_index = 0, hint_term = 0, context = 0,
-             snap = snap, tx = tx.id }
+             snap = snap, tx = tx.id, conf = snap.conf }
 end
 
 -- did the core adopt the snapshot just stepped in?  Its log now starts
@@ -1077,11 +1099,16 @@ function Sim:_stream_timeouts()
 end
 
 -- a ready's snap_index: the persisted log is replaced by the snapshot
-function Sim:_persist_snapshot(n, index, term)
+function Sim:_persist_snapshot(n, index, term, conf)
   local snap = n.snaps[index]
   if not snap or snap.term ~= term then
     self:fail("a snapshot is adopted only once stored", "node %d adopted "
               .. "snapshot %d term %d", n.id, index, term)
+  end
+  if M.conf_str(conf) ~= M.conf_str(snap.conf) then
+    self:fail("a snapshot carries its configuration", "node %d adopted "
+              .. "snapshot %d with configuration %s, stored with %s", n.id,
+              index, M.conf_str(conf), M.conf_str(snap.conf))
   end
   if index <= n.log_snap then
     self:fail("an adopted snapshot is ahead of the log's", "node %d adopted "
@@ -1114,6 +1141,54 @@ end
 -- the invariants
 ---------------------------------------------------------------------------
 
+-- a configuration {voters=, learners=} as text, "1 2 3/4" (nil: "-")
+function M.conf_str(c)
+  if not c then return "-" end
+  local v, l = {}, {}
+  for i, id in ipairs(c.voters) do v[i] = id end
+  for i, id in ipairs(c.learners or {}) do l[i] = id end
+  table.sort(v)
+  table.sort(l)
+  return table.concat(v, " ") .. "/" .. table.concat(l, " ")
+end
+
+-- a CONF entry's data (raft.h's encoding) as {voters=, learners=}
+function M.decode_conf(data)
+  local _, nv, nl, pos = string.unpack("<BBB", data)
+  local c = { voters = {}, learners = {} }
+  for i = 1, nv do c.voters[i], pos = string.unpack("<i8", data, pos) end
+  for i = 1, nl do c.learners[i], pos = string.unpack("<i8", data, pos) end
+  return c
+end
+
+-- Could a majority of a and a majority of b be disjoint?  Each takes what
+-- only it has first, then the shared voters must serve both.
+function M.majorities_overlap(a, b)
+  local ina, inb, shared = {}, {}, 0
+  for _, id in ipairs(a.voters) do ina[id] = true end
+  for _, id in ipairs(b.voters) do
+    inb[id] = true
+    if ina[id] then shared = shared + 1 end
+  end
+  local na, nb = #a.voters, #b.voters
+  local need = math.max(0, na // 2 + 1 - (na - shared))
+             + math.max(0, nb // 2 + 1 - (nb - shared))
+  return need > shared
+end
+
+-- a committed configuration overlaps the one before in a majority
+function Sim:_conf_committed(i, e)
+  local c = M.decode_conf(e.data)
+  if not M.majorities_overlap(self.conf, c) then
+    self:fail("every configuration overlaps the previous one in a majority",
+              "index %d commits %s after %s", i, M.conf_str(c),
+              M.conf_str(self.conf))
+  end
+  self.conf = c
+  self.conf_changes = self.conf_changes + 1
+  self:trace("configuration %s committed at %d", M.conf_str(c), i)
+end
+
 -- Committed-prefix bound: cterm[i] bounds from above the term in which i was
 -- committed (i commits no later than any j >= i, and j was committed by a
 -- leader of a term <= that of any node that knows it committed).  So every
@@ -1140,18 +1215,23 @@ function Sim:_learn_commit(n, commit, term)
     self.ck[i] = k
     self.chash[i] = mix(self.chash[i - 1], k)
     self.cterm[i] = term
+    if e.type == "conf" then self:_conf_committed(i, e) end
   end
   if commit > self.ncommit then
-    -- committed means durable on a majority: count the persisted logs (of
-    -- crashed nodes too) that hold this very prefix
+    -- committed means durable on a majority of the voters of the
+    -- configuration it committed in (the first to know is the leader, whose
+    -- latest configuration counted it): the persisted logs (of crashed
+    -- nodes too) that hold this very prefix; learners never count
     local h, have = self.chash[commit], 0
-    for _, id in ipairs(self.ids) do
-      if self.nodes[id].hashes[commit] == h then have = have + 1 end
+    local voters = n.core:status().conf.voters
+    for _, id in ipairs(voters) do
+      local v = self.nodes[id]
+      if v and v.hashes[commit] == h then have = have + 1 end
     end
-    if have < #self.ids // 2 + 1 then
+    if have < #voters // 2 + 1 then
       self:fail("committed entries are durable on a majority", "node %d "
-                .. "knows index %d committed, but only %d of %d nodes "
-                .. "persisted it", n.id, commit, have, #self.ids)
+                .. "knows index %d committed, but only %d of its %d voters "
+                .. "persisted it", n.id, commit, have, #voters)
     end
     self.ncommit = commit
   end
@@ -1201,6 +1281,21 @@ function Sim:check(n)
     if l == nil then
       self.leaders[term] = n.id
       self:trace("node %d leads term %d", n.id, term)
+      -- (or a voter of the configuration before an uncommitted one that
+      -- removes it: it may hold the only up-to-date log, thesis §4.1)
+      local st = n.core:status()
+      local function has(c)
+        for _, id in ipairs(c and c.voters or {}) do
+          if id == n.id then return true end
+        end
+        return false
+      end
+      local voter = has(st.conf) or (st.conf_pending
+        and has(n.core:conf_at(st.conf_index - 1)))
+      if not voter then
+        self:fail("only voters lead", "node %d leads term %d with "
+                  .. "configuration %s", n.id, term, M.conf_str(st.conf))
+      end
     elseif l ~= n.id then
       self:fail("election safety", "nodes %d and %d both led term %d", l,
                 n.id, term)
@@ -1359,7 +1454,7 @@ function Sim:agreed_leader()
   local l, term = self:leader()
   if not l then return nil end
   local g = self.group[l] or 0
-  for _, id in ipairs(self.ids) do
+  for _, id in ipairs(self:members(l)) do
     local n = self.nodes[id]
     if n.alive and (self.group[id] or 0) == g
        and (n.term ~= term or (id ~= l and n.leader ~= l)) then
@@ -1367,6 +1462,60 @@ function Sim:agreed_leader()
     end
   end
   return l, term
+end
+
+-- the members (voters, then learners) in node id's configuration (default:
+-- the leader's; all nodes when there is none)
+function Sim:members(id)
+  id = id or self:leader()
+  local n = id and self.nodes[id]
+  if not n or not n.alive then return self.ids end
+  local c, out = n.core:status().conf, {}
+  for _, v in ipairs(c.voters) do out[#out + 1] = v end
+  for _, v in ipairs(c.learners) do out[#out + 1] = v end
+  return out
+end
+
+-- the configuration node id uses ({voters=, learners=}), default the leader's
+function Sim:config(id)
+  id = id or self:leader()
+  local n = id and self.nodes[id]
+  if not n or not n.alive then return nil end
+  return n.core:status().conf
+end
+
+-- Propose a membership change at node id (default: the leader): op is
+-- "add_learner", "add_voter" or "remove".  index, term | nil, err.  The
+-- answer is checked like a write's.
+function Sim:change(op, target, id)
+  id = id or self:leader()
+  if not id then return nil, "noleader" end
+  local n = self.nodes[id]
+  if not n.alive then return nil, "dead" end
+  local index, term
+  index, term = n.core:change(op, target, function(status)
+    self:_answered(n, index, term, status)
+  end)
+  self.events = self.events + 1
+  self:trace("node %d: change %s %d -> %s", id, op, target,
+             index and ("index " .. index) or tostring(term))
+  self:process(n)
+  if not index then return nil, term end
+  return index, term
+end
+
+-- leadership transfer from node id (default: the leader) to target
+function Sim:transfer(target, id)
+  id = id or self:leader()
+  if not id then return nil, "noleader" end
+  local n = self.nodes[id]
+  if not n.alive then return nil, "dead" end
+  local ok, err = n.core:transfer(target)
+  self.events = self.events + 1
+  self:trace("node %d: transfer to %d -> %s", id, target, tostring(ok or err))
+  self:check(n)
+  self:process(n)
+  return ok, err
 end
 
 -- the agreed leader and term, if it has committed an entry of its term
@@ -1571,8 +1720,16 @@ function M.fuzz(seed, opts)
   local sizes = opts.sizes or { 3, 5, 7 }
   local size = sizes[seed % #sizes + 1]
   local et = 10
+  -- membership runs (a third, or as opts.membership says) get two spare
+  -- nodes; drawn from a stream of their own so other runs keep their shape
+  local mpick = M.rng(seed ~ 0x3C6EF372FE94F82B)
+  local membership = mpick:below(3) == 0
+  if opts.membership ~= nil then membership = opts.membership end
+  local voters = {}
+  for i = 1, size do voters[i] = i end
   local s = M.new{
-    n = size, seed = seed, replay = opts.replay,
+    n = size + (membership and 2 or 0), voters = voters,
+    seed = seed, replay = opts.replay,
     election_ticks = et,
     heartbeat_ticks = pick:range(1, 3),
     pre_vote = pick:chance(0.75),
@@ -1616,6 +1773,48 @@ function M.fuzz(seed, opts)
       s.net.reorder = rng:chance(0.7)
     end
   end
+  -- Membership events: add a non-member as a learner (a spare, or a
+  -- removed node with its disk intact: never wiped, whose votes would then
+  -- speak for a history it lost), promote a learner, remove a member (the
+  -- leader too), transfer leadership.
+  local changes, transfers = 0, 0
+  local function reconfigure()
+    local l = s:leader()
+    if not l then return end
+    local st = s.nodes[l].core:status()
+    local c, member = st.conf, {}
+    for _, id in ipairs(c.voters) do member[id] = "voter" end
+    for _, id in ipairs(c.learners) do member[id] = "learner" end
+    local r = rng:float()
+    local function pick_where(want)
+      local out = {}
+      for _, id in ipairs(s.ids) do
+        if want(member[id]) then out[#out + 1] = id end
+      end
+      return #out > 0 and rng:pick(out) or nil
+    end
+    local op, id
+    if r < 0.3 then
+      op, id = "add_learner", pick_where(function(m) return m == nil end)
+    elseif r < 0.55 then
+      -- promote only a learner in sync, as an operator would (etcd
+      -- refuses otherwise): a lagging voter stalls every commit it is
+      -- needed for while it catches up
+      op, id = "add_voter", pick_where(function(m) return m == "learner" end)
+      local p = id and st.peers[id]
+      if not p or p.match + 5 < st.last_index then return end
+    elseif r < 0.8 then
+      op, id = "remove", pick_where(function(m) return m ~= nil end)
+    else
+      id = pick_where(function(m) return m == "voter" end)
+      if id and id ~= l and s:transfer(id, l) then transfers = transfers + 1 end
+      return
+    end
+    if id and s.nodes[l].alive and s:change(op, id, l) then
+      changes = changes + 1
+    end
+  end
+  local member_rate = membership and 1 / (mpick:range(5, 20) * et) or 0
   local fault_rate = 1 / (pick:range(2, 8) * et)
   -- drawn after the rest, so runs without compaction keep their shape
   local compact = pick:below(3) == 0
@@ -1626,6 +1825,7 @@ function M.fuzz(seed, opts)
   end
   for _ = 1, steps do
     if rng:chance(fault_rate) then nemesis() end
+    if membership and rng:chance(member_rate) then reconfigure() end
     if rng:chance(0.05) then
       reads = reads + 1
       local id = rng:chance(0.8) and s:leader() or rng:pick(s.ids)
@@ -1668,7 +1868,7 @@ function M.fuzz(seed, opts)
   end
   local function all_applied(index, bound, what)
     local ok = s:run_until(function()
-      for _, id in ipairs(s.ids) do
+      for _, id in ipairs(s:members(l)) do
         if s.nodes[id].applied_index < index then return false end
       end
       return true
@@ -1681,7 +1881,7 @@ function M.fuzz(seed, opts)
   -- every node catches up with the leader's log within a bound set by how
   -- far behind the furthest one is
   local backlog, lead_last = 0, s.nodes[l].core:status().last_index
-  for _, id in ipairs(s.ids) do
+  for _, id in ipairs(s:members(l)) do
     backlog = math.max(backlog, lead_last - s.nodes[id].applied_index)
   end
   all_applied(lead_last, 10 * et + trips(backlog), "(catching up)")
@@ -1729,7 +1929,9 @@ function M.fuzz(seed, opts)
            terms = terms, reads = s.reads_served,
            compacting = compact and 1 or 0, snapshots = s.snaps_taken,
            transfers = s.snap_transfers, installs = s.snap_installs,
-           transfers_failed = s.snap_failed }
+           transfers_failed = s.snap_failed,
+           membership = membership and 1 or 0, changes = changes,
+           confs = s.conf_changes, leader_transfers = transfers }
 end
 
 return M

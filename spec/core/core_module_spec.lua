@@ -162,7 +162,9 @@ describe("rafting.core", function()
     local ok, err = c:step{ type = "heartbeat", from = 2, to = 3, term = 1 }
     assert.is_nil(ok)
     assert.equal("inval", err)
-    ok, err = c:step{ type = "heartbeat", from = 9, to = 1, term = 1 }
+    ok, err = c:step{ type = "append", from = 2, to = 1, term = 1,
+                      entries = { { term = 1, index = 1, type = "conf",
+                                    data = "not a configuration" } } }
     assert.is_nil(ok)
     assert.equal("inval", err)
   end)

@@ -4,7 +4,13 @@
 -- faults stop a leader must be elected and every proposal must commit within
 -- a bound.  About a third of the runs compact their logs (a snapshot every
 -- 5-50 applied entries, 0-10 entries kept behind it), so lagging and
--- restarted nodes catch up through InstallSnapshot (§7).
+-- restarted nodes catch up through InstallSnapshot (§7).  Another third
+-- (drawn independently) change membership under the same faults: two spare
+-- nodes are added as learners, promoted, removed (the leader too), and
+-- leadership is transferred; the checker adds that only voters lead, that
+-- commits are durable on a majority of voters (learners never count), and
+-- that each committed configuration overlaps the previous one in a
+-- majority (docs/membership.md).
 --
 --   RAFTING_SEEDS=N       how many seeds (default 300)
 --   RAFTING_SEED=S        the first seed (default 1)
@@ -52,7 +58,9 @@ describe("randomized runs", function()
     local t0 = os.clock()
     local totals = { events = 0, committed = 0, proposed = 0, terms = 0,
                      reads = 0, compacting = 0, snapshots = 0,
-                     transfers = 0, transfers_failed = 0, installs = 0 }
+                     transfers = 0, transfers_failed = 0, installs = 0,
+                     membership = 0, changes = 0, confs = 0,
+                     leader_transfers = 0 }
     local sizes = {}
     for seed = BASE, BASE + SEEDS - 1 do
       local ok, res = pcall(sim.fuzz, seed, { steps = STEPS, replay = replay,
@@ -73,11 +81,13 @@ describe("randomized runs", function()
       .. "3/5/7 nodes: %d/%d/%d runs, %d events, %d proposals, %d entries "
       .. "committed, %d reads served, %d terms; %d runs compacting: %d "
       .. "snapshots taken, %d snapshot transfers delivered (%d timed out), "
-      .. "%d installed; "
+      .. "%d installed; %d runs changing membership: %d changes proposed, "
+      .. "%d configurations committed, %d leadership transfers; "
       .. "%.1f s\n"):format(SEEDS,
       BASE, STEPS, sizes[3] or 0, sizes[5] or 0, sizes[7] or 0,
       totals.events, totals.proposed, totals.committed, totals.reads,
       totals.terms, totals.compacting, totals.snapshots, totals.transfers,
-      totals.transfers_failed, totals.installs, os.clock() - t0))
+      totals.transfers_failed, totals.installs, totals.membership,
+      totals.changes, totals.confs, totals.leader_transfers, os.clock() - t0))
   end)
 end)

@@ -472,7 +472,7 @@ describe("InstallSnapshot (§7), through the simulator", function()
     s:filter(function(m)
       if m.type == "snapshot" then
         m.snap = { index = m.snap.index, term = m.snap.term,
-                   hash = m.snap.hash + 1 }
+                   hash = m.snap.hash + 1, conf = m.snap.conf }
       end
     end)
     s:heal()

@@ -12,8 +12,11 @@ int rpr_init(rprogress *p, uint64_t id, int max_inflight, const rmem *m) {
   p->id = id;
   p->ring_cap = max_inflight;
   p->ring = rmem_calloc(m, (size_t)max_inflight, sizeof(*p->ring));
+  if (p->ring == NULL) p->ring_cap = 1; /* the slot in p->one */
   return p->ring ? RAFT_OK : RAFT_ENOMEM;
 }
+
+static uint64_t *ring(rprogress *p) { return p->ring ? p->ring : &p->one; }
 
 void rpr_free(rprogress *p, const rmem *m) {
   rmem_free(m, p->ring);
@@ -66,12 +69,12 @@ int rpr_paused(const rprogress *p) {
 
 void rpr_inflight_add(rprogress *p, uint64_t last) {
   RF_ASSERT(p->ring_count < p->ring_cap);
-  p->ring[(p->ring_start + p->ring_count) % p->ring_cap] = last;
+  ring(p)[(p->ring_start + p->ring_count) % p->ring_cap] = last;
   p->ring_count++;
 }
 
 void rpr_inflight_free_to(rprogress *p, uint64_t index) {
-  while (p->ring_count > 0 && p->ring[p->ring_start] <= index) {
+  while (p->ring_count > 0 && ring(p)[p->ring_start] <= index) {
     p->ring_start = (p->ring_start + 1) % p->ring_cap;
     p->ring_count--;
   }

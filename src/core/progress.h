@@ -23,10 +23,15 @@ typedef struct rprogress {
   int probe_sent;     /* probe: paused until a response or heartbeat reply */
   int active;         /* heard from since the last check-quorum round */
   int vote;           /* -1 none yet, 0 denied, 1 granted */
-  uint64_t *ring;     /* inflight last indexes, capacity max_inflight */
+  int voter;          /* counts for elections, commit and reads */
+  uint64_t *ring;     /* inflight last indexes, capacity max_inflight;
+                      ** NULL (out of memory): one slot, in one */
+  uint64_t one;
   int ring_start, ring_count, ring_cap;
 } rprogress;
 
+/* Out of memory the progress still works, with a window of one APPEND, and
+** RAFT_ENOMEM says so. */
 int rpr_init(rprogress *p, uint64_t id, int max_inflight, const rmem *m);
 void rpr_free(rprogress *p, const rmem *m);
 void rpr_reset(rprogress *p, uint64_t next);

@@ -11,6 +11,7 @@
 #include "rafting/assert.h"
 #include "rafting/bytes.h"
 #include "rafting/raft.h"
+#include "conf.h"
 #include "log.h"
 #include "mem.h"
 #include "progress.h"
@@ -52,9 +53,18 @@ struct raft {
   int elapsed;          /* ticks since last heard from a leader / election */
   int hb_elapsed;       /* leader: ticks since last heartbeat */
   int timeout;          /* randomized election timeout in ticks */
-  rprogress *prs;       /* one per voter, self included */
+  rprogress *prs;       /* voters, learners, then self if not a member;
+                        ** room for RAFT_MAX_NODES + 1, never reallocated */
   size_t n_prs;
   int self;             /* position of this node in prs */
+
+  /* membership (§4.1, docs/membership.md) */
+  raft_conf conf;       /* in use: the latest in the log, committed or not */
+  uint64_t conf_index;  /* its CONF entry, or log.snap_index */
+  raft_conf snap_conf;  /* at log.snap_index (or the bootstrap voters) */
+  uint64_t transferee;  /* leader: leadership transfer target (§3.10) */
+  int transfer_elapsed; /* ticks since the transfer began */
+  int transfer_sent;    /* TIMEOUT_NOW went out */
 
   /* ready bookkeeping */
   uint64_t stable;      /* last index acknowledged durable */
@@ -83,6 +93,7 @@ struct raft {
   rmsgbuf rd_msgs;
   raft_read_state *rd_reads;
   size_t rd_n_reads;
+  raft_conf rd_snap_conf;
 };
 
 /* Upper bound of the wire bytes an entry costs besides its data. */
@@ -101,7 +112,13 @@ static void reset_timeout(raft *r) {
   r->timeout = e + (int)(rng_next(r) % (uint64_t)e);
 }
 
-static size_t quorum(const raft *r) { return r->n_prs / 2 + 1; }
+/* Only voters count: for elections, commit and reads. */
+static size_t quorum(const raft *r) { return r->conf.n_voters / 2 + 1; }
+static int self_voter(const raft *r) { return r->prs[r->self].voter; }
+
+/* Read acks are a bitmask over prs positions (a 65th, self as a stranger,
+** never needs one: such a node does not lead a read). */
+static uint64_t pos_bit(size_t pos) { return pos < 64 ? 1ULL << pos : 0; }
 
 static rprogress *pr_of(raft *r, uint64_t id) {
   for (size_t i = 0; i < r->n_prs; i++)
@@ -174,22 +191,131 @@ static int readbuf_push(raft *r, rreadbuf *b, const rread *rd) {
 
 /* ------------------------------------------------------------ the log */
 
+/* ------------------------------------------------------------ membership */
+
+/* The latest configuration at or before index, and the index it is from. */
+static void conf_find(const raft *r, uint64_t index, raft_conf *out,
+                      uint64_t *at) {
+  int rc;
+  for (uint64_t i = index; i > r->log.snap_index; i--) {
+    raft_entry e;
+    rlog_view(&r->log, i, &e);
+    if (e.type != RAFT_ENTRY_CONF) continue;
+    rc = raft_conf_decode(e.data, e.len, out);
+    RF_ASSERT(rc == RAFT_OK); /* checked when it entered the log */
+    *at = i;
+    return;
+  }
+  *out = r->snap_conf;
+  *at = r->log.snap_index;
+}
+
+/* Keep (or make) the progress of id in the new prs; n counts them. */
+static void place(raft *r, rprogress *old, size_t n_old, size_t *n,
+                  uint64_t id, int voter) {
+  rprogress *p = &r->prs[(*n)++];
+  size_t j;
+  for (j = 0; j < n_old && old[j].id != id; j++) {
+  }
+  if (j < n_old) {
+    *p = old[j];
+    old[j].id = RAFT_NONE; /* taken, ring and all */
+  } else {
+    rpr_init(p, id, r->cfg.max_inflight, &r->mem); /* degrades on ENOMEM */
+    rpr_reset(p, rlog_last(&r->log) + 1);
+    if (id == r->id) p->match = r->stable;
+  }
+  p->voter = voter;
+  if (id == r->id) r->self = (int)(*n - 1);
+}
+
+/* Make prs follow r->conf: progress is kept for members that stay. */
+static void rebuild_prs(raft *r) {
+  rprogress old[RAFT_MAX_NODES + 1];
+  size_t n_old = r->n_prs, n = 0, i;
+  memcpy(old, r->prs, n_old * sizeof(*old));
+  for (i = 0; i < r->conf.n_voters; i++)
+    place(r, old, n_old, &n, r->conf.voters[i], 1);
+  for (i = 0; i < r->conf.n_learners; i++)
+    place(r, old, n_old, &n, r->conf.learners[i], 0);
+  if (!raft_conf_is_voter(&r->conf, r->id) &&
+      !raft_conf_is_learner(&r->conf, r->id))
+    place(r, old, n_old, &n, r->id, 0);
+  for (i = 0; i < n_old; i++)
+    if (old[i].id != RAFT_NONE) rpr_free(&old[i], &r->mem);
+  r->n_prs = n;
+  /* positions moved: a read waits for acks of the new members afresh */
+  for (i = 0; i < r->reads_wait.n; i++)
+    r->reads_wait.r[i].acks = pos_bit((size_t)r->self);
+  if (r->transferee != RAFT_NONE &&
+      !raft_conf_is_voter(&r->conf, r->transferee))
+    r->transferee = RAFT_NONE; /* the target left: proposals resume */
+}
+
+/* Thesis §4.1: a voter that an uncommitted change removes may still be
+** needed (it may hold the only up-to-date log): it stands for election, and
+** counts the votes of its latest configuration, not its own. */
+static int may_campaign(const raft *r) {
+  raft_conf prev;
+  uint64_t at;
+  if (self_voter(r)) return 1;
+  if (r->conf_index <= r->commit || r->conf_index == 0) return 0;
+  conf_find(r, r->conf_index - 1, &prev, &at);
+  return raft_conf_is_voter(&prev, r->id) && r->conf.n_voters > 0;
+}
+
+static void set_conf(raft *r, const raft_conf *c, uint64_t index) {
+  r->conf = *c;
+  r->conf_index = index;
+  rebuild_prs(r);
+}
+
+/* ------------------------------------------------------------ the log */
+
+/* Acks still in the outbox speak for entries the next write was to make
+** durable; those from i on are gone, and an ack for them would be a lie
+** that a stale leader could count (the one in the outstanding ready is
+** true: that write holds them). */
+static void drop_acks_from(raft *r, uint64_t i) {
+  rmsgbuf *b = &r->outbox;
+  size_t k = 0;
+  for (size_t j = 0; j < b->n; j++) {
+    raft_msg *m = &b->m[j];
+    if (m->type == RAFT_MSG_APPEND_RESP && !m->reject && m->index >= i)
+      continue; /* carries no entries */
+    b->m[k++] = *m;
+  }
+  b->n = k;
+}
+
 /* Drop entries >= i, keeping the durability marks truthful. */
 static void truncate_from(raft *r, uint64_t i) {
   RF_ASSERT(i > r->commit); /* committed entries are never removed (§5.3) */
   rlog_truncate(&r->log, i);
+  drop_acks_from(r, i);
   if (r->stable >= i) r->stable = i - 1;
   if (r->handed >= i) r->handed = i - 1;
   if (r->rd_out && r->rd_last >= i) r->rd_last = i - 1;
+  if (r->conf_index >= i) { /* §4.1: back to the latest one left */
+    raft_conf c;
+    uint64_t at;
+    conf_find(r, rlog_last(&r->log), &c, &at);
+    set_conf(r, &c, at);
+  }
 }
 
+/* A CONF entry takes effect as soon as it is in the log (§4.1). */
 static int append_entry(raft *r, uint64_t term, int type, const void *data,
                         size_t len) {
-  rblob *b = rlog_blob_new(&r->mem, data, len);
+  raft_conf c;
+  rblob *b;
   int rc;
-  if (b == NULL) return RAFT_ENOMEM;
+  if (type == RAFT_ENTRY_CONF && raft_conf_decode(data, len, &c) != RAFT_OK)
+    return RAFT_EINVAL;
+  if ((b = rlog_blob_new(&r->mem, data, len)) == NULL) return RAFT_ENOMEM;
   rc = rlog_append(&r->log, term, type, b);
   if (rc != RAFT_OK) rlog_blob_unref(b);
+  else if (type == RAFT_ENTRY_CONF) set_conf(r, &c, rlog_last(&r->log));
   return rc;
 }
 
@@ -202,13 +328,15 @@ static void commit_to(raft *r, uint64_t index) {
 
 /* §5.3/§5.4.2: the largest index a quorum stores, if it is of this term. */
 static int maybe_commit(raft *r) {
-  uint64_t m[RAFT_MAX_NODES], k;
-  size_t n = r->n_prs, i, j;
-  for (i = 0; i < n; i++) { /* insertion sort, descending */
+  uint64_t m[RAFT_MAX_NODES + 1], k;
+  size_t n = 0, i, j;
+  for (i = 0; i < r->n_prs; i++) { /* voters, insertion sort, descending */
     uint64_t v = r->prs[i].match;
-    for (j = i; j > 0 && m[j - 1] < v; j--) m[j] = m[j - 1];
+    if (!r->prs[i].voter) continue;
+    for (j = n++; j > 0 && m[j - 1] < v; j--) m[j] = m[j - 1];
     m[j] = v;
   }
+  if (n == 0) return 0;
   k = m[quorum(r) - 1];
   /* never commit an earlier term's entry by counting replicas (Figure 8) */
   if (k > r->commit && rlog_term(&r->log, k) == r->term) {
@@ -242,6 +370,7 @@ static void become_follower(raft *r, uint64_t term, uint64_t leader) {
   }
   r->role = RAFT_FOLLOWER;
   r->leader = leader;
+  r->transferee = RAFT_NONE;
   drop_reads(r);
   reset_timeout(r);
 }
@@ -249,8 +378,9 @@ static void become_follower(raft *r, uint64_t term, uint64_t leader) {
 static int tally(raft *r, uint64_t from, int granted, int *lost) {
   size_t yes = 0, no = 0;
   rprogress *p = pr_of(r, from);
-  if (p != NULL && p->vote < 0) p->vote = granted ? 1 : 0;
+  if (p != NULL && p->voter && p->vote < 0) p->vote = granted ? 1 : 0;
   for (size_t i = 0; i < r->n_prs; i++) {
+    if (!r->prs[i].voter) continue; /* learners never vote */
     if (r->prs[i].vote == 1) yes++;
     if (r->prs[i].vote == 0) no++;
   }
@@ -264,7 +394,7 @@ static void request_votes(raft *r, raft_msg_type type, uint64_t term,
                           int forced) {
   for (size_t i = 0; i < r->n_prs; i++) {
     raft_msg m;
-    if ((int)i == r->self) continue;
+    if ((int)i == r->self || !r->prs[i].voter) continue;
     memset(&m, 0, sizeof(m));
     m.type = type;
     m.to = r->prs[i].id;
@@ -341,10 +471,11 @@ static void become_leader(raft *r) {
   r->elapsed = 0;
   reset_peers(r);
   r->prs[r->self].active = 1;
+  r->transferee = RAFT_NONE;
   /* §8: a no-op of the new term lets earlier entries commit promptly */
   if (append_entry(r, r->term, RAFT_ENTRY_NOOP, NULL, 0) == RAFT_OK)
     bcast_append(r, 1);
-  if (r->n_prs == 1) maybe_commit(r); /* commits once durable (advance) */
+  if (quorum(r) == 1) maybe_commit(r); /* commits once durable (advance) */
 }
 
 /* ------------------------------------------------------------ leader */
@@ -450,7 +581,8 @@ static void reads_release(raft *r) {
   for (i = 0; i < r->reads_wait.n; i++) {
     size_t acks = 0;
     for (bit = 0; bit < r->n_prs; bit++)
-      if (r->reads_wait.r[i].acks & (1ULL << bit)) acks++;
+      if (r->prs[bit].voter && (r->reads_wait.r[i].acks & pos_bit(bit)))
+        acks++;
     if (acks >= quorum(r)) done = i + 1;
   }
   /* out of memory: they stay confirmed-to-be, the next ack retries */
@@ -466,9 +598,10 @@ static int read_start(raft *r, uint64_t ctx) {
   memset(&rd, 0, sizeof(rd));
   rd.ctx = ctx;
   rd.index = r->commit;
-  if (r->n_prs == 1) return readbuf_push(r, &r->reads_ready, &rd);
+  if (quorum(r) == 1 && self_voter(r))
+    return readbuf_push(r, &r->reads_ready, &rd);
   rd.seq = ++r->read_seq;
-  rd.acks = 1ULL << r->self;
+  rd.acks = pos_bit((size_t)r->self);
   if (readbuf_push(r, &r->reads_wait, &rd) != RAFT_OK) return RAFT_ENOMEM;
   bcast_heartbeat(r); /* the round that confirms this leader still leads */
   return RAFT_OK;
@@ -486,6 +619,29 @@ static void reads_flush_early(raft *r) {
 static void on_commit_advanced(raft *r) {
   if (committed_in_term(r) && r->reads_early.n) reads_flush_early(r);
   r->bcast = 2; /* tell followers the new commit index */
+  /* §4.2.2: a leader the committed configuration removed (or demoted)
+  ** steps down; the followers hear the commit first */
+  if (!self_voter(r) && r->conf_index <= r->commit) {
+    bcast_commit(r);
+    r->bcast = 0;
+    become_follower(r, r->term, RAFT_NONE);
+  }
+}
+
+static void send_timeout_now(raft *r, rprogress *p) {
+  raft_msg m;
+  memset(&m, 0, sizeof(m));
+  m.type = RAFT_MSG_TIMEOUT_NOW;
+  m.to = p->id;
+  r->transfer_sent = 1;
+  send(r, &m);
+}
+
+/* §3.10: the target holds the whole log: tell it to campaign now. */
+static void transfer_check(raft *r, rprogress *p) {
+  if (p->id == r->transferee && !r->transfer_sent &&
+      p->match == last_index(r))
+    send_timeout_now(r, p);
 }
 
 static void leader_append_resp(raft *r, rprogress *p, const raft_msg *m) {
@@ -524,9 +680,11 @@ static void leader_append_resp(raft *r, rprogress *p, const raft_msg *m) {
     if (p->state != RAFT_PR_REPLICATE) rpr_become_replicate(p);
     rpr_inflight_free_to(p, m->index);
     if (maybe_commit(r)) on_commit_advanced(r);
+    if (r->role != RAFT_LEADER) return; /* removed by that commit */
   } else {
     rpr_inflight_free_to(p, m->index);
   }
+  transfer_check(r, p);
   while (p->next <= last_index(r) && send_append(r, p, 0)) {
   }
 }
@@ -547,7 +705,7 @@ static void leader_heartbeat_resp(raft *r, rprogress *p, const raft_msg *m) {
   if (m->context == 0) return;
   for (size_t i = 0; i < r->reads_wait.n; i++)
     if (r->reads_wait.r[i].seq <= m->context)
-      r->reads_wait.r[i].acks |= 1ULL << pos;
+      r->reads_wait.r[i].acks |= pos_bit(pos);
   reads_release(r);
 }
 
@@ -570,7 +728,7 @@ static int step_leader(raft *r, const raft_msg *m) {
 static void check_quorum(raft *r) {
   size_t live = 0;
   for (size_t i = 0; i < r->n_prs; i++) {
-    if ((int)i == r->self || r->prs[i].active) live++;
+    if (r->prs[i].voter && ((int)i == r->self || r->prs[i].active)) live++;
     r->prs[i].active = 0;
   }
   if (live < quorum(r)) become_follower(r, r->term, RAFT_NONE);
@@ -633,7 +791,10 @@ static void handle_snapshot(raft *r, const raft_msg *m) {
     commit_to(r, m->index); /* the snapshot adds nothing to this log */
     a.index = r->commit;
   } else {
+    raft_conf c = m->conf ? *m->conf : r->conf; /* NULL: as before */
     rlog_reset(&r->log, m->index, m->log_term);
+    r->snap_conf = c;
+    set_conf(r, &c, m->index);
     r->commit = r->applied = m->index;
     r->stable = r->handed = m->index;
     if (r->rd_out && r->rd_last > m->index) r->rd_last = m->index;
@@ -684,7 +845,7 @@ static int step_follower(raft *r, const raft_msg *m) {
     handle_snapshot(r, m);
     break;
   case RAFT_MSG_TIMEOUT_NOW:
-    campaign(r, 1);
+    if (may_campaign(r)) campaign(r, 1); /* §3.10: no pre-vote */
     break;
   default: break;
   }
@@ -759,7 +920,12 @@ static int valid_msg(const raft *r, const raft_msg *m) {
     if (e->term < (i ? m->entries[i - 1].term : m->log_term)) return 0;
     if (e->type < RAFT_ENTRY_NORMAL || e->type > RAFT_ENTRY_CONF) return 0;
     if (e->len > 0 && e->data == NULL) return 0;
+    if (e->type == RAFT_ENTRY_CONF) {
+      raft_conf c;
+      if (raft_conf_decode(e->data, e->len, &c) != RAFT_OK) return 0;
+    }
   }
+  if (m->conf != NULL && raft_conf_check(m->conf) != RAFT_OK) return 0;
   return 1;
 }
 
@@ -799,9 +965,30 @@ static void step_lower_term(raft *r, const raft_msg *m) {
   reply(r, m, &a);
 }
 
+/* §4.2.3: votes and pre-votes from a non-member (a removed server that
+** keeps campaigning) are refused, its term ignored.  Anyone else gets an
+** answer, whatever this node's own role: a learner may have been promoted,
+** and a voter removed, by entries this node has not received or committed
+** yet (thesis §4.1), and refusing would deadlock the election.  A vote only
+** counts where the candidate's configuration makes the voter a voter. */
+static int refuse_vote(raft *r, const raft_msg *m) {
+  raft_msg a;
+  if (m->type != RAFT_MSG_PREVOTE && m->type != RAFT_MSG_VOTE) return 0;
+  if (raft_conf_is_voter(&r->conf, m->from) ||
+      raft_conf_is_learner(&r->conf, m->from))
+    return 0;
+  memset(&a, 0, sizeof(a));
+  a.type = m->type == RAFT_MSG_VOTE ? RAFT_MSG_VOTE_RESP
+                                     : RAFT_MSG_PREVOTE_RESP;
+  a.reject = 1;
+  a.term = r->term;
+  reply(r, m, &a);
+  return 1;
+}
+
 int raft_step(raft *r, const raft_msg *m) {
   if (m == NULL || !valid_msg(r, m)) return RAFT_EINVAL;
-  if (pr_of(r, m->from) == NULL) return RAFT_EINVAL;
+  if (refuse_vote(r, m)) return RAFT_OK;
   if (m->term > r->term) {
     if (!step_higher_term(r, m)) return RAFT_OK;
   } else if (m->term < r->term) {
@@ -830,6 +1017,9 @@ void raft_tick(raft *r) {
       if (r->cfg.check_quorum) check_quorum(r);
       if (r->role != RAFT_LEADER) return;
     }
+    if (r->transferee != RAFT_NONE &&
+        ++r->transfer_elapsed >= r->cfg.election_ticks)
+      r->transferee = RAFT_NONE; /* §3.10: gave up, proposals resume */
     /* out of memory earlier: the term's no-op or early reads wait */
     if (last_term(r) != r->term &&
         append_entry(r, r->term, RAFT_ENTRY_NOOP, NULL, 0) == RAFT_OK)
@@ -841,19 +1031,73 @@ void raft_tick(raft *r) {
     }
     return;
   }
-  if (++r->elapsed >= r->timeout) hup(r);
+  if (++r->elapsed >= r->timeout) {
+    if (may_campaign(r)) hup(r);
+    else reset_timeout(r); /* learners and strangers never campaign */
+  }
 }
 
 int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
                  uint64_t *term) {
   int rc;
   if (r->role != RAFT_LEADER) return RAFT_ENOTLEADER;
+  if (r->transferee != RAFT_NONE) return RAFT_EBUSY; /* §3.10 */
   if (len > r->cfg.max_msg_bytes) return RAFT_ETOOBIG;
   rc = append_entry(r, r->term, RAFT_ENTRY_NORMAL, data, len);
   if (rc != RAFT_OK) return rc;
   if (index) *index = last_index(r);
   if (term) *term = r->term;
   if (r->bcast < 1) r->bcast = 1;
+  return RAFT_OK;
+}
+
+int raft_propose_conf(raft *r, const raft_conf_change *c, uint64_t *index,
+                      uint64_t *term) {
+  uint8_t buf[3 + 8 * RAFT_MAX_NODES];
+  raft_conf next;
+  size_t len;
+  int rc;
+  if (c == NULL) return RAFT_EINVAL;
+  if (r->role != RAFT_LEADER) return RAFT_ENOTLEADER;
+  /* the single-server bug (raft-dev, 2015): no change before an entry of
+  ** this term committed; and one change at a time */
+  if (r->transferee != RAFT_NONE || !committed_in_term(r) ||
+      r->conf_index > r->commit)
+    return RAFT_EBUSY;
+  if ((rc = rconf_apply(&r->conf, c, &next)) != RAFT_OK) return rc;
+  RF_ASSERT(rconf_voter_diff(&r->conf, &next) <= 1);
+  len = raft_conf_encode(&next, buf, sizeof(buf));
+  RF_ASSERT(len > 0);
+  if ((rc = append_entry(r, r->term, RAFT_ENTRY_CONF, buf, len)) != RAFT_OK)
+    return rc;
+  if (index) *index = last_index(r);
+  if (term) *term = r->term;
+  if (r->bcast < 1) r->bcast = 1;
+  if (r->role == RAFT_LEADER && quorum(r) == 1 && self_voter(r))
+    maybe_commit(r); /* alone: commits once durable (advance) */
+  return RAFT_OK;
+}
+
+int raft_transfer(raft *r, uint64_t target) {
+  rprogress *p;
+  if (r->role != RAFT_LEADER) return RAFT_ENOTLEADER;
+  if (target == r->id) return RAFT_OK;
+  p = pr_of(r, target);
+  if (p == NULL || !p->voter) return RAFT_EINVAL;
+  if (r->transferee == target) return RAFT_OK; /* under way */
+  r->transferee = target;
+  r->transfer_elapsed = 0;
+  r->transfer_sent = 0;
+  if (p->match == last_index(r)) send_timeout_now(r, p);
+  else send_append(r, p, 1); /* bring it up to date first */
+  return RAFT_OK;
+}
+
+int raft_conf_at(const raft *r, uint64_t index, raft_conf *out) {
+  uint64_t at;
+  if (index < r->log.snap_index || index > last_index(r)) return RAFT_EINVAL;
+  if (index >= r->conf_index) *out = r->conf;
+  else conf_find(r, index, out, &at);
   return RAFT_OK;
 }
 
@@ -870,6 +1114,7 @@ int raft_read_index(raft *r, uint64_t ctx) {
 
 int raft_campaign(raft *r) {
   if (r->role == RAFT_LEADER) return RAFT_OK;
+  if (!may_campaign(r)) return RAFT_EINVAL; /* only voters stand */
   campaign(r, 0);
   return RAFT_OK;
 }
@@ -939,6 +1184,10 @@ int raft_ready_get(raft *r, raft_ready *rd) {
   rd->hs = r->rd_hs;
   rd->snap_index = r->install_index;
   rd->snap_term = r->install_term;
+  if (r->install_index) {
+    r->rd_snap_conf = r->snap_conf;
+    rd->snap_conf = &r->rd_snap_conf;
+  }
   r->install_index = r->install_term = 0;
   r->rd_ents = ents;
   r->rd_n_ents = n_ents;
@@ -1005,7 +1254,8 @@ void raft_config_default(raft_config *c) {
 
 static int check_config(const raft_config *c) {
   int self = 0;
-  if (c->id == RAFT_NONE || c->n_voters == 0 || c->n_voters > RAFT_MAX_NODES)
+  if (c->id == RAFT_NONE || c->id >= RAFT_TERM_LIMIT ||
+      c->n_voters > RAFT_MAX_NODES || (c->n_voters && c->voters == NULL))
     return 0;
   if (c->heartbeat_ticks < 1 || c->election_ticks <= c->heartbeat_ticks)
     return 0;
@@ -1016,17 +1266,38 @@ static int check_config(const raft_config *c) {
     for (size_t j = 0; j < i; j++)
       if (c->voters[j] == c->voters[i]) return 0;
   }
-  return self;
+  /* a bootstrap list names this node; none: it joins (docs/membership.md) */
+  return self || c->n_voters == 0;
+}
+
+/* The configuration at the snapshot point: stored with the snapshot, or
+** the bootstrap voters. */
+static int base_conf(raft *r, const raft_config *c, const raft_restore *rs) {
+  if (rs->conf != NULL) {
+    if (raft_conf_check(rs->conf) != RAFT_OK) return RAFT_EINVAL;
+    r->snap_conf = *rs->conf;
+    return RAFT_OK;
+  }
+  memset(&r->snap_conf, 0, sizeof(r->snap_conf));
+  memcpy(r->snap_conf.voters, c->voters, c->n_voters * sizeof(uint64_t));
+  r->snap_conf.n_voters = c->n_voters;
+  return RAFT_OK;
 }
 
 static int restore(raft *r, const raft_restore *rs) {
   uint64_t last = rs->snap_index + rs->n;
+  int rc;
   rlog_reset(&r->log, rs->snap_index, rs->snap_term);
+  set_conf(r, &r->snap_conf, rs->snap_index);
   for (size_t i = 0; i < rs->n; i++) {
     const raft_entry *e = &rs->log[i];
     if (e->index != rs->snap_index + 1 + i) return RAFT_EINVAL;
     if (e->term < (i ? rs->log[i - 1].term : rs->snap_term)) return RAFT_EINVAL;
-    if (append_entry(r, e->term, e->type, e->data, e->len)) return RAFT_ENOMEM;
+    if (e->type < RAFT_ENTRY_NORMAL || e->type > RAFT_ENTRY_CONF ||
+        (e->len > 0 && e->data == NULL))
+      return RAFT_EINVAL;
+    if ((rc = append_entry(r, e->term, e->type, e->data, e->len)) != RAFT_OK)
+      return rc;
   }
   if (rs->applied < rs->snap_index || rs->applied > last) return RAFT_EINVAL;
   if (last > rs->snap_index && rlog_term(&r->log, last) > rs->hs.term)
@@ -1070,14 +1341,13 @@ raft *raft_new_restore(const raft_config *c, const raft_restore *rs, int *err) {
   if (r->cfg.max_apply == 0) r->cfg.max_apply = 4096;
   r->rng = c->seed ^ (c->id * 0x2545f4914f6cdd1dULL);
   rlog_init(&r->log, &r->mem);
-  r->prs = rmem_calloc(&r->mem, c->n_voters, sizeof(*r->prs));
+  r->prs = rmem_calloc(&r->mem, RAFT_MAX_NODES + 1, sizeof(*r->prs));
   if (r->prs == NULL) goto fail;
-  for (size_t i = 0; i < c->n_voters; i++) {
-    if (rpr_init(&r->prs[i], c->voters[i], c->max_inflight, &r->mem)) goto fail;
-    r->n_prs++;
-    if (c->voters[i] == c->id) r->self = (int)i;
-  }
+  if ((rc = base_conf(r, c, rs)) != RAFT_OK) goto fail;
   if ((rc = restore(r, rs)) != RAFT_OK) goto fail;
+  rc = RAFT_ENOMEM;
+  for (size_t i = 0; i < r->n_prs; i++)
+    if (r->prs[i].ring == NULL) goto fail; /* start whole or not at all */
   become_follower(r, r->term, RAFT_NONE);
   return r;
 fail:
@@ -1092,7 +1362,7 @@ void raft_free(raft *r) {
   r->rd_out = 1;
   raft_advance(r);
   msgbuf_free(r, &r->outbox);
-  for (size_t i = 0; i < r->n_prs; i++) rpr_free(&r->prs[i], &r->mem);
+  for (size_t i = 0; r->prs && i < r->n_prs; i++) rpr_free(&r->prs[i], &r->mem);
   rmem_free(&r->mem, r->prs);
   rmem_free(&r->mem, r->reads_ready.r);
   rmem_free(&r->mem, r->reads_wait.r);
@@ -1126,7 +1396,12 @@ void raft_status_get(const raft *r, raft_status *st) {
     st->peers[i].state = p->state;
     st->peers[i].active = p->active;
     st->peers[i].inflight = p->ring_count;
+    st->peers[i].voter = p->voter;
   }
+  st->conf = r->conf;
+  st->conf_index = r->conf_index;
+  st->conf_pending = r->conf_index > r->commit;
+  st->transferee = r->transferee;
 }
 
 raft_role raft_role_of(const raft *r) { return r->role; }
@@ -1161,6 +1436,7 @@ int raft_compact(raft *r, uint64_t index) {
   if (index <= r->log.snap_index || index > r->applied ||
       index > r->stable || index > last_index(r))
     return RAFT_EINVAL;
+  raft_conf_at(r, index, &r->snap_conf); /* what the snapshot stores */
   rlog_compact(&r->log, index);
   return RAFT_OK;
 }

@@ -347,6 +347,7 @@ static int start_batch(rf_driver *d) {
   s.must_sync = must_sync(d, rd);
   s.snap_index = rd->snap_index;
   s.snap_term = rd->snap_term;
+  s.snap_conf = rd->snap_conf;
   s.entries = rd->entries;
   s.n_entries = rd->n_entries;
   rc = d->io->ops->save(d->io, &s, saved, d);
@@ -428,6 +429,41 @@ int rf_driver_propose(rf_driver *d, const void *data, size_t len,
   push(&d->writes, w);
   wake(d);
   return 0;
+}
+
+/* Like a write: answered once the CONF entry is committed and applied. */
+int rf_driver_change(rf_driver *d, const raft_conf_change *c,
+                     rf_driver_write_cb cb, void *ud, uint64_t *index,
+                     uint64_t *term) {
+  wait *w;
+  int rc;
+  if (d->closing) return RF_ESTOPPING;
+  if (d->failed) return RF_ESTORAGE;
+  if ((w = new_wait(d, ud)) == NULL) return RF_ENOMEM;
+  rc = raft_propose_conf(d->core, c, &w->index, &w->term);
+  if (rc < 0) {
+    mem_free(d, w);
+    return rc;
+  }
+  w->wcb = cb;
+  if (index) *index = w->index;
+  if (term) *term = w->term;
+  push(&d->writes, w);
+  wake(d);
+  return 0;
+}
+
+int rf_driver_transfer(rf_driver *d, uint64_t target) {
+  int rc;
+  if (d->closing) return RF_ESTOPPING;
+  if (d->failed) return d->failed;
+  rc = raft_transfer(d->core, target);
+  wake(d);
+  return rc;
+}
+
+int rf_driver_conf_at(const rf_driver *d, uint64_t index, raft_conf *out) {
+  return raft_conf_at(d->core, index, out);
 }
 
 int rf_driver_read(rf_driver *d, rf_driver_read_cb cb, void *ud) {

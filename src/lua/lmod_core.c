@@ -166,6 +166,10 @@ static int l_ready (lua_State *L) {
   lua_createtable(L, 0, 7);
   if (rd.snap_index > 0) {  /* the log was replaced by an adopted snapshot */
     lraft_setint(L, "snap_index", rd.snap_index);
+    if (rd.snap_conf != NULL) {
+      lraft_pushconf(L, rd.snap_conf);
+      lua_setfield(L, -2, "snap_conf");
+    }
     lraft_setint(L, "snap_term", rd.snap_term);
   }
   if (rd.hs_changed) {

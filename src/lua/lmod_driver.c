@@ -13,6 +13,9 @@
 **   io.compact(index, term)
 ** Requests: d:propose(data, cb) calls cb(status, index, term, result) once;
 ** d:read(cb) calls cb(status) once; status is nil (ok) or an error name.
+** Membership: d:change(op, id, cb) (as propose), d:transfer(id),
+** d:conf_at(index); io.save gets a 6th argument, the adopted snapshot's
+** configuration {voters=, learners=} (or nil).
 **
 ** Failing allocations (specs): with opts.alloc_hook = true every allocation
 ** of the driver and its core goes through a hook that counts them
@@ -167,7 +170,9 @@ static int io_save (rf_io *io, const rf_io_save *s, rf_io_done done, void *ud) {
   lraft_pushentries(L, s->entries, s->n_entries);
   lua_pushinteger(L, (lua_Integer)s->snap_index);
   lua_pushinteger(L, (lua_Integer)s->snap_term);
-  if (!callio(ld, 5, 1)) {
+  if (s->snap_conf) lraft_pushconf(L, s->snap_conf);
+  else lua_pushnil(L);
+  if (!callio(ld, 6, 1)) {
     lua_pop(L, 1);
     return RF_EIO;
   }
@@ -398,6 +403,52 @@ static int l_propose (lua_State *L) {
   return leave(ld, 2);
 }
 
+/* d:change(op, id, cb) -> index, term | nil, err, message; op is
+** "add_learner", "add_voter" or "remove"; cb as propose's */
+static int l_change (lua_State *L) {
+  static const char *const ops[] = {"add_learner", "add_voter", "remove", NULL};
+  LDriver *ld = check(L);
+  raft_conf_change c;
+  uint64_t index = 0, term = 0;
+  lua_Integer id;
+  void *key;
+  int rc;
+  c.op = RAFT_CONF_ADD_LEARNER + luaL_checkoption(L, 2, NULL, ops);
+  id = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, id > 0, 3, "not a node id");
+  c.id = (uint64_t)id;
+  luaL_checktype(L, 4, LUA_TFUNCTION);
+  key = parkreq(L, ld, 4);
+  enter(L);
+  rc = rf_driver_change(ld->d, &c, on_written, key, &index, &term);
+  if (rc < 0) {
+    dropreq(ld, key);
+    return pushresult(ld, rc);
+  }
+  lua_pushinteger(L, (lua_Integer)index);
+  lua_pushinteger(L, (lua_Integer)term);
+  return leave(ld, 2);
+}
+
+/* d:transfer(id) -> true | nil, err, message */
+static int l_transfer (lua_State *L) {
+  lua_Integer id = (check(L), luaL_checkinteger(L, 2));
+  LDriver *ld;
+  luaL_argcheck(L, id > 0, 2, "not a node id");
+  ld = enter(L);
+  return pushresult(ld, rf_driver_transfer(ld->d, (uint64_t)id));
+}
+
+/* d:conf_at(index) -> {voters=, learners=} | nil */
+static int l_conf_at (lua_State *L) {
+  LDriver *ld = check(L);
+  lua_Integer i = luaL_checkinteger(L, 2);
+  raft_conf c;
+  if (i < 0 || rf_driver_conf_at(ld->d, (uint64_t)i, &c) < 0) luaL_pushfail(L);
+  else lraft_pushconf(L, &c);
+  return 1;
+}
+
 /* d:read(cb) -> true | nil, err, message */
 static int l_read (lua_State *L) {
   LDriver *ld = check(L);
@@ -605,6 +656,9 @@ static const luaL_Reg methods[] = {
   {"campaign", l_campaign},
   {"propose", l_propose},
   {"read", l_read},
+  {"change", l_change},
+  {"transfer", l_transfer},
+  {"conf_at", l_conf_at},
   {"process", l_process},
   {"saved", l_saved},
   {"saving", l_saving},

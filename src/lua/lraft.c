@@ -182,8 +182,64 @@ void lraft_pushmsg (lua_State *L, const raft_msg *m) {
     lraft_pushentries(L, m->entries, m->n_entries);
     lua_setfield(L, -2, "entries");
   }
+  if (m->conf != NULL) {
+    lraft_pushconf(L, m->conf);
+    lua_setfield(L, -2, "conf");
+  }
 }
 
+
+static size_t toids (lua_State *L, int t, const char *k, uint64_t *ids) {
+  size_t n, i;
+  int ty = lua_getfield(L, t, k);
+  if (ty == LUA_TNIL) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (ty != LUA_TTABLE) luaL_error(L, "conf.%s must be a list of node ids", k);
+  n = (size_t)luaL_len(L, -1);
+  if (n > RAFT_MAX_NODES) luaL_error(L, "conf.%s: too many nodes", k);
+  for (i = 0; i < n; i++) {
+    int isnum;
+    lua_Integer v;
+    lua_geti(L, -1, (lua_Integer)i + 1);
+    v = lua_tointegerx(L, -1, &isnum);
+    if (!isnum || v <= 0) luaL_error(L, "conf.%s[%d] is not a node id", k, (int)i + 1);
+    ids[i] = (uint64_t)v;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+raft_conf *lraft_toconf (lua_State *L, int idx) {
+  raft_conf *c;
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) luaL_error(L, "a configuration must be a table");
+  c = (raft_conf *)lua_newuserdatauv(L, sizeof(*c), 0);
+  memset(c, 0, sizeof(*c));
+  c->n_voters = toids(L, idx, "voters", c->voters);
+  c->n_learners = toids(L, idx, "learners", c->learners);
+  if (raft_conf_check(c) != RAFT_OK)
+    luaL_error(L, "a configuration with a repeated node or too many");
+  return c;
+}
+
+static void pushids (lua_State *L, const uint64_t *ids, size_t n) {
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)ids[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+void lraft_pushconf (lua_State *L, const raft_conf *c) {
+  lua_createtable(L, 0, 2);
+  pushids(L, c->voters, c->n_voters);
+  lua_setfield(L, -2, "voters");
+  pushids(L, c->learners, c->n_learners);
+  lua_setfield(L, -2, "learners");
+}
 
 /* The message table at idx as a raft_msg; entry data anchored in 'anchor'. */
 void lraft_tomsg (lua_State *L, int idx, int anchor, raft_msg *m) {
@@ -210,6 +266,7 @@ void lraft_tomsg (lua_State *L, int idx, int anchor, raft_msg *m) {
     m->entries = lraft_toentries(L, lua_gettop(L), anchor, 0, &m->n_entries);
   else if (!lua_isnil(L, -1))
     luaL_error(L, "field 'entries' must be a list or nil");
+  if (lua_getfield(L, idx, "conf") != LUA_TNIL) m->conf = lraft_toconf(L, -1);
 }
 
 /*
@@ -264,9 +321,14 @@ void lraft_toconfig (lua_State *L, int anchor, raft_config *c,
     rs->snap_term = lraft_getu64(L, -1, "term", 0);
     if (rs->snap_index > (uint64_t)LUA_MAXINTEGER / 2)
       luaL_error(L, "field 'snapshot.index' is too large");
+
   } else if (!lua_isnil(L, -1))
     luaL_error(L, "field 'snapshot' must be a table or nil");
   lua_pop(L, 1);
+  /* the configuration at the snapshot (its buffer stays on the stack) */
+  if (lua_getfield(L, 1, "snapshot") == LUA_TTABLE &&
+      lua_getfield(L, -1, "conf") != LUA_TNIL)
+    rs->conf = lraft_toconf(L, -1);
   rs->applied = lraft_getu64(L, 1, "applied", rs->snap_index);
   if (lua_getfield(L, 1, "log") == LUA_TTABLE) {
     rs->log = lraft_toentries(L, lua_gettop(L), anchor, rs->snap_index + 1, &rs->n);
@@ -291,7 +353,7 @@ int lraft_pushstatus (lua_State *L, const raft_status *s) {
   lraft_setint(L, "first_index", st.first_index);
   lraft_setint(L, "stable_index", st.stable_index);
   lua_createtable(L, 0, (int)st.n_peers);
-  for (i = 0; i < st.n_peers && i < RAFT_MAX_NODES; i++) {
+  for (i = 0; i < st.n_peers && i <= RAFT_MAX_NODES; i++) {
     const raft_peer_status *p = &st.peers[i];
     lua_createtable(L, 0, 5);
     lraft_setint(L, "match", p->match);
@@ -302,9 +364,17 @@ int lraft_pushstatus (lua_State *L, const raft_status *s) {
     lua_pushboolean(L, p->active);
     lua_setfield(L, -2, "active");
     lraft_setint(L, "inflight", (uint64_t)p->inflight);
+    lua_pushboolean(L, p->voter);
+    lua_setfield(L, -2, "voter");
     lua_rawseti(L, -2, (lua_Integer)p->id);
   }
   lua_setfield(L, -2, "peers");
+  lraft_pushconf(L, &st.conf);
+  lua_setfield(L, -2, "conf");
+  lraft_setint(L, "conf_index", st.conf_index);
+  lua_pushboolean(L, st.conf_pending);
+  lua_setfield(L, -2, "conf_pending");
+  lraft_setint(L, "transferee", st.transferee);
   return 1;
 }
 

@@ -33,6 +33,10 @@ raft_entry *lraft_toentries (lua_State *L, int list, int anchor,
 void lraft_tomsg (lua_State *L, int idx, int anchor, raft_msg *m);
 void lraft_toconfig (lua_State *L, int anchor, raft_config *c,
                      raft_restore *rs);
+/* {voters = {ids}, learners = {ids}} at idx as a raft_conf (a userdata,
+** pushed and left); raises on a malformed one. */
+raft_conf *lraft_toconf (lua_State *L, int idx);
+void lraft_pushconf (lua_State *L, const raft_conf *c);
 
 void lraft_setint (lua_State *L, const char *k, uint64_t v);
 void lraft_pushentry (lua_State *L, const raft_entry *e);
