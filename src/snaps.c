@@ -564,6 +564,7 @@ static int install_preloaded(rf_snaps *s, uint64_t index, uint64_t term) {
   free_off_loop(s, s->pre);
   s->pre = NULL;
   s->since_entries = s->since_bytes = 0;
+  rf_sm_restored(s->deps.sm, index); /* applied index, watches (410) */
   rf_log_begin(&r, RF_INFO, "snapshot installed");
   rf_log_u64(&r, "index", index);
   rf_log_u64(&r, "keys", rf_store_count(rf_sm_store(s->deps.sm)));
