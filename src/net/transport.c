@@ -633,11 +633,13 @@ static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   size_t took;
   if (nread > 0 && c->tls != NULL) { /* plaintext comes via in_tls_recv */
     int rc = rf_tls_feed(c->tls, buf->base, (size_t)nread);
+    /* who it was first: the same read may hold the handshake's end and a
+    ** close, and the certificate is the more useful reason to log */
+    if (!c->closing && c->auth == 0 && rf_tls_ready(c->tls) && in_auth(c) < 0)
+      return;
     if (rc < 0 && !c->closing)
       in_fail(c, "%s", *rf_tls_error(c->tls) ? rf_tls_error(c->tls)
                                              : uv_strerror(rc));
-    else if (!c->closing && c->auth == 0 && rf_tls_ready(c->tls))
-      in_auth(c);
     return;
   }
   if (nread < 0) {
