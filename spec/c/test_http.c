@@ -7,6 +7,7 @@
 */
 #define _GNU_SOURCE /* memmem */
 #include "rafting/http.h"
+#include "rafting/metrics.h"
 #include "rafting/util.h"
 
 #include <stdarg.h>
@@ -451,6 +452,23 @@ static void test_malformed(void) {
   stop();
 }
 
+/* An answer the server makes itself (a parse error) is timed from when it
+** was made: the duration histogram must not record the clock's epoch. */
+static void test_error_duration(void) {
+  client c;
+  rf_histo *h = &rf_metrics_g.http_duration[RF_ROUTE_OTHER];
+  uint64_t n = 0;
+  rf_metrics_reset();
+  start(NULL);
+  cl_run(&c, "HELLO WORLD\r\n\r\n", 1, 1);
+  CHECK(c.r[0].status == 400);
+  cl_close(&c);
+  stop();
+  for (int i = 0; i <= RF_HISTO_BUCKETS; i++) n += h->n[i];
+  CHECK(n == 1);
+  CHECK(h->sum_ns < 10000000000ull); /* under 10 s, not the uptime */
+}
+
 static void slow_limits(rf_http_opts *o) { o->request_timeout_ms = 200; }
 
 typedef struct dripper {
@@ -707,6 +725,7 @@ int main(void) {
   test_chunked();
   test_limits();
   test_malformed();
+  test_error_duration();
   test_slow_request();
   test_idle();
   test_max_connections();

@@ -842,6 +842,7 @@ static void conn_fail(conn *c, int status, const char *code, const char *msg) {
   }
   r->close_after = 1;
   r->state = R_APP;
+  r->t0 = rf_metrics_now(); /* never dispatched: time the answer from here */
   enqueue(c, r);
   if (status == 503) rf_http_add_header(&r->pub, "Retry-After", "1");
   rf_http_json_error(&r->pub, status, code, msg);

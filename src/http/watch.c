@@ -33,6 +33,7 @@ typedef struct waiter {
   uint64_t since;
   uint64_t deadline; /* uv_now */
   int b64, stream;
+  int aborted; /* the client left while feed() wrote to it */
 } waiter;
 
 /* The waiters of one prefix: an applied batch is matched against each
@@ -57,6 +58,7 @@ struct rf_watch {
   rf_driver *drv;
   rf_watchlog *log;
   group *groups;
+  waiter *feeding; /* the stream feed() writes to: abort must not free it */
   size_t n; /* waiters */
   void (*done)(void *ud);
   void *done_ud;
@@ -168,6 +170,7 @@ static void gone(rf_watch *w, rf_http_req *req) {
 static void feed(rf_watch *w, waiter *x, uint64_t through, int always) {
   uint64_t next;
   if (x->g) settle(x);
+  w->feeding = x; /* a failed write closes the connection: on_abort */
   do {
     rf_buf b;
     size_t n;
@@ -177,7 +180,12 @@ static void feed(rf_watch *w, waiter *x, uint64_t through, int always) {
     if (n > 0 || always) rf_http_stream_write(x->req, b.p, b.oom ? 0 : b.n);
     rf_buf_free(&b);
     x->since = next;
-  } while (next < through);
+  } while (next < through && !x->aborted);
+  w->feeding = NULL;
+  if (x->aborted) { /* unlinked by rf_watch_abort, left for us to end */
+    rf_http_stream_end(x->req);
+    free(x);
+  }
 }
 
 /* End parked x: the rest of its answer, through index; free it. */
@@ -422,6 +430,10 @@ int rf_watch_abort(rf_watch *w, rf_http_req *req) {
     for (waiter *x = g->head; x; x = x->next) {
       if (x->req != req) continue;
       unlink_waiter(w, x); /* the timer may fire for nothing: harmless */
+      if (x == w->feeding) {
+        x->aborted = 1; /* feed() is still using it: it ends and frees x */
+        return 1;
+      }
       if (x->stream) rf_http_stream_end(req); /* dropped: it is gone */
       else rf_http_json_error(req, 503, "client_closed", "the client left");
       free(x);
