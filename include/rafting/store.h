@@ -55,6 +55,19 @@ int rf_store_tombstone(rf_store *s, const void *key, size_t klen);
 ** empty.  Moves nodes; cannot fail. */
 void rf_store_merge(rf_store *dst, rf_store *src);
 
+/* Bulk load of an empty store from n entries in strictly ascending key
+** order: next(ud, i, kv) fills entry i (kv->dead ignored) or returns a
+** negative code, which rf_store_load returns.  One allocation per entry
+** (node, key and value together) and an O(n) bottom-up tree instead of n
+** rebalancing inserts.  0; -1 out of memory; -2 when the store is not empty
+** or a key is not above the one before.  On failure the store is empty. */
+typedef int (*rf_store_src)(void *ud, size_t i, rf_store_kv *kv);
+int rf_store_load(rf_store *s, size_t n, rf_store_src next, void *ud);
+
+/* Black height of the tree, or -1 if it breaks a red-black or order
+** invariant (for tests). */
+int rf_store_check(const rf_store *s);
+
 /* Exchange the contents of a and b (O(1)). */
 void rf_store_swap(rf_store *a, rf_store *b);
 

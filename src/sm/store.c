@@ -2,8 +2,11 @@
 ** store.c -- ordered binary-safe key/value store (see rafting/store.h).
 **
 ** One malloc per node holds the node and its key; the value is a second
-** block, so replacing a value never moves the node in the tree.
+** block, so replacing a value never moves the node in the tree.  Nodes made
+** by rf_store_load carry their value in the same block (inl): a later put
+** or tombstone then gives the node a separate value block as usual.
 */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +19,7 @@ typedef struct node {
   const unsigned char *key; /* points just past the node */
   unsigned char *val;       /* NULL when vlen == 0 */
   size_t klen, vlen;
-  int dead;
+  unsigned char dead, inl; /* inl: val is inside the node's block */
 } node;
 
 RB_HEAD(tree, node);
@@ -54,8 +57,13 @@ rf_store *rf_store_new(void) {
   return s;
 }
 
+static void freeval(node *n) {
+  if (!n->inl) free(n->val);
+  n->inl = 0;
+}
+
 static void freenode(node *n) {
-  free(n->val);
+  freeval(n);
   free(n);
 }
 
@@ -136,7 +144,7 @@ int rf_store_put(rf_store *s, const void *key, size_t klen,
     return -1;
   }
   account(s, n, -1);
-  free(n->val);
+  freeval(n);
   n->val = copy;
   n->vlen = vlen;
   n->dead = 0;
@@ -159,11 +167,110 @@ int rf_store_tombstone(rf_store *s, const void *key, size_t klen) {
   node *n = slot(s, key, klen);
   if (n == NULL) return -1;
   account(s, n, -1);
-  free(n->val);
+  freeval(n);
   n->val = NULL;
   n->vlen = 0;
   n->dead = 1;
   return 0;
+}
+
+/* ------------------------------------------------------------ bulk load */
+
+/* Link v[lo, hi) into a balanced subtree under parent: the nodes on the
+** deepest level, when it is not full, are red, so every path to a leaf
+** has the same number of black nodes. */
+static node *build(node **v, size_t lo, size_t hi, int depth, int reddepth,
+                   node *parent) {
+  size_t mid;
+  node *n;
+  if (lo >= hi) return NULL;
+  mid = lo + (hi - lo) / 2;
+  n = v[mid];
+  RB_PARENT(n, rb) = parent;
+  RB_COLOR(n, rb) = depth == reddepth ? RB_RED : RB_BLACK;
+  RB_LEFT(n, rb) = build(v, lo, mid, depth + 1, reddepth, n);
+  RB_RIGHT(n, rb) = build(v, mid + 1, hi, depth + 1, reddepth, n);
+  return n;
+}
+
+static node *loadnode(const rf_store_kv *kv) {
+  size_t kl = kv->klen ? kv->klen : 1;
+  node *n = malloc(sizeof(*n) + kl + kv->vlen);
+  if (n == NULL) return NULL;
+  memset(n, 0, sizeof(*n));
+  memcpy(n + 1, kv->key, kv->klen);
+  n->key = (const unsigned char *)(n + 1);
+  n->klen = kv->klen;
+  if (kv->vlen > 0) {
+    n->val = (unsigned char *)(n + 1) + kl;
+    memcpy(n->val, kv->val, kv->vlen);
+    n->inl = 1;
+  }
+  n->vlen = kv->vlen;
+  return n;
+}
+
+int rf_store_load(rf_store *s, size_t n, rf_store_src next, void *ud) {
+  node **v;
+  rf_store_kv kv;
+  size_t i, full;
+  int rc = 0, depth;
+  if (!RB_EMPTY(&s->t)) return -2;
+  if (n == 0) return 0;
+  if (n > SIZE_MAX / sizeof(*v) || (v = malloc(n * sizeof(*v))) == NULL)
+    return -1;
+  for (i = 0; i < n; i++) { /* v[0, i) are made */
+    memset(&kv, 0, sizeof(kv));
+    if ((rc = next(ud, i, &kv)) < 0) break;
+    if (i > 0 && rf_store_keycmp(v[i - 1]->key, v[i - 1]->klen, kv.key,
+                                 kv.klen) >= 0) {
+      rc = -2;
+      break;
+    }
+    if ((v[i] = loadnode(&kv)) == NULL) {
+      rc = -1;
+      break;
+    }
+  }
+  if (rc < 0) {
+    while (i-- > 0) free(v[i]);
+    free(v);
+    return rc;
+  }
+  /* depth (from 0) of the deepest level; red unless the tree is perfect */
+  for (depth = 0, full = 1; full * 2 <= n; depth++) full *= 2;
+  RB_ROOT(&s->t) = build(v, 0, n, 0, n == full * 2 - 1 ? -1 : depth, NULL);
+  for (i = 0; i < n; i++) account(s, v[i], 1);
+  free(v);
+  return 0;
+}
+
+/* Black height below n, or -1. */
+static int checknode(const node *n, const node *parent) {
+  const node *l, *r;
+  int hl, hr;
+  if (n == NULL) return 1;
+  l = RB_LEFT(n, rb);
+  r = RB_RIGHT(n, rb);
+  if (RB_PARENT(n, rb) != parent) return -1;
+  if (RB_COLOR(n, rb) == RB_RED && ((l && RB_COLOR(l, rb) == RB_RED) ||
+                                    (r && RB_COLOR(r, rb) == RB_RED)))
+    return -1;
+  if ((l && nodecmp(l, n) >= 0) || (r && nodecmp(n, r) >= 0)) return -1;
+  if ((hl = checknode(l, n)) < 0 || (hr = checknode(r, n)) < 0 || hl != hr)
+    return -1;
+  return hl + (RB_COLOR(n, rb) == RB_BLACK);
+}
+
+int rf_store_check(const rf_store *s) {
+  const node *root = RB_ROOT(&s->t);
+  node *n, *prev = NULL;
+  if (root && RB_COLOR(root, rb) != RB_BLACK) return -1;
+  RB_FOREACH(n, tree, (struct tree *)&s->t) { /* global order */
+    if (prev && nodecmp(prev, n) >= 0) return -1;
+    prev = n;
+  }
+  return checknode(root, NULL);
 }
 
 /* Move one batch node into dst: no allocation, so merging cannot fail. */

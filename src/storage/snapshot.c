@@ -229,44 +229,77 @@ static int get_len(const uint8_t *p, size_t *pos, size_t end, uint64_t rec,
 ** (the log reads the node's term, which belongs to the loop). */
 static _Thread_local int quiet;
 
+/* Cursor over the records, for rf_store_load or a check-only pass. */
+typedef struct parser {
+  const uint8_t *p;
+  size_t pos, end, prev, prevlen, *off, rlen;
+  char *reason;
+  int rc; /* the record error, kept apart from the store's own codes */
+  int loud;
+  rf_progress prog;
+} parser;
+
+static int next_record(void *ud, size_t i, rf_store_kv *kv) {
+  parser *ps = ud;
+  const uint8_t *p = ps->p;
+  size_t at = ps->pos;
+  uint64_t klen, vlen;
+  if (ps->loud) {
+    ps->prog.count = ps->pos;
+    rf_progress_step(&ps->prog, i);
+  }
+  if ((ps->rc = get_len(p, &ps->pos, ps->end, i, "key", &klen, ps->off,
+                        ps->reason, ps->rlen)))
+    return -3;
+  if (i > 0 && rf_store_keycmp(p + ps->prev, ps->prevlen, p + ps->pos,
+                               klen) >= 0) {
+    ps->rc = bad(ps->off, at, ps->reason, ps->rlen,
+                 "record %llu: key not above the one before",
+                 (unsigned long long)i);
+    return -3;
+  }
+  kv->key = p + ps->pos;
+  kv->klen = (size_t)klen;
+  ps->prev = ps->pos;
+  ps->prevlen = (size_t)klen;
+  ps->pos += (size_t)klen;
+  if ((ps->rc = get_len(p, &ps->pos, ps->end, i, "value", &vlen, ps->off,
+                        ps->reason, ps->rlen)))
+    return -3;
+  kv->val = p + ps->pos;
+  kv->vlen = (size_t)vlen;
+  ps->pos += (size_t)vlen;
+  return 0;
+}
+
 static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
                          rf_store *into, size_t *off, char *reason,
                          size_t rlen) {
-  size_t pos = RF_SNAP_HDR, prev = 0, prevlen = 0;
-  uint64_t klen, vlen;
-  rf_progress prog; /* loading into a store: "snapshot load" lines */
-  int rc;
-  rf_progress_start(&prog, "snapshot load", "keys", nkeys);
-  prog.count_name = "bytes";
-  for (uint64_t i = 0; i < nkeys; i++) {
-    size_t at = pos;
-    if (into && !quiet) {
-      prog.count = pos;
-      rf_progress_step(&prog, i);
-    }
-    if ((rc = get_len(p, &pos, end, i, "key", &klen, off, reason, rlen)))
-      return rc;
-    if (i > 0 && rf_store_keycmp(p + prev, prevlen, p + pos, klen) >= 0)
-      return bad(off, at, reason, rlen,
-                 "record %llu: key not above the one before",
-                 (unsigned long long)i);
-    prev = pos;
-    prevlen = (size_t)klen;
-    pos += (size_t)klen;
-    if ((rc = get_len(p, &pos, end, i, "value", &vlen, off, reason, rlen)))
-      return rc;
-    if (into && rf_store_put(into, p + prev, prevlen, p + pos, vlen) < 0)
-      return UV_ENOMEM;
-    pos += (size_t)vlen;
+  parser ps = {p, RF_SNAP_HDR, end, 0, 0, off, rlen, reason, 0,
+               into && !quiet, {0}};
+  rf_store_kv kv;
+  int rc = 0;
+  rf_progress_start(&ps.prog, "snapshot load", "keys", nkeys);
+  ps.prog.count_name = "bytes";
+  if (into == NULL) {
+    for (uint64_t i = 0; i < nkeys && rc == 0; i++)
+      rc = next_record(&ps, (size_t)i, &kv);
+  } else if (nkeys > SIZE_MAX) {
+    return UV_ENOMEM;
+  } else {
+    rc = rf_store_load(into, (size_t)nkeys, next_record, &ps);
   }
-  if (pos != end)
-    return bad(off, pos, reason, rlen,
+  if (rc == -3) return ps.rc;
+  if (rc == -1) return UV_ENOMEM;
+  if (rc < 0) return UV_EINVAL;
+  if (ps.pos != end)
+    return bad(off, ps.pos, reason, rlen,
                "%zu unexpected bytes after the last of %llu records",
-               end - pos, (unsigned long long)nkeys);
-  if (into && !quiet) {
-    prog.count = end;
-    rf_progress_step(&prog, nkeys);
-    rf_progress_end(&prog);
+               end - ps.pos, (unsigned long long)nkeys);
+  if (ps.loud) {
+    ps.prog.count = end;
+    rf_progress_step(&ps.prog, nkeys);
+    rf_progress_end(&ps.prog);
   }
   return 0;
 }
