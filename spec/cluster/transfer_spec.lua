@@ -130,4 +130,60 @@ describe("leadership transfer (3 real nodes)", function()
           times[#times // 2], times[#times]))
     assert.is_true(times[#times] < 2 * H.ELECTION_MS + 200)
   end)
+
+  it("SIGTERM on the leader: another node leads before it exits, and writes barely pause", function()
+    c = H.start{ nodes = 3 }
+    local old, term = c:leader()
+    local w = H.others(c, old)[1]
+    for i = 1, 5 do assert.equal(200, (put(w, "warm" .. i, "x"))) end
+    local n = c:node(old)
+    local seen_other_lead -- a node other than old leads, while old still runs
+    local last_ok, gap, failed, ok_after, i = proc.now_ms(), 0, {}, 0, 0
+    proc.kill(n.pid, "TERM")
+    local deadline = proc.now_ms() + 10000
+    while proc.now_ms() < deadline do
+      i = i + 1
+      local code, body = put(w, "k" .. i, tostring(i))
+      local t = proc.now_ms()
+      if code == 200 then
+        gap = math.max(gap, t - last_ok)
+        last_ok = t
+        if n.state ~= "running" then ok_after = ok_after + 1 end
+      else
+        failed[#failed + 1] = tostring(code) .. " " .. tostring(body)
+      end
+      if n.state == "running" then
+        c:reap()
+        if n.state == "running" and not seen_other_lead then
+          local s = c:status(w)
+          if s and s.leader ~= 0 and s.leader ~= old then seen_other_lead = s.leader end
+        end
+      end
+      if n.state ~= "running" and ok_after >= 20 then break end
+    end
+    print(("SIGTERM of leader %d: longest gap between successful writes %d ms, "
+           .. "%d writes, %d failed"):format(old, gap, i, #failed))
+    assert.equal("exited", n.state)
+    assert.equal(0, n.exit.code)
+    assert.is_truthy(seen_other_lead, "no other node led before the old leader exited")
+    assert.is_true(#failed <= 1, table.concat(failed, "; "))
+    local id, t2 = c:leader(nil, { above = term })
+    assert.are_not.equal(old, id)
+    assert.equal(seen_other_lead, id)
+    assert.is_true(gap < H.ELECTION_MS, "gap " .. gap)
+    n.state = "stopped" -- exited 0 on SIGTERM: what shutdown expects
+  end)
+
+  it("SIGTERM on a follower stops it at once, leadership untouched", function()
+    c = H.start{ nodes = 3 }
+    local old, term = c:leader()
+    local f = H.others(c, old)[1]
+    local t0 = proc.now_ms()
+    c:stop(f)
+    local took = proc.now_ms() - t0
+    assert.is_true(took < H.ELECTION_MS, "took " .. took)
+    local id, t = c:leader()
+    assert.equal(old, id)
+    assert.equal(term, t)
+  end)
 end)
