@@ -64,6 +64,36 @@ describe("leadership transfer (3 real nodes)", function()
     assert.equal(term, t)
   end)
 
+  it("to a node that cannot take over: 409 and 503 while under way, then 504, and the leader stays", function()
+    c = H.start{ nodes = 3 }
+    local old, term = c:leader()
+    local stuck = H.others(c, old)[1]
+    c:pause(stuck)
+    assert.equal(200, (put(old, "p", "1"))) -- stuck is now behind: no TimeoutNow yet
+    -- the client gives up at once; the leader keeps the transfer going
+    c:http(old, "POST", "/cluster/leader", '{"id":' .. stuck .. '}', { timeout_ms = 30 })
+    local code, b = c:transfer(H.others(c, old)[2])
+    assert.equal(409, code)
+    assert.equal("transfer_in_progress", b.error)
+    local code2, _, hdrs = put(old, "q", "1")
+    if code2 ~= 200 then -- the core refuses proposals while the transfer lasts
+      assert.equal(503, code2)
+      assert.equal("1", hdrs["retry-after"])
+    end
+    local code3, b3
+    c:wait_for(function()
+      code3, b3 = c:transfer(stuck)
+      return code3 ~= 409, "409"
+    end, nil, "the first transfer to end")
+    assert.equal(504, code3)
+    assert.equal("transfer_timeout", b3.error)
+    c:resume(stuck)
+    local id, t = c:leader()
+    assert.equal(old, id)
+    assert.equal(term, t)
+    assert.equal(200, (put(old, "r", "1")))
+  end)
+
   it("is forwarded by a follower to the leader", function()
     c = H.start{ nodes = 3 }
     local old, term = c:leader()

@@ -78,6 +78,10 @@ static void answer_error(rf_http_req *req, int rc, int write, const char *msg,
   case RF_ENOTLEADER:
     retry_later(req, 503, "not_leader", "leadership moved; retry");
     return;
+  case RF_EBUSY: /* the core takes no proposal during a leadership transfer */
+    retry_later(req, 503, "transfer_in_progress", "leadership is being "
+                "transferred; retry");
+    return;
   case RF_ETOOBIG:
     rf_http_json_error(req, 413, "body_too_large", "entry exceeds max_msg_bytes");
     return;
