@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "ctl/ctl.h"
+#include "handover.h"
 #include "rafting/config.h"
 #include "rafting/error.h"
 #include "rafting/launch.h"
@@ -113,8 +114,10 @@ static uint64_t parse_id(const char *s) {
 
 typedef struct runner {
   rf_node *node;
+  const rf_config *cfg;
   uv_signal_t sigterm, sigint;
-  int stopping;
+  int stopping; /* 1: handing leadership over, 2: closing */
+  rf_handover *handover; /* while stopping == 1 */
 } runner;
 
 static void on_stopped(void *ud) {
@@ -123,16 +126,35 @@ static void on_stopped(void *ud) {
   uv_close((uv_handle_t *)&r->sigint, NULL);
 }
 
+static void stop_now(runner *r) {
+  if (r->stopping == 2) return;
+  r->stopping = 2;
+  rf_node_stop(r->node, on_stopped, r);
+}
+
+static void on_handed_over(void *ud, int moved) {
+  runner *r = ud;
+  (void)moved;
+  r->handover = NULL;
+  stop_now(r);
+}
+
+/* A leader hands over first (src/handover.c); a second signal stops now. */
 static void on_signal(uv_signal_t *h, int signum) {
   runner *r = h->data;
   rf_logrec l;
-  if (r->stopping) return;
+  if (r->stopping) {
+    if (r->handover) rf_handover_cancel(r->handover);
+    return;
+  }
   r->stopping = 1;
   rf_log_begin(&l, RF_INFO, "stopping");
   rf_log_i64(&l, "signal", signum);
   rf_log_end(&l);
   rf_notify("STOPPING=1");
-  rf_node_stop(r->node, on_stopped, r);
+  if (rf_handover_start(h->loop, rf_node_driver(r->node), r->cfg,
+                        on_handed_over, r, &r->handover) < 0)
+    stop_now(r);
 }
 
 static int run_node(const rf_config *cfg, uint64_t id) {
@@ -140,6 +162,7 @@ static int run_node(const rf_config *cfg, uint64_t id) {
   runner r;
   int rc;
   memset(&r, 0, sizeof(r));
+  r.cfg = cfg;
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&loop);
   if ((rc = rf_node_start(&loop, cfg, id, &r.node)) < 0) {

@@ -624,6 +624,8 @@ static void on_handle_closed(uv_handle_t *h) { release(h->data); }
 
 /* The driver first (its close answers waiting requests while the HTTP
 ** server still runs, and waits for an in-flight save), then the rest. */
+struct rf_driver *rf_node_driver(rf_node *n) { return n->drv; }
+
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   if (n->closing) return;
   n->closing = 1;

@@ -29,6 +29,8 @@ typedef struct rf_node rf_node;
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
                   rf_node **out);
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud);
+/* The node's driver (borrowed), for the graceful stop (src/handover.c). */
+struct rf_driver *rf_node_driver(rf_node *n);
 
 
 #endif

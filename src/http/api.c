@@ -12,6 +12,7 @@
 
 #include "http/api.h"
 #include "http/auth.h"
+#include "http/cluster.h"
 #include "http/kvjson.h"
 #include "http/watch.h"
 #include "rafting/buf.h"
@@ -31,6 +32,7 @@ struct rf_api {
   rf_http_server *http;
   rf_fwd *fwd;
   rf_watch *watch;
+  rf_cluster *cluster;
   int closing;
   void (*stop_done)(void *);
   void *stop_ud;
@@ -75,6 +77,10 @@ static void answer_error(rf_http_req *req, int rc, int write, const char *msg,
   switch (rc) {
   case RF_ENOTLEADER:
     retry_later(req, 503, "not_leader", "leadership moved; retry");
+    return;
+  case RF_EBUSY: /* the core takes no proposal during a leadership transfer */
+    retry_later(req, 503, "transfer_in_progress", "leadership is being "
+                "transferred; retry");
     return;
   case RF_ETOOBIG:
     rf_http_json_error(req, 413, "body_too_large", "entry exceeds max_msg_bytes");
@@ -564,6 +570,14 @@ static void get_metrics(rf_api *a, rf_http_req *req) {
   respond_buf(req, 200, RF_METRICS_CONTENT_TYPE, &b);
 }
 
+static void get_cluster(rf_api *a, rf_http_req *req) {
+  rf_cluster_get(a->cluster, req);
+}
+
+static void post_leader(rf_api *a, rf_http_req *req) {
+  if (!route_to_leader(a, req)) rf_cluster_transfer(a->cluster, req);
+}
+
 /* ------------------------------------------------------------ routing */
 
 static const route routes[] = {
@@ -575,6 +589,8 @@ static const route routes[] = {
   {"/cmd/", "POST", NULL, NULL, post_cmd, NULL},
   {"/query/", "GET", get_query, NULL, NULL, NULL},
   {"/watch", "GET", get_watch, NULL, NULL, NULL},
+  {"/cluster", "GET", get_cluster, NULL, NULL, NULL},
+  {"/cluster/leader", "POST", NULL, NULL, post_leader, NULL},
 };
 
 static const route *find_route(const rf_http_req *req) {
@@ -595,6 +611,7 @@ static const char *route_params(const route *r) {
     {"/kv", " prefix limit start_after encoding stale redirect "},
     {"/kv/", " stale redirect "},
     {"/cmd/", " redirect "},
+    {"/cluster/leader", " redirect "},
     {"/query/", NULL},
     {"/watch", " prefix since timeout_ms stream encoding "},
   };
@@ -734,12 +751,15 @@ int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
   if ((rc = rf_watch_new(loop, deps->sm, deps->drv, cfg->watch_history_entries,
                          cfg->watch_history_bytes, &a->watch)) < 0)
     goto fail;
+  if ((rc = rf_cluster_new(loop, deps->drv, cfg, deps->id, &a->cluster)) < 0)
+    goto fail;
   if ((rc = start_http(a, loop)) < 0) goto fail;
   *out = a;
   return 0;
 fail:
   if (a->fwd) rf_fwd_close(a->fwd, NULL, NULL);
   if (a->watch) rf_watch_close(a->watch, NULL, NULL);
+  if (a->cluster) rf_cluster_close(a->cluster, NULL, NULL);
   free(a);
   return rc;
 }
@@ -756,9 +776,11 @@ static void stopped_part(void *ud) {
 void rf_api_stop(rf_api *a, void (*done)(void *ud), void *ud) {
   a->stop_done = done;
   a->stop_ud = ud;
-  a->closing = 4;
+  a->closing = 5;
   rf_watch_close(a->watch, stopped_part, a); /* answers its parked requests */
   a->watch = NULL;
+  rf_cluster_close(a->cluster, stopped_part, a); /* answers a transfer */
+  a->cluster = NULL;
   rf_fwd_close(a->fwd, stopped_part, a);
   rf_http_close(a->http, stopped_part, a);
 }

@@ -78,6 +78,7 @@ static void put_vote(Env *env, body *b, const raft_msg *m, int pre) {
   rafting__vote_request__init(&b->vreq);
   b->vreq.last_log_index = m->index;
   b->vreq.last_log_term = m->log_term;
+  b->vreq.transfer = m->context == 1;
   env->body_case = pre ? RAFTING__ENVELOPE__BODY_PRE_VOTE
                        : RAFTING__ENVELOPE__BODY_VOTE;
   env->vote = &b->vreq; /* same union slot as pre_vote */
@@ -245,6 +246,7 @@ static int get_body(rf_decoded *d, const Env *env) {
                   ? RAFT_MSG_VOTE : RAFT_MSG_PREVOTE;
     m->index = env->vote->last_log_index;
     m->log_term = env->vote->last_log_term;
+    m->context = env->vote->transfer ? 1 : 0;
     return 0;
   case RAFTING__ENVELOPE__BODY_PRE_VOTE_RESP:
   case RAFTING__ENVELOPE__BODY_VOTE_RESP:

@@ -534,6 +534,27 @@ function C:http(id, method, path, body, opts)
                       opts.timeout_ms or M.HTTP_TIMEOUT_MS)
 end
 
+-- c:members(id) -> the decoded GET /cluster of node id (default: the
+-- first running node), or nil, err.
+function C:members(id)
+  id = id or self:running()[1]
+  local code, body = self:http(id, "GET", "/cluster")
+  if code ~= 200 then return nil, ("GET /cluster on node %s: %s %s"):format(id, code, body) end
+  return cjson.decode(body)
+end
+
+-- c:transfer(to, via) -> status, decoded body: POST /cluster/leader
+-- {"id": to} (to nil: an empty body, the leader picks) sent to node via
+-- (default: the current leader).  200 means node `to` leads.
+function C:transfer(to, via)
+  via = via or self:leader()
+  local body = to and cjson.encode({ id = to }) or ""
+  local code, data = self:http(via, "POST", "/cluster/leader", body)
+  if not code then return nil, data end
+  local ok, t = pcall(cjson.decode, data)
+  return code, ok and t or data
+end
+
 -- c:status(id) -> the decoded /status table, or nil, err.  Every answer is
 -- remembered for the message of a timed out wait.
 function C:status(id, timeout_ms)
