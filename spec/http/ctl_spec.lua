@@ -213,12 +213,15 @@ describe("rafting ctl (3 real nodes)", function()
     assert.equal("yes", out)
   end)
 
-  it("members and leader transfer print the server's 404 while those routes do not exist", function()
-    local code, _, err = ctl{ "members" }
-    if code ~= 0 then  -- a server without GET /cluster
-      assert.equal(1, code)
-      assert.matches("HTTP 404", err)
-    end
+  it("members lists the cluster; leader transfer to an unknown id exits 1", function()
+    local code, out, err = ctl{ "members" }
+    assert.equal(0, code, err)
+    local v = cjson.decode(out)
+    assert.equal(3, #v.members)
+    assert.equal(leader, v.leader)
+    code, _, err = ctl{ "leader", "transfer", "99" }
+    assert.equal(1, code)
+    assert.matches("HTTP 404", err)
   end)
 end)
 
