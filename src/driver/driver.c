@@ -410,15 +410,10 @@ int rf_driver_campaign(rf_driver *d) {
   return rc;
 }
 
-int rf_driver_propose(rf_driver *d, const void *data, size_t len,
-                      rf_driver_write_cb cb, void *ud, uint64_t *index,
-                      uint64_t *term) {
-  wait *w;
-  int rc;
-  if (d->closing) return RF_ESTOPPING;
-  if (d->failed) return RF_ESTORAGE;
-  if ((w = new_wait(d, ud)) == NULL) return RF_ENOMEM;
-  rc = raft_propose(d->core, data, len, &w->index, &w->term);
+/* After a proposal: a refused one frees its wait, an accepted one waits
+** in d->writes for commit and apply.  rc is what the proposal returned. */
+static int track_write(rf_driver *d, wait *w, int rc, rf_driver_write_cb cb,
+                       uint64_t *index, uint64_t *term) {
   if (rc < 0) {
     mem_free(d, w);
     return rc;
@@ -431,6 +426,18 @@ int rf_driver_propose(rf_driver *d, const void *data, size_t len,
   return 0;
 }
 
+int rf_driver_propose(rf_driver *d, const void *data, size_t len,
+                      rf_driver_write_cb cb, void *ud, uint64_t *index,
+                      uint64_t *term) {
+  wait *w;
+  int rc;
+  if (d->closing) return RF_ESTOPPING;
+  if (d->failed) return RF_ESTORAGE;
+  if ((w = new_wait(d, ud)) == NULL) return RF_ENOMEM;
+  rc = raft_propose(d->core, data, len, &w->index, &w->term);
+  return track_write(d, w, rc, cb, index, term);
+}
+
 /* Like a write: answered once the CONF entry is committed and applied. */
 int rf_driver_change(rf_driver *d, const raft_conf_change *c,
                      rf_driver_write_cb cb, void *ud, uint64_t *index,
@@ -441,16 +448,7 @@ int rf_driver_change(rf_driver *d, const raft_conf_change *c,
   if (d->failed) return RF_ESTORAGE;
   if ((w = new_wait(d, ud)) == NULL) return RF_ENOMEM;
   rc = raft_propose_conf(d->core, c, &w->index, &w->term);
-  if (rc < 0) {
-    mem_free(d, w);
-    return rc;
-  }
-  w->wcb = cb;
-  if (index) *index = w->index;
-  if (term) *term = w->term;
-  push(&d->writes, w);
-  wake(d);
-  return 0;
+  return track_write(d, w, rc, cb, index, term);
 }
 
 int rf_driver_transfer(rf_driver *d, uint64_t target) {
