@@ -307,8 +307,8 @@ static void status_json(void *ud, rf_buf *b) {
 ** the log after the storage's own snapshot point.  A crash can leave a
 ** snapshot that the storage never learned about (a follower that was
 ** installing one): then the snapshot wins and the log is reset to it. */
-static int load_state(rf_node *n, raft_restore *rs) {
-  rf_snap_meta m = {0, 0, 0, 0};
+static int load_state(rf_node *n, raft_restore *rs, raft_conf *conf) {
+  rf_snap_meta m = {0};
   char err[512];
   uint64_t last;
   int rc;
@@ -340,6 +340,19 @@ static int load_state(rf_node *n, raft_restore *rs) {
                                        on_compacted, n)) < 0)
       return rc;
   }
+  /* the snapshot's configuration is the one at its index; entries after
+  ** it (still in the log) override it.  Version 1 files have none. */
+  if (m.has_conf) {
+    *conf = m.conf;
+    rs->conf = conf;
+  }
+  /* a data directory made by `rafting restore` has a snapshot and no hard
+  ** state: its term starts at the snapshot's, or entries of an earlier
+  ** term would follow it */
+  if (rs->hs.term < rs->snap_term) {
+    rs->hs.term = rs->snap_term;
+    rs->hs.vote = 0;
+  }
   return 0;
 }
 
@@ -353,6 +366,7 @@ static int start_driver(rf_node *n) {
   rf_driver_opts o;
   raft_restore rs;
   raft_status st;
+  raft_conf conf; /* the snapshot's, read by rf_driver_new */
   int rc;
   if (n->cfg->n_nodes > RAFT_MAX_NODES) return RF_EINVAL;
   for (size_t i = 0; i < n->cfg->n_nodes; i++) voters[i] = n->cfg->nodes[i].id;
@@ -370,7 +384,7 @@ static int start_driver(rf_node *n) {
   o.core.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
   o.request_ticks = (n->cfg->commit_timeout_ms + n->cfg->tick_ms - 1) /
                     n->cfg->tick_ms;
-  if ((rc = load_state(n, &rs)) < 0) return rc;
+  if ((rc = load_state(n, &rs, &conf)) < 0) return rc;
   n->io.ops = &node_io;
   if ((rc = rf_driver_new(&o, &rs, &n->io, &n->drv)) < 0) return rc;
   rf_snaps_attach(n->snaps, n->drv);
@@ -484,7 +498,8 @@ static int start_transport(rf_node *n) {
 }
 
 static int start_snaps(rf_node *n) {
-  rf_snaps_deps deps = {n->cfg, n->id, n->sm, n->transport};
+  rf_snaps_deps deps = {n->cfg, n->id, n->sm, n->transport, NULL, NULL,
+                        NULL};
   char err[512];
   if (rf_snaps_open(&deps, n->loop, n->data_dir[0] ? n->data_dir : NULL,
                     &n->snaps, err, sizeof(err)) == 0)

@@ -95,10 +95,11 @@ slow: /* kernels before 5.9 */
     if (i != lo && i != hi) close((int)i);
 }
 
-static void child(const rf_store *st, uint64_t index, uint64_t term, int fd,
-                  int wfd, void *buf, int hook, pid_t parent) {
+static void child(const rf_store *st, uint64_t index, uint64_t term,
+                  const rf_snap_extra *x, int fd, int wfd, void *buf, int hook,
+                  pid_t parent) {
   child_out o = {fd, hook, 0};
-  rf_snap_meta m = {0};
+  rf_snap_meta m;
   report r;
   int rc;
   signal(SIGINT, SIG_DFL); /* a ^C to the group ends us too, quietly */
@@ -106,7 +107,9 @@ static void child(const rf_store *st, uint64_t index, uint64_t term, int fd,
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent) _exit(2);
   if (setpriority(PRIO_PROCESS, 0, 10) < 0) { /* best effort */ }
   close_others(fd, wfd);
-  rc = rf_snap_write(st, index, term, buf, BUF_BYTES, child_write, &o, &m);
+  memset(&m, 0, sizeof(m));
+  rc = rf_snap_write(st, index, term, x, buf, BUF_BYTES, child_write, &o,
+                     &m);
   if (rc == 0 && fsync(fd) < 0) rc = -errno;
   if (hook == HOOK_SLOW) {
     struct timespec ts = {2, 0};
@@ -132,7 +135,12 @@ static int test_hook(void) {
 
 static void on_closed(uv_handle_t *h) {
   rf_snapfork *f = h->data;
-  rf_snap_meta m = {f->index, f->term, f->rep.size, f->rep.nkeys};
+  rf_snap_meta m;
+  memset(&m, 0, sizeof(m));
+  m.index = f->index;
+  m.term = f->term;
+  m.size = f->rep.size;
+  m.nkeys = f->rep.nkeys;
   if (!f->killed) f->done(f->ud, f->status, &m);
   free(f);
 }
@@ -186,7 +194,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
 static void free_closed(uv_handle_t *h) { free(h); } /* pipe is first */
 
 int rf_snapfork_start(uv_loop_t *loop, const rf_store *st, uint64_t index,
-                      uint64_t term, int fd, rf_snapfork_done done, void *ud,
+                      uint64_t term, const rf_snap_extra *x, int fd, rf_snapfork_done done, void *ud,
                       rf_snapfork **out, uint64_t *pause_ns) {
   rf_snapfork *f = calloc(1, sizeof(*f));
   void *buf = malloc(BUF_BYTES);
@@ -198,7 +206,7 @@ int rf_snapfork_start(uv_loop_t *loop, const rf_store *st, uint64_t index,
   else if ((rc = uv_pipe_init(loop, &f->pipe, 0)) == 0) {
     t0 = uv_hrtime();
     pid = fork();
-    if (pid == 0) child(st, index, term, fd, p[1], buf, hook, parent);
+    if (pid == 0) child(st, index, term, x, fd, p[1], buf, hook, parent);
     *pause_ns = uv_hrtime() - t0;
     if (pid < 0) rc = -errno;
     if (rc == 0 && (rc = uv_pipe_open(&f->pipe, p[0])) == 0) p[0] = -1;

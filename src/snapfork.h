@@ -32,11 +32,13 @@ typedef struct rf_snapfork rf_snapfork;
 ** is partial or empty).  Runs on the loop. */
 typedef void (*rf_snapfork_done)(void *ud, int status, const rf_snap_meta *m);
 
-/* Fork a child writing st as of (index, term) to fd.  The parent's fd is
+/* Fork a child writing st as of (index, term), with x (see rf_snap_write;
+** its memory only needs to live until this returns: the child has a copy),
+** to fd.  The parent's fd is
 ** left to the caller (close it: the child has its own).  0 and *out, or
 ** -errno (no child: nothing was written).  *pause_ns: how long fork() took. */
 int rf_snapfork_start(uv_loop_t *loop, const rf_store *st, uint64_t index,
-                      uint64_t term, int fd, rf_snapfork_done done, void *ud,
+                      uint64_t term, const rf_snap_extra *x, int fd, rf_snapfork_done done, void *ud,
                       rf_snapfork **out, uint64_t *pause_ns);
 
 /* SIGKILL the child, reap it and forget it (done never runs). */

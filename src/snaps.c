@@ -56,6 +56,9 @@ struct rf_snaps {
   rf_snap_meta pre_m;   /* which one */
   uint64_t save_t0;     /* when it started (rafting_snapshot_duration) */
   uint64_t since_entries, since_bytes;
+  uint64_t applied_index, applied_term; /* the last entry applied */
+  void (*saved_cb)(void *ud, int status); /* rf_snaps_on_saved */
+  void *saved_ud;
   rf_progress rx_prog;  /* "snapshot receive" progress lines */
   sender tx[RAFT_MAX_NODES];
   receiver rx;
@@ -78,12 +81,17 @@ static void compact(rf_snaps *s, uint64_t index) {
   rf_driver_compact(s->drv, index - cfg->snapshot_trailing);
 }
 
+static void saved(rf_snaps *s, int status) {
+  if (s->saved_cb && !s->closing) s->saved_cb(s->saved_ud, status);
+}
+
 static void on_saved(void *ud, int status) {
   rf_snaps *s = ud;
   rf_snap_meta m;
   rf_logrec r;
   s->saving = 0;
   if (status == UV_ECANCELED || s->closing) return;
+  saved(s, status == RF_SNAP_ESTALE ? 0 : status);
   if (status == RF_SNAP_ESTALE) return; /* a newer one was installed */
   if (status < 0) {
     rf_log_begin(&r, RF_ERROR, "snapshot save failed");
@@ -102,17 +110,52 @@ static void on_saved(void *ud, int status) {
   compact(s, m.index);
 }
 
+/* What a snapshot at index records beside the state: the configuration
+** there (captured on the loop, before any fork) and the membership blob
+** (into blob, the caller's).  0, or < 0 when either is unavailable. */
+static int extra_at(rf_snaps *s, uint64_t index, raft_conf *conf,
+                    rf_buf *blob, rf_snap_extra *x) {
+  int rc;
+  memset(x, 0, sizeof(*x));
+  if ((rc = rf_driver_conf_at(s->drv, index, conf)) < 0) {
+    rf_log(RF_ERROR, "snapshot: no configuration at %llu",
+           (unsigned long long)index);
+    return rc;
+  }
+  x->conf = conf;
+  if (s->deps.members_blob != NULL &&
+      ((rc = s->deps.members_blob(s->deps.members_ud, index, blob)) < 0 ||
+       blob->oom)) {
+    rf_log(RF_ERROR, "snapshot: no membership at %llu",
+           (unsigned long long)index);
+    return rc < 0 ? rc : UV_ENOMEM;
+  }
+  x->blob = blob->p;
+  x->blob_len = blob->n;
+  return 0;
+}
+
 /* Memory nodes (and a failed fork): serialize on the loop, save off it. */
 static void take_here(rf_snaps *s, const raft_entry *e) {
   rf_store *st = rf_sm_store(s->deps.sm);
+  rf_snap_extra x;
   rf_snap_meta m;
-  rf_buf b;
+  raft_conf conf;
+  rf_buf b, blob;
   char *p;
   size_t len;
+  int rc;
   rf_buf_init(&b);
-  if (rf_snap_serialize(st, e->index, e->term, &b, &m) < 0 || b.oom) {
+  rf_buf_init(&blob);
+  if ((rc = extra_at(s, e->index, &conf, &blob, &x)) == 0)
+    rc = rf_snap_serialize(st, e->index, e->term, &x, &b, &m);
+  rf_buf_free(&blob);
+  if (rc < 0 || b.oom) {
     rf_buf_free(&b);
-    rf_log(RF_ERROR, "snapshot: out of memory");
+    rf_log(RF_ERROR, "snapshot: %s", rf_snap_strerror(rc < 0 ? rc
+                                                      : UV_ENOMEM));
+    s->since_entries = s->since_bytes = 0; /* not at every entry */
+    saved(s, rc < 0 ? rc : UV_ENOMEM);
     return;
   }
   p = rf_buf_take(&b, &len);
@@ -136,23 +179,38 @@ static void on_child(void *ud, int status, const rf_snap_meta *m) {
 static void take(rf_snaps *s, const raft_entry *e) {
   rf_store *st = rf_sm_store(s->deps.sm);
   uint64_t pause = 0;
+  rf_snap_extra x;
+  raft_conf conf;
   rf_logrec r;
+  rf_buf blob;
   int fd, rc;
   s->save_t0 = rf_metrics_now();
   if (s->dir == NULL) {
     take_here(s, e);
     return;
   }
+  rf_buf_init(&blob);
+  if ((rc = extra_at(s, e->index, &conf, &blob, &x)) < 0) {
+    rf_buf_free(&blob);
+    s->since_entries = s->since_bytes = 0;
+    saved(s, rc);
+    return;
+  }
   if ((fd = rf_snapstore_save_fd(s->store, e->index, e->term)) < 0) {
+    rf_buf_free(&blob);
     if (fd == RF_SNAP_EBUSY) return; /* a failed one's file is going */
     rf_log(RF_ERROR, "snapshot: %s", rf_snapstore_errmsg(s->store));
     s->since_entries = s->since_bytes = 0; /* not at every entry */
+    saved(s, fd);
     return;
   }
-  s->child_m = (rf_snap_meta){e->index, e->term, 0, 0};
-  rc = rf_snapfork_start(s->loop, st, e->index, e->term, fd, on_child, s,
+  memset(&s->child_m, 0, sizeof(s->child_m));
+  s->child_m.index = e->index;
+  s->child_m.term = e->term;
+  rc = rf_snapfork_start(s->loop, st, e->index, e->term, &x, fd, on_child, s,
                          &s->child, &pause);
   close(fd);
+  rf_buf_free(&blob); /* the child has its copy */
   if (rc < 0) {
     rf_log(RF_WARN, "snapshot: cannot fork (%s): serializing on the loop",
            uv_strerror(rc));
@@ -186,11 +244,37 @@ static int due(rf_snaps *s) {
 }
 
 void rf_snaps_applied(rf_snaps *s, const raft_entry *e) {
+  s->applied_index = e->index;
+  s->applied_term = e->term;
   s->since_entries++;
   s->since_bytes += e->len;
   if (s->saving || s->rx.from || s->finishing) return; /* one at a time */
   if (due(s)) take(s, e);
 }
+
+int rf_snaps_take_now(rf_snaps *s) {
+  rf_snap_meta m;
+  raft_entry e;
+  if (s->closing || s->saving || s->rx.from || s->finishing) return RF_EBUSY;
+  if (s->applied_index == 0 ||
+      (rf_snapstore_latest(s->store, &m) == 0 && m.index >= s->applied_index))
+    return 1;
+  memset(&e, 0, sizeof(e));
+  e.index = s->applied_index;
+  e.term = s->applied_term;
+  take(s, &e);
+  return s->saving ? 0 : RF_EIO;
+}
+
+void rf_snaps_on_saved(rf_snaps *s, void (*cb)(void *ud, int status),
+                       void *ud) {
+  s->saved_cb = cb;
+  s->saved_ud = ud;
+}
+
+uint64_t rf_snaps_applied_index(const rf_snaps *s) { return s->applied_index; }
+
+rf_snapstore *rf_snaps_store(rf_snaps *s) { return s->store; }
 
 /* ------------------------------------------------------------ sending */
 
@@ -327,6 +411,22 @@ static rx_op *rx_op_new(rf_snaps *s) {
   return op;
 }
 
+/* The installed snapshot's membership blob goes to the node. */
+static void members_restored(rf_snaps *s, uint64_t index) {
+  char err[256];
+  rf_snap_meta h;
+  rf_buf blob;
+  if (s->deps.members_restored == NULL) return;
+  rf_buf_init(&blob);
+  if (rf_snapstore_head(s->store, index, &h, &blob, err, sizeof(err)) == 0)
+    s->deps.members_restored(s->deps.members_ud, (const uint8_t *)blob.p,
+                             blob.n);
+  else
+    rf_log(RF_ERROR, "snapshot %llu: membership unreadable: %s",
+           (unsigned long long)index, err);
+  rf_buf_free(&blob);
+}
+
 static void rx_drop(rf_snaps *s) {
   memset(&s->rx, 0, sizeof(s->rx));
   s->rx_gen++;
@@ -334,8 +434,14 @@ static void rx_drop(rf_snaps *s) {
 
 /* The received snapshot is stored: tell the leader and the core. */
 static void adopt(rf_snaps *s, const receiver *r) {
+  rf_snap_meta h;
+  char err[256];
   raft_msg m;
   memset(&m, 0, sizeof(m));
+  /* the configuration travels inside the file: the core takes it on */
+  if (rf_snapstore_head(s->store, r->meta.index, &h, NULL, err,
+                        sizeof(err)) == 0 && h.has_conf)
+    m.conf = &h.conf;
   m.type = RAFT_MSG_SNAPSHOT;
   m.from = r->from;
   m.to = s->deps.id;
@@ -476,7 +582,11 @@ static int chunk_matches(const rf_snaps *s, const raft_msg *m) {
 }
 
 static int begin(rf_snaps *s, const raft_msg *m) {
-  rf_snap_meta meta = {m->index, m->log_term, m->size, 0};
+  rf_snap_meta meta;
+  memset(&meta, 0, sizeof(meta));
+  meta.index = m->index;
+  meta.term = m->log_term;
+  meta.size = m->size;
   if (s->finishing || rf_snapstore_recv_begin(s->store, &meta) < 0) return -1;
   rx_drop(s);
   s->rx.from = m->from;
@@ -564,7 +674,11 @@ static int install_preloaded(rf_snaps *s, uint64_t index, uint64_t term) {
   free_off_loop(s, s->pre);
   s->pre = NULL;
   s->since_entries = s->since_bytes = 0;
+  s->applied_index = index;
+  s->applied_term = term;
   rf_sm_restored(s->deps.sm, index); /* applied index, watches (410) */
+  members_restored(s, index);
+  saved(s, 0);
   rf_log_begin(&r, RF_INFO, "snapshot installed");
   rf_log_u64(&r, "index", index);
   rf_log_u64(&r, "keys", rf_store_count(rf_sm_store(s->deps.sm)));
@@ -600,7 +714,11 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
     return rc;
   }
   s->since_entries = s->since_bytes = 0;
+  s->applied_index = index;
+  s->applied_term = term;
   rf_sm_restored(s->deps.sm, index);
+  members_restored(s, index);
+  saved(s, 0);
   rf_log_begin(&r, RF_INFO, "snapshot installed");
   rf_log_u64(&r, "index", index);
   rf_log_u64(&r, "keys", m.nkeys);
@@ -686,6 +804,13 @@ int rf_snaps_restore(rf_snaps *s, rf_snap_meta *m, char *err, size_t errlen) {
   if (rc == 0)
     rc = rf_snap_restore(b.p, b.n, rf_sm_store(s->deps.sm), m, err,
                          errlen);
+  if (rc == 0) {
+    s->applied_index = m->index;
+    s->applied_term = m->term;
+  }
+  if (rc == 0 && s->deps.members_restored)
+    s->deps.members_restored(s->deps.members_ud,
+                             (const uint8_t *)b.p + m->blob_off, m->blob_len);
   rf_buf_free(&b);
   return rc;
 }

@@ -30,6 +30,15 @@ typedef struct rf_snaps_deps {
   uint64_t id;
   rf_sm *sm;
   rf_transport *tp;
+  /* The membership blob (the address book) as of index, appended to out,
+  ** stored with a snapshot taken there; 0 or < 0 (the snapshot is not
+  ** taken).  NULL: an empty blob. */
+  int (*members_blob)(void *ud, uint64_t index, rf_buf *out);
+  /* A snapshot's blob, when it becomes the state: at start-up and when a
+  ** received one is installed (blob borrowed for the call; len 0: empty or
+  ** none).  NULL: ignored. */
+  void (*members_restored)(void *ud, const uint8_t *blob, size_t len);
+  void *members_ud;
 } rf_snaps_deps;
 
 int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
@@ -39,7 +48,9 @@ void rf_snaps_attach(rf_snaps *s, rf_driver *drv);
 void rf_snaps_close(rf_snaps *s, void (*done)(void *ud), void *ud);
 
 /* Start-up: restore the latest snapshot into the state machine's (empty)
-** store.  0 with *m filled, RF_SNAP_ENONE, or an error described in err. */
+** store and hand its membership blob to members_restored.  0 with *m
+** filled (its configuration too, if it has one), RF_SNAP_ENONE, or an
+** error described in err. */
 int rf_snaps_restore(rf_snaps *s, rf_snap_meta *m, char *err, size_t errlen);
 
 /* The node applied e: take a snapshot when enough log has gone by. */
@@ -54,6 +65,20 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term);
 /* Once per tick: abandon stalled transfers. */
 void rf_snaps_tick(rf_snaps *s);
 void rf_snaps_peer_down(rf_snaps *s, uint64_t peer);
+
+/* Take a snapshot of the state as last applied now, unless the latest
+** already covers it or one is being written or received: 0 started (the
+** saved callback says when it is done), 1 the latest is already at the
+** applied index, RF_EBUSY. */
+int rf_snaps_take_now(rf_snaps *s);
+/* cb(ud, status) after every save of a snapshot taken here ends (0: it is
+** the latest), and after a received one is installed.  One listener. */
+void rf_snaps_on_saved(rf_snaps *s, void (*cb)(void *ud, int status),
+                       void *ud);
+/* The index and term last applied (what rf_snaps_take_now would take). */
+uint64_t rf_snaps_applied_index(const rf_snaps *s);
+/* The snapshots' store (for reading the kept files). */
+rf_snapstore *rf_snaps_store(rf_snaps *s);
 
 /* ,"snapshot":{...} for /status. */
 void rf_snaps_status_json(rf_snaps *s, rf_buf *b);

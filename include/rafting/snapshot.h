@@ -5,9 +5,16 @@
 ** A snapshot is the whole ordered store at an applied log index, written
 ** in key order so that equal stores give equal bytes:
 **
-**   header: magic "RFSNAP01", u64 index, u64 term, u64 nkeys
+**   header: magic "RFSNAP02", u64 index, u64 term, u64 nkeys
+**   u32 clen, clen bytes: the configuration at index (raft_conf_encode;
+**       clen 0: none recorded)
+**   u32 blen, blen bytes: the membership blob (opaque here: the node's
+**       address book at index; may be empty)
 **   nkeys x (uvarint klen, key, uvarint vlen, value)
 **   trailer: u64 XXH3-64 of everything before it
+**
+** Version 1 ("RFSNAP01") files, without the two length-prefixed parts, are
+** still read: they carry no configuration (has_conf 0) and no blob.
 **
 ** (integers little-endian; keys strictly ascending in rf_store_keycmp
 ** order; uvarints are minimal LEB128).  A node with a data directory
@@ -34,6 +41,7 @@
 #include <uv.h>
 
 #include "rafting/buf.h"
+#include "rafting/raft.h"
 #include "rafting/store.h"
 
 #define RF_SNAP_ECORRUPT RF_ECORRUPT /* bad magic, checksum, length or order */
@@ -41,27 +49,50 @@
 #define RF_SNAP_EBUSY RF_EBUSY       /* another receive/save is in progress */
 #define RF_SNAP_ESTALE RF_ESTALE     /* older than the latest snapshot kept */
 
-#define RF_SNAP_HDR 32     /* header bytes */
-#define RF_SNAP_MIN 40     /* the smallest snapshot: header + trailer */
+#define RF_SNAP_HDR 32     /* fixed header bytes (both versions) */
+#define RF_SNAP_MIN 48     /* the smallest snapshot: header, two empty
+                           ** length-prefixed parts, trailer */
+#define RF_SNAP_MIN_V1 40  /* the smallest version 1 file */
+#define RF_SNAP_BLOB_MAX (1u << 20) /* a larger membership blob is corrupt */
+/* Bytes from the start that always hold the header and both prefixed
+** parts of a valid snapshot (rf_snap_head needs no more). */
+#define RF_SNAP_HEAD_MAX (RF_SNAP_HDR + 8 + 4096 + RF_SNAP_BLOB_MAX)
 
 typedef struct rf_snap_meta {
   uint64_t index; /* last log index the snapshot covers */
   uint64_t term;  /* term of that entry */
   uint64_t size;  /* bytes of the serialized snapshot */
   uint64_t nkeys;
+  int has_conf;   /* 0: none recorded (a version 1 file): bootstrap voters */
+  raft_conf conf; /* the configuration at index, when has_conf */
+  /* The membership blob is bytes [blob_off, blob_off + blob_len) of the
+  ** file: the meta holds no pointer, so it copies freely; whoever has the
+  ** bytes (a loaded buffer, rf_snapstore_blob) reads it from there. */
+  uint64_t blob_off;
+  uint32_t blob_len;
 } rf_snap_meta;
 
-/* Serialize st as of (index, term) into out (appended; tombstones are
-** skipped).  0 or UV_ENOMEM (out->oom set, out->n unchanged). */
+/* What a snapshot records beside the state (NULL everywhere: nothing). */
+typedef struct rf_snap_extra {
+  const raft_conf *conf; /* NULL: no configuration recorded */
+  const void *blob;      /* borrowed; blob_len bytes (<= RF_SNAP_BLOB_MAX) */
+  size_t blob_len;
+} rf_snap_extra;
+
+/* Serialize st as of (index, term) with x (NULL: no configuration, empty
+** blob) into out (appended; tombstones are skipped).  0, UV_EINVAL for a
+** blob over RF_SNAP_BLOB_MAX or an invalid conf, or UV_ENOMEM (out->oom
+** set, out->n unchanged). */
 int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
-                      rf_buf *out, rf_snap_meta *meta);
+                      const rf_snap_extra *x, rf_buf *out,
+                      rf_snap_meta *meta);
 /* The same bytes as rf_snap_serialize, streamed: buf[0..cap) (at least
 ** RF_SNAP_HDR) is the only memory used, handed to out(ud, p, len) each
 ** time it fills (out returns 0 or < 0 to stop).  No allocation, no lock:
 ** safe in a fork()ed child.  0 with meta filled, out's error, or
 ** RF_SNAP_ECORRUPT when the store's live count disagrees with its keys. */
 int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
-                  void *buf, size_t cap,
+                  const rf_snap_extra *x, void *buf, size_t cap,
                   int (*out)(void *ud, const void *p, size_t len), void *ud,
                   rf_snap_meta *meta);
 /* Check and parse a serialized snapshot into an empty store `into` (NULL:
@@ -70,6 +101,13 @@ int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
 ** (untouched).  meta may be NULL. */
 int rf_snap_restore(const void *buf, size_t len, rf_store *into,
                     rf_snap_meta *meta, char *err, size_t errlen);
+/* The header and both prefixed parts only, from the first len bytes of a
+** file of total bytes (len >= min(total, RF_SNAP_HEAD_MAX) suffices): meta
+** gets index, term, nkeys, the configuration and where the blob is (size
+** = total).  Every length is checked against total; nothing else (no
+** checksum).  0, or RF_SNAP_ECORRUPT with "snapshot at offset N: reason". */
+int rf_snap_head(const void *buf, size_t len, uint64_t total,
+                 rf_snap_meta *meta, char *err, size_t errlen);
 
 typedef struct rf_snapstore rf_snapstore;
 typedef void (*rf_snap_done)(void *ud, int status);
@@ -164,6 +202,18 @@ void rf_snapstore_recv_abort(rf_snapstore *s);
 /* Bytes accepted so far of the transfer in progress, queued chunks
 ** included: the offset the next chunk must have (0 if none). */
 uint64_t rf_snapstore_recv_offset(const rf_snapstore *s);
+
+/* The configuration and membership blob of the kept snapshot at index,
+** read synchronously from its first bytes (at most RF_SNAP_HEAD_MAX):
+** meta as by rf_snap_head, the blob appended to blob (may be NULL).  0,
+** RF_SNAP_ENONE, RF_SNAP_ECORRUPT, -errno or UV_ENOMEM (message in err). */
+int rf_snapstore_head(rf_snapstore *s, uint64_t index, rf_snap_meta *m,
+                      rf_buf *blob, char *err, size_t errlen);
+/* The file of the kept snapshot at index, opened read-only (O_CLOEXEC):
+** an fd for the caller to read and close (the snapshot may be rotated away
+** meanwhile; the open file stays whole).  RF_SNAP_ENONE, UV_EINVAL for a
+** memory store, -errno. */
+int rf_snapstore_open_file(rf_snapstore *s, uint64_t index);
 
 /* 1 while a save is queued or running (rf_snapstore_save would refuse). */
 int rf_snapstore_saving(const rf_snapstore *s);

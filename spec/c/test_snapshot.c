@@ -42,7 +42,7 @@ static char *serialize(rf_store *st, uint64_t index, rf_snap_meta *m,
                        size_t *len) {
   rf_buf b;
   rf_buf_init(&b);
-  CHECK(rf_snap_serialize(st, index, 1, &b, m) == 0);
+  CHECK(rf_snap_serialize(st, index, 1, NULL, &b, m) == 0);
   return rf_buf_take(&b, len);
 }
 
@@ -315,12 +315,12 @@ static void test_version(void) {
   size_t len;
   char *buf = serialize(st, 7, &m, &len);
   int fin = 1, nclosed = 0;
-  memcpy(buf + 6, "02", 2);
+  memcpy(buf + 6, "03", 2);
   CHECK(rf_snap_restore(buf, len, back, NULL, err, sizeof(err)) ==
         RF_SNAP_ECORRUPT);
-  CHECK(strstr(err, "unsupported format version 2") != NULL);
+  CHECK(strstr(err, "unsupported format version 3") != NULL);
   CHECK(rf_store_count(back) == 0);
-  memcpy(buf + 6, "01", 2);
+  memcpy(buf + 6, "02", 2);
   uv_loop_init(&loop);
   s = open_store(&loop, "g");
   CHECK(rf_snapstore_recv_begin(s, &m) == 0);
@@ -330,12 +330,12 @@ static void test_version(void) {
   CHECK(fin == 0);
   rf_snapstore_close(s, closed, &nclosed);
   uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK(set_version("g", "02") == 1);
+  CHECK(set_version("g", "03") == 1);
   s = open_store(&loop, "g");
   rf_buf_init(&out);
   err[0] = '\0';
   CHECK(s && rf_snapstore_load(s, &out, &m, err, sizeof(err)) < 0);
-  CHECK(strstr(err, "unsupported format version 2 in ") != NULL);
+  CHECK(strstr(err, "unsupported format version 3 in ") != NULL);
   CHECK(strstr(err, "/g/snap/") != NULL);
   rf_buf_free(&out);
   if (s) rf_snapstore_close(s, closed, &nclosed);

@@ -8,7 +8,7 @@ local snap = require "rafting.snap"
 local proc = require "rafting.proc"
 
 local TMP = os.getenv("RAFTING_TEST_TMP") or os.getenv("TMPDIR") or "/tmp"
-local HDR = 32 -- header bytes; the trailer is 8
+local HDR = 40 -- header bytes (32 + two empty length-prefixed parts); the trailer is 8
 
 -- ---------------------------------------------------------------- helpers
 
@@ -100,8 +100,17 @@ local function uvarint(s, off) -- value, bytes
   return v, i
 end
 
+-- Where the records start: after the header and, in version 2, the
+-- length-prefixed configuration and blob.
+local function rec_start(s)
+  if s:sub(1, 8) == "RFSNAP01" then return 32 end
+  local clen = string.unpack("<I4", s, 33)
+  local blen = string.unpack("<I4", s, 33 + 4 + clen)
+  return 32 + 8 + clen + blen
+end
+
 local function records(s)
-  local out, off = {}, HDR
+  local out, off = {}, rec_start(s)
   local nkeys = string.unpack("<I8", s, 25)
   for _ = 1, nkeys do
     local r = { off = off }
@@ -138,7 +147,7 @@ describe("snapshot format", function()
     assert.equals(7, m.term)
     assert.equals(#bytes, m.size)
     assert.equals(count(BINARY), m.nkeys)
-    assert.equals("RFSNAP01", bytes:sub(1, 8))
+    assert.equals("RFSNAP02", bytes:sub(1, 8))
     local kv, m2 = assert(snap.restore(bytes))
     assert.same(BINARY, kv)
     assert.same(m, m2)
@@ -415,7 +424,7 @@ local function contract(kind, open)
         assert.equals(snap.NONE, res[3].status)
       else
         assert.equals(0, res[3].status)
-        assert.equals("RFSNAP01", res[3].data)
+        assert.equals("RFSNAP02", res[3].data)
       end
       assert.is_true(in_order)
       assert.is_false(st:saving())
@@ -823,11 +832,167 @@ describe("streamed snapshots (rf_snap_write, what a snapshot child runs)", funct
 
   it("streams an empty store and refuses a buffer smaller than the header", function()
     local got, m = assert(snap.stream({}, 1, 1, 32))
-    assert.equals(40, #got)
+    assert.equals(48, #got)
     assert.equals(0, m.nkeys)
     assert.equals(assert(snap.serialize({}, 1, 1)), got)
     local none, _, code = snap.stream({}, 1, 1, 31)
     assert.is_nil(none)
     assert.equals(snap.INVAL, code)
+  end)
+end)
+
+-- ---------------------------------------------------------------- format v2
+
+describe("format version 2: configuration and membership blob", function()
+  local EXTRA = { voters = { 1, 2, 3 }, learners = { 9 }, blob = "book\0\255" }
+
+  -- bytes with the part at [at, at + 4) replaced by the u32 v and the
+  -- checksum made right again, so only the length check can object
+  local function with_u32(b, at, v)
+    local body = b:sub(1, at) .. string.pack("<I4", v) .. b:sub(at + 5, -9)
+    return body .. snap.checksum(body)
+  end
+
+  -- the same state as a version 1 file: no prefixed parts
+  local function as_v1(b)
+    local body = "RFSNAP01" .. b:sub(9, 32) .. b:sub(rec_start(b) + 1, -9)
+    return body .. snap.checksum(body)
+  end
+
+  it("records the configuration and the blob, and reads them back", function()
+    local b, m = snap.serialize(BINARY, 42, 7, EXTRA)
+    assert.equals("RFSNAP02", b:sub(1, 8))
+    assert.same({ voters = { 1, 2, 3 }, learners = { 9 } }, m.conf)
+    assert.equals(EXTRA.blob, m.blob)
+    local kv, m2 = assert(snap.restore(b))
+    assert.same(BINARY, kv)
+    assert.same(m, m2)
+    assert.same(m, assert(snap.check(b)))
+    assert.same(m, assert(snap.head(b)))
+    -- the head alone is enough for rf_snap_head, given the file's size
+    assert.same(m, assert(snap.head(b:sub(1, rec_start(b)), #b)))
+    -- streamed from a buffer smaller than any part: the same bytes
+    for _, cap in ipairs({ 32, 33, 4096 }) do
+      local got, gm = assert(snap.stream(BINARY, 42, 7, cap, EXTRA))
+      assert.is_true(got == b, "differs with a buffer of " .. cap)
+      assert.same(m, gm)
+    end
+    -- no configuration, empty blob: neither in the meta
+    local b0, m0 = snap.serialize(BINARY, 42, 7)
+    assert.is_nil(m0.conf)
+    assert.is_nil(m0.blob)
+    assert.equals(#b - #b0, 8 * 4 + 3 + #EXTRA.blob)
+  end)
+
+  it("reads version 1 files: no configuration, no blob", function()
+    local v1 = as_v1(snap.serialize(BINARY, 42, 7, EXTRA))
+    local kv, m = assert(snap.restore(v1))
+    assert.same(BINARY, kv)
+    assert.is_nil(m.conf)
+    assert.is_nil(m.blob)
+    assert.equals(42, m.index)
+    assert.equals(#v1, m.size)
+    -- an empty version 1 file is 40 bytes
+    local e = as_v1(snap.serialize({}, 1, 1))
+    assert.equals(40, #e)
+    assert(snap.check(e))
+    corrupt(e:sub(1, 39))
+    -- and from a data directory, after a reopen
+    local dir = tmpdir()
+    local st = assert(snap.open(dir))
+    st:close()
+    spit(dir .. "/snap/" .. name_of(42, 7), v1)
+    st = assert(snap.open(dir))
+    local bytes, lm = assert(st:load())
+    assert.equals(v1, bytes)
+    assert.is_nil(lm.conf)
+    local h = assert(st:head(42))
+    assert.is_nil(h.conf)
+    assert.is_nil(h.blob)
+    st:close()
+  end)
+
+  it("keeps them through a data directory and a memory store", function()
+    for _, where in ipairs({ "dir", "memory" }) do
+      local st = assert(snap.open(where == "dir" and tmpdir() or nil))
+      local b, m = snap.serialize(BINARY, 50, 3, EXTRA)
+      assert(st:save(b, m))
+      local h = assert(st:head(50))
+      assert.same(m.conf, h.conf)
+      assert.equals(EXTRA.blob, h.blob)
+      local _, lm = assert(st:load())
+      assert.same(m.conf, lm.conf)
+      local _, _, code = st:head(49)
+      assert.equals(snap.NONE, code)
+      st:close()
+    end
+  end)
+
+  describe("refuses a bad length in either part", function()
+    local b = snap.serialize({ a = "1", b = "2" }, 9, 2, EXTRA)
+    local clen = string.unpack("<I4", b, 33)
+    local bat = 32 + 4 + clen -- the blob's length field
+
+    it("the configuration's", function()
+      for _, v in ipairs({ 0xffffffff, #b, #b - 32 - 4 - 8 + 1 }) do
+        local msg, off = corrupt(with_u32(b, 32, v))
+        assert.matches("configuration of %d+ bytes runs past the end", msg)
+        assert.equals(32, off)
+      end
+      -- a length that fits but cuts the configuration short
+      local msg, off = corrupt(with_u32(b, 32, clen - 8))
+      assert.matches("malformed configuration", msg)
+      assert.equals(36, off)
+      -- zero: the configuration's bytes are read as the blob's length
+      corrupt(with_u32(b, 32, 0))
+      -- a bad encoding inside (a repeated voter id)
+      local bad = b:sub(1, 36 + 3) .. b:sub(36 + 4, 36 + 11):rep(2) ..
+                  b:sub(36 + 20)
+      bad = bad:sub(1, -9) .. snap.checksum(bad:sub(1, -9))
+      msg = corrupt(bad)
+      assert.matches("malformed configuration", msg)
+    end)
+
+    it("the blob's", function()
+      local msg, off = corrupt(with_u32(b, bat, 0xffffffff))
+      assert.matches("over the %d+%-byte limit", msg)
+      assert.equals(bat, off)
+      msg, off = corrupt(with_u32(b, bat, #b))
+      assert.matches("membership blob of %d+ bytes runs past the end", msg)
+      assert.equals(bat, off)
+      -- shorter or longer than the blob: the records no longer parse
+      for _, v in ipairs({ 0, #EXTRA.blob - 1, #EXTRA.blob + 1 }) do
+        corrupt(with_u32(b, bat, v))
+      end
+    end)
+
+    it("when truncated at every length, and at every flipped bit", function()
+      for len = 0, #b - 1 do
+        local kv, msg, code = snap.restore(b:sub(1, len))
+        if kv or code ~= snap.CORRUPT or not msg:match("offset %d+") then
+          error(("truncated to %d: %s"):format(len, tostring(msg)))
+        end
+        local m, msg2 = snap.head(b:sub(1, len))
+        if len < rec_start(b) and m then
+          error(("head of %d bytes accepted"):format(len))
+        end
+        assert(m or msg2:match("offset %d+"))
+      end
+      for at = 0, #b - 1 do
+        for _, mask in ipairs({ 0x01, 0x80, 0xff }) do
+          local kv, msg, code = snap.restore(flip(b, at, mask))
+          if kv or code ~= snap.CORRUPT or not msg:match("offset %d+") then
+            error(("flip 0x%02x at %d: %s"):format(mask, at, tostring(msg)))
+          end
+        end
+      end
+    end)
+
+    it("names a version it does not know", function()
+      local v3 = "RFSNAP03" .. b:sub(9)
+      local msg, off = corrupt(v3)
+      assert.matches("unsupported format version 3", msg)
+      assert.equals(6, off)
+    end)
   end)
 end)

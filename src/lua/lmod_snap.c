@@ -5,13 +5,18 @@
 ** Each call on a store runs the store's private uv loop until everything
 ** it started has completed, so from Lua every operation is synchronous:
 **
-**   snap.serialize(kv, index, term) -> bytes, meta
+**   snap.serialize(kv, index, term[, extra]) -> bytes, meta
+**       extra: {voters = {ids}, learners = {ids}, blob = bytes}: the
+**       configuration (none without voters) and membership blob recorded
 **       kv: {key = value, ...}, or {{key, value}, ...} applied in order
 **       (value false deletes), so specs can build one state two ways
-**   snap.stream(kv, index, term, bufsize) -> bytes, meta | nil, msg, code
+**   snap.stream(kv, index, term, bufsize[, extra]) -> bytes, meta | nil, msg, code
 **       the same through rf_snap_write with a bufsize-byte buffer
 **   snap.restore(bytes) -> kv, meta | nil, msg, code
 **   snap.check(bytes)   -> meta | nil, msg, code      (restore into NULL)
+**   snap.head(bytes[, total]) -> meta | nil, msg, code (rf_snap_head)
+**   snap.checksum(bytes) -> the 8-byte trailer for bytes
+**   st:head(index) -> meta with blob | nil, msg, code (rf_snapstore_head)
 **   snap.open(dir | nil) -> st | nil, msg             (nil: in memory)
 **   st:save(bytes, meta)  st:load()  st:latest()  st:read(index, off, len)
 **   st:recv_begin(meta)  st:recv_chunk(off, data)  st:recv_finish()
@@ -26,7 +31,9 @@
 **   snap.bench{n=, klen=, vlen=, dir=} -> timings (ms) and sizes
 **
 ** Failures return nil, message, code (codes: snap.CORRUPT, NONE, BUSY,
-** STALE, INVAL, CANCELED, IO).  Metas are {index=, term=, size=, nkeys=}.
+** STALE, INVAL, CANCELED, IO).  Metas are {index=, term=, size=, nkeys=,
+** conf = {voters = {..}, learners = {..}} or nil}, plus blob = bytes when
+** not empty and the call had the file's bytes (not st:latest()).
 **
 ** Memory: the userdata owns the loop and the store; __gc closes them.
 ** Bytes cross as Lua strings, copied both ways.
@@ -42,6 +49,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <uv.h>
+#include <xxhash.h>
 
 #include "rafting/bytes.h"
 #include "rafting/snapshot.h"
@@ -76,8 +84,25 @@ static int push_err(lua_State *L, int code, const char *msg) {
   return 3;
 }
 
+static void push_ids(lua_State *L, const uint64_t *ids, size_t n,
+                     const char *name) {
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)ids[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_setfield(L, -2, name);
+}
+
 static void push_meta(lua_State *L, const rf_snap_meta *m) {
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 8);
+  if (m->has_conf) {
+    lua_createtable(L, 0, 2);
+    push_ids(L, m->conf.voters, m->conf.n_voters, "voters");
+    push_ids(L, m->conf.learners, m->conf.n_learners, "learners");
+    lua_setfield(L, -2, "conf");
+  }
+
   lua_pushinteger(L, (lua_Integer)m->index);
   lua_setfield(L, -2, "index");
   lua_pushinteger(L, (lua_Integer)m->term);
@@ -98,6 +123,7 @@ static uint64_t field_u64(lua_State *L, int t, const char *k) {
 
 static void get_meta(lua_State *L, int t, rf_snap_meta *m) {
   luaL_checktype(L, t, LUA_TTABLE);
+  memset(m, 0, sizeof(*m));
   m->index = field_u64(L, t, "index");
   m->term = field_u64(L, t, "term");
   m->size = field_u64(L, t, "size");
@@ -146,24 +172,68 @@ static rf_store *build_store(lua_State *L, int t) {
 
 /* ------------------------------------------------------------ format */
 
+static void get_ids(lua_State *L, int t, const char *k, uint64_t *ids,
+                    size_t *n) {
+  lua_getfield(L, t, k);
+  *n = 0;
+  if (lua_istable(L, -1)) {
+    lua_Integer len = luaL_len(L, -1);
+    luaL_argcheck(L, len <= RAFT_MAX_NODES, t, "too many ids");
+    for (lua_Integer i = 1; i <= len; i++) {
+      lua_rawgeti(L, -1, i);
+      ids[(*n)++] = (uint64_t)luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+/* extra at index t (or none): x points into conf and the Lua string. */
+static const rf_snap_extra *get_extra(lua_State *L, int t, rf_snap_extra *x,
+                                      raft_conf *conf) {
+  if (lua_isnoneornil(L, t)) return NULL;
+  luaL_checktype(L, t, LUA_TTABLE);
+  memset(x, 0, sizeof(*x));
+  memset(conf, 0, sizeof(*conf));
+  get_ids(L, t, "voters", conf->voters, &conf->n_voters);
+  get_ids(L, t, "learners", conf->learners, &conf->n_learners);
+  if (conf->n_voters > 0) x->conf = conf;
+  lua_getfield(L, t, "blob");
+  if (!lua_isnil(L, -1)) x->blob = luaL_checklstring(L, -1, &x->blob_len);
+  lua_pop(L, 1); /* the string stays alive in the table */
+  return x;
+}
+
+/* meta, with blob = the file's blob bytes */
+static void push_meta_blob(lua_State *L, const rf_snap_meta *m,
+                           const char *p) {
+  push_meta(L, m);
+  if (m->blob_len == 0) return; /* metas compare equal whatever the call */
+  lua_pushlstring(L, p + m->blob_off, m->blob_len);
+  lua_setfield(L, -2, "blob");
+}
+
 static int l_serialize(lua_State *L) {
   rf_store *st;
   rf_snap_meta m;
+  rf_snap_extra xs;
+  raft_conf conf;
+  const rf_snap_extra *x = get_extra(L, 4, &xs, &conf);
   rf_buf b;
   int rc;
   luaL_checktype(L, 1, LUA_TTABLE);
   st = build_store(L, 1);
   rf_buf_init(&b);
   rc = rf_snap_serialize(st, (uint64_t)luaL_checkinteger(L, 2),
-                         (uint64_t)luaL_checkinteger(L, 3), &b, &m);
+                         (uint64_t)luaL_checkinteger(L, 3), x, &b, &m);
   rf_store_free(st);
   if (rc < 0) {
     rf_buf_free(&b);
     return push_err(L, rc, NULL);
   }
   lua_pushlstring(L, b.p, b.n);
+  push_meta_blob(L, &m, b.p);
   rf_buf_free(&b);
-  push_meta(L, &m);
   return 2;
 }
 
@@ -174,6 +244,9 @@ static int stream_out(void *ud, const void *p, size_t len) {
 
 static int l_stream(lua_State *L) {
   size_t cap = (size_t)luaL_checkinteger(L, 4);
+  rf_snap_extra xs;
+  raft_conf conf;
+  const rf_snap_extra *x = get_extra(L, 5, &xs, &conf);
   rf_store *st;
   rf_snap_meta m;
   luaL_Buffer out;
@@ -188,13 +261,13 @@ static int l_stream(lua_State *L) {
   }
   luaL_buffinit(L, &out);
   rc = rf_snap_write(st, (uint64_t)luaL_checkinteger(L, 2),
-                     (uint64_t)luaL_checkinteger(L, 3), buf, cap, stream_out,
+                     (uint64_t)luaL_checkinteger(L, 3), x, buf, cap, stream_out,
                      &out, &m);
   free(buf);
   rf_store_free(st);
   luaL_pushresult(&out);
   if (rc < 0) return push_err(L, rc, NULL);
-  push_meta(L, &m);
+  push_meta_blob(L, &m, lua_tostring(L, -1));
   return 2;
 }
 
@@ -220,8 +293,31 @@ static int l_restore(lua_State *L) {
     lua_rawset(L, -3);
   }
   rf_store_free(st);
-  push_meta(L, &m);
+  push_meta_blob(L, &m, p);
   return 2;
+}
+
+/* XXH3-64 of a string, as the trailer holds it (8 bytes little-endian):
+** lets specs build version 1 files and patch lengths. */
+static int l_checksum(lua_State *L) {
+  size_t len;
+  const char *p = luaL_checklstring(L, 1, &len);
+  uint8_t b[8];
+  rf_put_le64(b, XXH3_64bits(p, len));
+  lua_pushlstring(L, (const char *)b, 8);
+  return 1;
+}
+
+static int l_snap_head(lua_State *L) {
+  size_t len;
+  const char *p = luaL_checklstring(L, 1, &len);
+  uint64_t total = (uint64_t)luaL_optinteger(L, 2, (lua_Integer)len);
+  rf_snap_meta m;
+  char err[300];
+  int rc = rf_snap_head(p, len, total, &m, err, sizeof(err));
+  if (rc < 0) return push_err(L, rc, err);
+  push_meta_blob(L, &m, p);
+  return 1;
 }
 
 static int l_check(lua_State *L) {
@@ -231,7 +327,7 @@ static int l_check(lua_State *L) {
   char err[300];
   int rc = rf_snap_restore(p, len, NULL, &m, err, sizeof(err));
   if (rc < 0) return push_err(L, rc, err);
-  push_meta(L, &m);
+  push_meta_blob(L, &m, p);
   return 1;
 }
 
@@ -352,6 +448,28 @@ static int l_load(lua_State *L) {
   rf_buf_free(&b);
   push_meta(L, &m);
   return 2;
+}
+
+static int l_head(lua_State *L) {
+  lsnap *ls = check(L);
+  rf_snap_meta m;
+  char err[600];
+  rf_buf b;
+  int rc;
+  rf_buf_init(&b);
+  rc = rf_snapstore_head(ls->s, (uint64_t)luaL_checkinteger(L, 2), &m, &b,
+                         err, sizeof(err));
+  if (rc < 0) {
+    rf_buf_free(&b);
+    return push_err(L, rc, err);
+  }
+  push_meta(L, &m);
+  if (b.n > 0) {
+    lua_pushlstring(L, b.p, b.n);
+    lua_setfield(L, -2, "blob");
+  }
+  rf_buf_free(&b);
+  return 1;
 }
 
 static int l_latest(lua_State *L) {
@@ -567,7 +685,7 @@ static void stream_ms(lua_State *L, const rf_store *st, const char *dir) {
   snprintf(path, sizeof(path), "%s/snap/stream.bench", dir);
   if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
     luaL_error(L, "%s: %s", path, strerror(errno));
-  rc = rf_snap_write(st, 1000, 3, buf, sizeof(buf), write_fd, &fd, &m);
+  rc = rf_snap_write(st, 1000, 3, NULL, buf, sizeof(buf), write_fd, &fd, &m);
   if (rc == 0 && fsync(fd) < 0) rc = UV_EIO;
   close(fd);
   unlink(path);
@@ -602,7 +720,7 @@ static int l_bench(lua_State *L) {
   set_ms(L, "build_ms", ms_since(t0));
   rf_buf_init(&b);
   t0 = uv_hrtime();
-  if (rf_snap_serialize(st, 1000, 3, &b, &m) < 0)
+  if (rf_snap_serialize(st, 1000, 3, NULL, &b, &m) < 0)
     return luaL_error(L, "serialize: out of memory");
   set_ms(L, "serialize_ms", ms_since(t0));
   lua_pushinteger(L, (lua_Integer)m.size);
@@ -656,6 +774,7 @@ static int l_bench(lua_State *L) {
 static const luaL_Reg methods[] = {
   {"save", l_save},             {"read", l_read},
   {"load", l_load},             {"latest", l_latest},
+  {"head", l_head},
   {"recv_begin", l_recv_begin}, {"recv_chunk", l_recv_chunk},
   {"recv_finish", l_recv_finish}, {"recv_abort", l_recv_abort},
   {"recv_offset", l_recv_offset}, {"saving", l_saving},
@@ -667,6 +786,7 @@ static const luaL_Reg methods[] = {
 
 static const luaL_Reg funcs[] = {
   {"serialize", l_serialize}, {"restore", l_restore}, {"check", l_check},
+  {"head", l_snap_head},        {"checksum", l_checksum},
   {"stream", l_stream},
   {"open", l_open},           {"strerror", l_strerror}, {"bench", l_bench},
   {NULL, NULL}

@@ -13,8 +13,8 @@
 
 /* "RFSNAP" then the format version as two decimal digits: every version
 ** keeps that prefix, so another version is named, never misread. */
-#define SNAP_MAGIC "RFSNAP01"
-#define SNAP_VERSION 1
+#define SNAP_MAGIC "RFSNAP02"
+#define SNAP_VERSION 2 /* written; version 1 is still read */
 
 /* The format version of the snapshot at p (0..99), or -1 when p does not
 ** start with "RFSNAP" and two digits. */
@@ -26,8 +26,13 @@ int snap_parse(const uint8_t *p, size_t len, rf_store *into,
                rf_snap_meta *meta, size_t *off, char *reason,
                size_t reasonlen);
 /* The header's fields when p[0..len) starts with a snapshot header (at
-** least RF_SNAP_HDR bytes, right magic): 0, else -1.  size is left 0. */
+** least RF_SNAP_HDR bytes, version 1 or 2): the version, else -1.  The
+** rest of meta is zeroed. */
 int snap_peek(const uint8_t *p, size_t len, rf_snap_meta *meta);
+/* rf_snap_head() without the message; *start: the first record's offset. */
+int snap_head(const uint8_t *p, size_t avail, uint64_t total,
+              rf_snap_meta *meta, size_t *start, size_t *off, char *reason,
+              size_t rlen);
 
 /* rf_snap_restore() without progress lines: for worker threads. */
 int snap_restore_quiet(const void *buf, size_t len, rf_store *into,

@@ -5,13 +5,17 @@
 **
 ** Layout, integers little-endian:
 **
-**      0  "RFSNAP01"
+**      0  "RFSNAP02"
 **      8  u64 index       last log index covered
 **     16  u64 term        its term
 **     24  u64 nkeys
-**     32  nkeys x (uvarint klen, key, uvarint vlen, value), keys ascending
+**     32  u32 clen, clen bytes: raft_conf_encode of the configuration at
+**         index (0: none)
+**      .  u32 blen, blen bytes: the membership blob (opaque)
+**      .  nkeys x (uvarint klen, key, uvarint vlen, value), keys ascending
 **    n-8  u64 XXH3-64 of bytes 0..n-8
 **
+** Version 1 ("RFSNAP01") has the records right after the header.
 ** Parsing checks the structure first (so a damaged length or a truncation
 ** is reported where it is), then the checksum (which catches the rest).
 ** Checksums are XXH3-64 from libxxhash, as in the WAL.
@@ -58,22 +62,70 @@ static void trim(rf_buf *out) {
   out->cap = out->n + 1;
 }
 
+/* The parts after the fixed header (length-prefixed configuration and
+** blob) into b[0..), which has room for ext_size(x): their length. */
+static size_t ext_size(const rf_snap_extra *x) {
+  return 8 + (x && x->conf ? raft_conf_size(x->conf) : 0) +
+         (x ? x->blob_len : 0);
+}
+
+static int ext_check(const rf_snap_extra *x) {
+  if (x == NULL) return 0;
+  if (x->blob_len > RF_SNAP_BLOB_MAX || (x->blob_len && x->blob == NULL))
+    return UV_EINVAL;
+  if (x->conf && raft_conf_check(x->conf) != RAFT_OK) return UV_EINVAL;
+  return 0;
+}
+
+static size_t ext_put(const rf_snap_extra *x, uint8_t *b) {
+  size_t clen = x && x->conf ? raft_conf_size(x->conf) : 0;
+  size_t blen = x ? x->blob_len : 0;
+  rf_put_le32(b, (uint32_t)clen);
+  if (clen) raft_conf_encode(x->conf, b + 4, clen);
+  rf_put_le32(b + 4 + clen, (uint32_t)blen);
+  if (blen) memcpy(b + 8 + clen, x->blob, blen);
+  return 8 + clen + blen;
+}
+
+/* The meta of a snapshot written with x. */
+static rf_snap_meta meta_of(uint64_t index, uint64_t term, uint64_t size,
+                            uint64_t nkeys, const rf_snap_extra *x) {
+  rf_snap_meta m;
+  memset(&m, 0, sizeof(m));
+  m.index = index;
+  m.term = term;
+  m.size = size;
+  m.nkeys = nkeys;
+  if (x && x->conf) {
+    m.has_conf = 1;
+    m.conf = *x->conf;
+  }
+  m.blob_off = RF_SNAP_HDR + 8 + (x && x->conf ? raft_conf_size(x->conf) : 0);
+  m.blob_len = x ? (uint32_t)x->blob_len : 0;
+  return m;
+}
+
 int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
-                      rf_buf *out, rf_snap_meta *meta) {
+                      const rf_snap_extra *x, rf_buf *out,
+                      rf_snap_meta *meta) {
   uint64_t count = rf_store_count(st), bytes = rf_store_bytes(st), nkeys = 0;
+  size_t ext = ext_size(x);
   rf_store_iter it;
   rf_store_kv kv;
   uint8_t *p, *q;
+  if (ext_check(x) < 0) return UV_EINVAL;
   /* worst case: every length a 10-byte uvarint */
-  if (count > (SIZE_MAX - RF_SNAP_MIN) / (2 * RF_UVARINT_MAX) ||
-      bytes > SIZE_MAX - RF_SNAP_MIN - count * 2 * RF_UVARINT_MAX ||
-      reserve(out, (size_t)(RF_SNAP_MIN + bytes + count * 2 * RF_UVARINT_MAX)))
+  if (count > (SIZE_MAX - RF_SNAP_MIN - ext) / (2 * RF_UVARINT_MAX) ||
+      bytes > SIZE_MAX - RF_SNAP_MIN - ext - count * 2 * RF_UVARINT_MAX ||
+      reserve(out, (size_t)(RF_SNAP_MIN + ext + bytes +
+                            count * 2 * RF_UVARINT_MAX)))
     return UV_ENOMEM;
   p = q = (uint8_t *)out->p + out->n;
   memcpy(q, SNAP_MAGIC, 8);
   rf_put_le64(q + 8, index);
   rf_put_le64(q + 16, term);
   q += RF_SNAP_HDR;
+  q += ext_put(x, q);
   rf_store_seek(st, &it, NULL, 0);
   while (rf_store_next(&it, &kv)) {
     if (kv.dead) continue;
@@ -90,7 +142,7 @@ int rf_snap_serialize(const rf_store *st, uint64_t index, uint64_t term,
   q += 8;
   out->n += (size_t)(q - p);
   out->p[out->n] = '\0';
-  if (meta) *meta = (rf_snap_meta){index, term, (uint64_t)(q - p), nkeys};
+  if (meta) *meta = meta_of(index, term, (uint64_t)(q - p), nkeys, x);
   trim(out);
   return 0;
 }
@@ -134,7 +186,7 @@ static int put_uvarint(sink *k, uint64_t v) {
 }
 
 int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
-                  void *buf, size_t cap,
+                  const rf_snap_extra *x, void *buf, size_t cap,
                   int (*out)(void *ud, const void *p, size_t len), void *ud,
                   rf_snap_meta *meta) {
   uint64_t nkeys = rf_store_count(st), seen = 0;
@@ -143,7 +195,8 @@ int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
   rf_store_kv kv;
   sink k;
   int rc;
-  if (cap < RF_SNAP_HDR) return UV_EINVAL;
+  uint8_t len4[4];
+  if (cap < RF_SNAP_HDR || ext_check(x) < 0) return UV_EINVAL;
   memset(&k, 0, sizeof(k));
   k.buf = buf;
   k.cap = cap;
@@ -156,6 +209,16 @@ int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
   rf_put_le64(hdr + 16, term);
   rf_put_le64(hdr + 24, nkeys);
   rc = put(&k, hdr, sizeof(hdr));
+  /* the two prefixed parts, each piece through put (no allocation) */
+  rf_put_le32(len4, x && x->conf ? (uint32_t)raft_conf_size(x->conf) : 0);
+  if (rc == 0) rc = put(&k, len4, 4);
+  if (rc == 0 && x && x->conf) {
+    uint8_t cb[3 + 2 * RAFT_MAX_NODES * 8];
+    rc = put(&k, cb, raft_conf_encode(x->conf, cb, sizeof(cb)));
+  }
+  rf_put_le32(len4, x ? (uint32_t)x->blob_len : 0);
+  if (rc == 0) rc = put(&k, len4, 4);
+  if (rc == 0 && x && x->blob_len) rc = put(&k, x->blob, x->blob_len);
   rf_store_seek(st, &it, NULL, 0);
   while (rc == 0 && rf_store_next(&it, &kv)) {
     if (kv.dead) continue;
@@ -175,7 +238,7 @@ int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
     k.n += 8;
     rc = flush(&k);
   }
-  if (rc == 0 && meta) *meta = (rf_snap_meta){index, term, k.total, nkeys};
+  if (rc == 0 && meta) *meta = meta_of(index, term, k.total, nkeys, x);
   return rc;
 }
 
@@ -202,9 +265,55 @@ int snap_version(const uint8_t *p, size_t len) {
 }
 
 int snap_peek(const uint8_t *p, size_t len, rf_snap_meta *meta) {
-  if (len < RF_SNAP_HDR || memcmp(p, SNAP_MAGIC, 8) != 0) return -1;
-  *meta = (rf_snap_meta){rf_get_le64(p + 8), rf_get_le64(p + 16), 0,
-                         rf_get_le64(p + 24)};
+  int v = snap_version(p, len);
+  if (len < RF_SNAP_HDR || (v != SNAP_VERSION && v != 1)) return -1;
+  memset(meta, 0, sizeof(*meta));
+  meta->index = rf_get_le64(p + 8);
+  meta->term = rf_get_le64(p + 16);
+  meta->nkeys = rf_get_le64(p + 24);
+  return v;
+}
+
+/* The parts after the fixed header, from p[0..avail) of a file of total
+** bytes: meta's configuration and blob, *start the first record's offset.
+** Version 1 has none (start 32).  Every length must fit before the
+** trailer of total bytes, and within avail. */
+int snap_head(const uint8_t *p, size_t avail, uint64_t total,
+              rf_snap_meta *meta, size_t *start, size_t *off, char *reason,
+              size_t rlen) {
+  uint64_t end = total - 8, clen, blen;
+  size_t pos = RF_SNAP_HDR;
+  int v = snap_peek(p, avail, meta);
+  if (v < 0 || total < RF_SNAP_MIN_V1)
+    return bad(off, 0, reason, rlen, "bad magic (not a snapshot)");
+  *start = RF_SNAP_HDR;
+  if (v == 1) return 0;
+  if (total < RF_SNAP_MIN || avail < pos + 4)
+    return bad(off, pos, reason, rlen, "truncated: no configuration length");
+  clen = rf_get_le32(p + pos);
+  if (clen > end - pos - 4 || clen > avail - pos - 4)
+    return bad(off, pos, reason, rlen, "configuration of %llu bytes runs "
+               "past the end (truncated?)", (unsigned long long)clen);
+  pos += 4;
+  if (clen > 0 &&
+      raft_conf_decode(p + pos, (size_t)clen, &meta->conf) != RAFT_OK)
+    return bad(off, pos, reason, rlen, "malformed configuration");
+  meta->has_conf = clen > 0;
+  pos += (size_t)clen;
+  if (end - pos < 4 || avail - pos < 4)
+    return bad(off, pos, reason, rlen, "truncated: no membership length");
+  blen = rf_get_le32(p + pos);
+  if (blen > RF_SNAP_BLOB_MAX)
+    return bad(off, pos, reason, rlen, "membership blob of %llu bytes is "
+               "over the %u-byte limit", (unsigned long long)blen,
+               RF_SNAP_BLOB_MAX);
+  if (blen > end - pos - 4 || blen > avail - pos - 4)
+    return bad(off, pos, reason, rlen, "membership blob of %llu bytes runs "
+               "past the end (truncated?)", (unsigned long long)blen);
+  pos += 4;
+  meta->blob_off = pos;
+  meta->blob_len = (uint32_t)blen;
+  *start = pos + (size_t)blen;
   return 0;
 }
 
@@ -272,10 +381,10 @@ static int next_record(void *ud, size_t i, rf_store_kv *kv) {
   return 0;
 }
 
-static int parse_records(const uint8_t *p, size_t end, uint64_t nkeys,
-                         rf_store *into, size_t *off, char *reason,
-                         size_t rlen) {
-  parser ps = {p, RF_SNAP_HDR, end, 0, 0, off, rlen, reason, 0,
+static int parse_records(const uint8_t *p, size_t start, size_t end,
+                         uint64_t nkeys, rf_store *into, size_t *off,
+                         char *reason, size_t rlen) {
+  parser ps = {p, start, end, 0, 0, off, rlen, reason, 0,
                into && !quiet, {0}};
   rf_store_kv kv;
   int rc = 0;
@@ -308,21 +417,22 @@ int snap_parse(const uint8_t *p, size_t len, rf_store *into,
                rf_snap_meta *meta, size_t *off, char *reason, size_t rlen) {
   rf_snap_meta m;
   uint64_t sum;
+  size_t start;
   int rc, v = snap_version(p, len);
   if (into && rf_store_count(into) > 0) return UV_EINVAL;
-  if (v >= 0 && v != SNAP_VERSION) /* before any length: another layout */
+  if (v >= 0 && v != SNAP_VERSION && v != 1) /* another layout */
     return bad(off, 6, reason, rlen, "unsupported format version %d", v);
-  if (len < RF_SNAP_MIN)
+  if (len < (v == 1 ? RF_SNAP_MIN_V1 : RF_SNAP_MIN))
     return bad(off, len, reason, rlen,
                "truncated: %zu bytes, a snapshot has at least %d", len,
-               RF_SNAP_MIN);
-  if (snap_peek(p, len, &m) < 0)
-    return bad(off, 0, reason, rlen, "bad magic (not a snapshot)");
+               v == 1 ? RF_SNAP_MIN_V1 : RF_SNAP_MIN);
+  if ((rc = snap_head(p, len, len, &m, &start, off, reason, rlen)) < 0)
+    return rc;
   /* every record takes at least 2 bytes: no absurd loop on a bad count */
-  if (m.nkeys > (len - RF_SNAP_MIN) / 2)
+  if (m.nkeys > (len - 8 - start) / 2)
     return bad(off, 24, reason, rlen, "%llu keys cannot fit in %zu bytes",
                (unsigned long long)m.nkeys, len);
-  rc = parse_records(p, len - 8, m.nkeys, into, off, reason, rlen);
+  rc = parse_records(p, start, len - 8, m.nkeys, into, off, reason, rlen);
   if (rc == 0 && (sum = XXH3_64bits(p, len - 8)) != rf_get_le64(p + len - 8))
     rc = bad(off, len - 8, reason, rlen,
              "checksum mismatch (trailer %016llx, content %016llx)",
@@ -335,6 +445,22 @@ int snap_parse(const uint8_t *p, size_t len, rf_store *into,
   m.size = len;
   if (meta) *meta = m;
   return 0;
+}
+
+int rf_snap_head(const void *buf, size_t len, uint64_t total,
+                 rf_snap_meta *meta, char *err, size_t errlen) {
+  char reason[200];
+  size_t off = 0, start;
+  rf_snap_meta m;
+  int rc = snap_head(buf, len, total, &m, &start, &off, reason,
+                     sizeof(reason));
+  if (rc == 0) {
+    m.size = total;
+    if (meta) *meta = m;
+  } else if (err && errlen) {
+    snprintf(err, errlen, "snapshot at offset %zu: %s", off, reason);
+  }
+  return rc;
 }
 
 int rf_snap_restore(const void *buf, size_t len, rf_store *into,

@@ -685,7 +685,7 @@ static void describe(rf_snapstore *s, rf_snap_meta *m) {
   if ((fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0) return;
   if (fstat(fd, &st) == 0) m->size = (uint64_t)st.st_size;
   if (read_all(fd, (char *)hdr, sizeof(hdr), 0) == 0 &&
-      snap_peek(hdr, sizeof(hdr), &h) == 0)
+      snap_peek(hdr, sizeof(hdr), &h) >= 0)
     m->nkeys = h.nkeys;
   close(fd);
 }
@@ -701,7 +701,8 @@ static int recover(rf_snapstore *s, char *err, size_t errlen) {
     return fail(err, errlen, "cannot list %s: %s", s->path, strerror(-rc));
   for (size_t i = 0; i < n; i++) {
     if (i < KEEP) {
-      s->kept[s->nkept] = (rf_snap_meta){ids[i].index, ids[i].term, 0, 0};
+      s->kept[s->nkept] = (rf_snap_meta){.index = ids[i].index,
+                                         .term = ids[i].term};
       describe(s, &s->kept[s->nkept++]);
       continue;
     }
@@ -816,7 +817,7 @@ static int load_file(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
     return rc;
   }
   int v = snap_version((const uint8_t *)out->p + out->n, len);
-  if (v >= 0 && v != SNAP_VERSION) {
+  if (v >= 0 && v != SNAP_VERSION && v != 1) {
     out->p[out->n] = '\0';
     fail(err, errlen, "unsupported format version %d in %s/%s (this build "
          "reads version %d)", v, s->path, name, SNAP_VERSION);
@@ -896,7 +897,11 @@ int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
     fail(err, errlen, "out of memory");
     return UV_ENOMEM;
   }
-  *m = s->kept[0];
+  /* the kept meta may lack the configuration (a save names only the
+  ** header's fields): read it from the bytes, checked when they came in */
+  if (rf_snap_head(s->mem, (size_t)s->kept[0].size, s->kept[0].size, m,
+                   NULL, 0) < 0)
+    *m = s->kept[0];
   return 0;
 }
 
@@ -906,7 +911,7 @@ int rf_snapstore_load(rf_snapstore *s, rf_buf *out, rf_snap_meta *m,
 static int matches(const char *buf, size_t len, const rf_snap_meta *m) {
   rf_snap_meta h;
   return len >= RF_SNAP_MIN && m->size == len &&
-         snap_peek((const uint8_t *)buf, len, &h) == 0 &&
+         snap_peek((const uint8_t *)buf, len, &h) >= 0 &&
          h.index == m->index && h.term == m->term && h.nkeys == m->nkeys;
 }
 
@@ -992,7 +997,7 @@ int rf_snapstore_read(rf_snapstore *s, uint64_t index, uint64_t offset,
 }
 
 int rf_snapstore_recv_begin(rf_snapstore *s, const rf_snap_meta *m) {
-  if (s->closing || m->size < RF_SNAP_MIN) return UV_EINVAL;
+  if (s->closing || m->size < RF_SNAP_MIN_V1) return UV_EINVAL;
   if (s->nkept > 0 && m->index < s->kept[0].index) return RF_SNAP_ESTALE;
   if (s->rx_active) cancel_rx(s, s->rx_gen);
   s->rx_gen++;
@@ -1044,4 +1049,67 @@ void rf_snapstore_recv_abort(rf_snapstore *s) {
   s->rx_active = 0;
   /* the temp file goes now; if this fails, at the next transfer or close */
   if ((o = new_op(OP_DROP, 0)) != NULL) enqueue(s, o);
+}
+
+/* ------------------------------------------------------------ head */
+
+int rf_snapstore_open_file(rf_snapstore *s, uint64_t index) {
+  const rf_snap_meta *m = find(s, index);
+  char name[NAME_LEN + 1];
+  int fd;
+  if (m == NULL) return RF_SNAP_ENONE;
+  if (s->path == NULL) return UV_EINVAL;
+  snap_name(name, m->index, m->term);
+  fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
+  return fd < 0 ? (errno == ENOENT ? RF_SNAP_ENONE : -errno) : fd;
+}
+
+/* The first bytes of the kept snapshot m (all of them if it is small). */
+static int head_bytes(rf_snapstore *s, const rf_snap_meta *m, rf_buf *b,
+                      size_t *len, char *err, size_t errlen) {
+  char name[NAME_LEN + 1];
+  int fd, rc;
+  *len = m->size < RF_SNAP_HEAD_MAX ? (size_t)m->size : RF_SNAP_HEAD_MAX;
+  if (rf_buf_reserve(b, *len) != 0) {
+    fail(err, errlen, "out of memory");
+    return UV_ENOMEM;
+  }
+  if (s->path == NULL) {
+    memcpy(b->p, s->mem, *len);
+    return 0;
+  }
+  snap_name(name, m->index, m->term);
+  if ((fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC)) < 0) {
+    rc = errno == ENOENT ? RF_SNAP_ENONE : -errno;
+  } else {
+    rc = read_all(fd, b->p, *len, 0);
+    close(fd);
+  }
+  if (rc < 0)
+    fail(err, errlen, "cannot read snapshot %s/%s: %s", s->path, name,
+         rc == RF_SNAP_ENONE ? "gone" : strerror(-rc));
+  return rc;
+}
+
+int rf_snapstore_head(rf_snapstore *s, uint64_t index, rf_snap_meta *m,
+                      rf_buf *blob, char *err, size_t errlen) {
+  const rf_snap_meta *k = find(s, index);
+  rf_buf b;
+  size_t len;
+  int rc;
+  if (k == NULL || (s->path == NULL && k != &s->kept[0])) {
+    fail(err, errlen, "no snapshot at index %" PRIu64, index);
+    return RF_SNAP_ENONE;
+  }
+  rf_buf_init(&b);
+  if ((rc = head_bytes(s, k, &b, &len, err, errlen)) == 0 &&
+      (rc = rf_snap_head(b.p, len, k->size, m, err, errlen)) == 0 && blob) {
+    rf_buf_add(blob, b.p + m->blob_off, m->blob_len);
+    if (blob->oom) {
+      fail(err, errlen, "out of memory");
+      rc = UV_ENOMEM;
+    }
+  }
+  rf_buf_free(&b);
+  return rc;
 }
