@@ -4,6 +4,8 @@
 **   rafting --config FILE --node ID [--log-level L] [--log-format F]  one node
 **   rafting cluster --config FILE [--log-level L] [--log-format F]  all nodes
 **   rafting ctl [OPTIONS] COMMAND ...               the client (src/ctl/)
+**   rafting restore --snapshot F --config F --node ID [--data DIR]
+**                                           a data directory from a backup
 **
 ** Exit status: 0 after a clean stop (SIGTERM/SIGINT), 1 when the node fails
 ** at run time, 2 for usage and configuration errors.
@@ -19,6 +21,7 @@
 
 #include "ctl/ctl.h"
 #include "handover.h"
+#include "restore.h"
 #include "rafting/config.h"
 #include "rafting/error.h"
 #include "rafting/launch.h"
@@ -44,6 +47,7 @@ static void usage(FILE *f) {
     "usage: rafting --config FILE --node ID [--log-level LEVEL] [--log-format F]\n"
     "       rafting cluster --config FILE [--log-level LEVEL] [--log-format F]\n"
     "       rafting ctl [OPTIONS] COMMAND ...  (see rafting ctl --help)\n"
+    "       rafting restore --snapshot FILE --config FILE --node ID [--data DIR]\n"
     "       rafting --help | --version\n"
     "\n"
     "Runs one node of a Raft cluster described by a Lua config file, or with\n"
@@ -192,6 +196,8 @@ int main(int argc, char **argv) {
   int rc;
   if (argc > 1 && strcmp(argv[1], "ctl") == 0)
     return rf_ctl_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "restore") == 0)
+    return rf_restore_main(argc - 1, argv + 1);
   if ((rc = parse(argc, argv, &o)) != 0) return rc;
   if (o.cluster)
     return rf_launch_cluster(argv[0], o.config, o.level, o.format);

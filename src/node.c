@@ -510,7 +510,7 @@ static int start_snaps(rf_node *n) {
 
 static int start_api(rf_node *n) {
   rf_api_deps deps = {n->drv, n->sm, n->cfg, n->id, status_json, n,
-                      n->tls.http_server, n->tls.client};
+                      n->tls.http_server, n->tls.client, n->snaps};
   return rf_api_start(&deps, n->loop, &n->api);
 }
 

@@ -130,6 +130,16 @@ void rf_http_respond(rf_http_req *req, int status, const char *content_type,
 ** return UV_ECANCELED; end must still be called).  begin fails with
 ** UV_EINVAL for HTTP/1.0 or a method other than GET: answer normally. */
 int rf_http_stream_begin(rf_http_req *req, int status, const char *ctype);
+/* The same for a body of known length (a file): Content-Length, no chunk
+** framing, HTTP/1.0 too.  Writes may not go past len; an end before len
+** bytes were written closes the connection (the client sees a short
+** body).  HEAD: the headers only (end at once).  UV_EINVAL for a method
+** other than GET and HEAD. */
+int rf_http_stream_begin_len(rf_http_req *req, int status, const char *ctype,
+                             uint64_t len);
+/* Bytes written to the stream that have not reached the socket yet: pace
+** writes by it (a writer that never waits holds the whole body). */
+size_t rf_http_stream_queued(const rf_http_req *req);
 int rf_http_stream_write(rf_http_req *req, const void *data, size_t len);
 void rf_http_stream_end(rf_http_req *req);
 

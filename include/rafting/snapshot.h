@@ -101,6 +101,15 @@ int rf_snap_write(const rf_store *st, uint64_t index, uint64_t term,
 ** (untouched).  meta may be NULL. */
 int rf_snap_restore(const void *buf, size_t len, rf_store *into,
                     rf_snap_meta *meta, char *err, size_t errlen);
+/* The checked snapshot buf[0..len) (either version) again, as version 2
+** with x's configuration and blob instead of its own: the same index,
+** term and records, a new checksum, streamed to out like rf_snap_write
+** (the records go straight from buf).  For `rafting restore`.  0 with meta
+** filled, RF_SNAP_ECORRUPT when buf does not parse (not re-checked
+** otherwise: check it first), UV_EINVAL for a bad x, or out's error. */
+int rf_snap_rehead(const void *buf, size_t len, const rf_snap_extra *x,
+                   int (*out)(void *ud, const void *p, size_t len), void *ud,
+                   rf_snap_meta *meta);
 /* The header and both prefixed parts only, from the first len bytes of a
 ** file of total bytes (len >= min(total, RF_SNAP_HEAD_MAX) suffices): meta
 ** gets index, term, nkeys, the configuration and where the blob is (size

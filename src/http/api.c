@@ -14,6 +14,7 @@
 #include "http/auth.h"
 #include "http/cluster.h"
 #include "http/kvjson.h"
+#include "http/backup.h"
 #include "http/watch.h"
 #include "rafting/buf.h"
 #include "rafting/util.h"
@@ -33,6 +34,7 @@ struct rf_api {
   rf_fwd *fwd;
   rf_watch *watch;
   rf_cluster *cluster;
+  rf_backup *backup;    /* GET /snapshot */
   int closing;
   void (*stop_done)(void *);
   void *stop_ud;
@@ -578,6 +580,10 @@ static void post_leader(rf_api *a, rf_http_req *req) {
   if (!route_to_leader(a, req)) rf_cluster_transfer(a->cluster, req);
 }
 
+static void get_snapshot(rf_api *a, rf_http_req *req) {
+  rf_backup_get(a->backup, req); /* this node's own: no forwarding */
+}
+
 /* ------------------------------------------------------------ routing */
 
 static const route routes[] = {
@@ -591,6 +597,7 @@ static const route routes[] = {
   {"/watch", "GET", get_watch, NULL, NULL, NULL},
   {"/cluster", "GET", get_cluster, NULL, NULL, NULL},
   {"/cluster/leader", "POST", NULL, NULL, post_leader, NULL},
+  {"/snapshot", "GET", get_snapshot, NULL, NULL, NULL},
 };
 
 static const route *find_route(const rf_http_req *req) {
@@ -614,6 +621,7 @@ static const char *route_params(const route *r) {
     {"/cluster/leader", " redirect "},
     {"/query/", NULL},
     {"/watch", " prefix since timeout_ms stream encoding "},
+    {"/snapshot", " fresh timeout_ms "},
   };
   for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
     if (strcmp(known[i].prefix, r->prefix) == 0) return known[i].params;
@@ -690,6 +698,7 @@ static void on_request(void *ud, rf_http_req *req) {
 ** else is answered when its callback comes. */
 static void on_abort(void *ud, rf_http_req *req) {
   rf_api *a = ud;
+  if (a->backup && rf_backup_abort(a->backup, req)) return;
   if (a->watch) rf_watch_abort(a->watch, req);
 }
 
@@ -753,6 +762,8 @@ int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
     goto fail;
   if ((rc = rf_cluster_new(loop, deps->drv, cfg, deps->id, &a->cluster)) < 0)
     goto fail;
+  if ((rc = rf_backup_new(loop, deps->snaps, deps->id, &a->backup)) < 0)
+    goto fail;
   if ((rc = start_http(a, loop)) < 0) goto fail;
   *out = a;
   return 0;
@@ -760,6 +771,7 @@ fail:
   if (a->fwd) rf_fwd_close(a->fwd, NULL, NULL);
   if (a->watch) rf_watch_close(a->watch, NULL, NULL);
   if (a->cluster) rf_cluster_close(a->cluster, NULL, NULL);
+  if (a->backup) rf_backup_close(a->backup, NULL, NULL);
   free(a);
   return rc;
 }
@@ -776,7 +788,9 @@ static void stopped_part(void *ud) {
 void rf_api_stop(rf_api *a, void (*done)(void *ud), void *ud) {
   a->stop_done = done;
   a->stop_ud = ud;
-  a->closing = 5;
+  a->closing = 6;
+  rf_backup_close(a->backup, stopped_part, a); /* ends the downloads */
+  a->backup = NULL;
   rf_watch_close(a->watch, stopped_part, a); /* answers its parked requests */
   a->watch = NULL;
   rf_cluster_close(a->cluster, stopped_part, a); /* answers a transfer */

@@ -58,6 +58,8 @@ typedef struct req_s {
   int state;
   int close_after; /* close the connection once this answer is written */
   int ended;       /* R_STREAM: the last chunk is in out */
+  int fixed;       /* R_STREAM of a known length: no chunk framing */
+  uint64_t left;   /* fixed: body bytes still to come */
   uint64_t t0;     /* dispatched at (rf_metrics_now), for the metrics */
   rf_buf url, hdr, body, extra, out;
   char *dec; /* decoded path, then decoded query pairs */
@@ -1154,15 +1156,16 @@ static int build(req_s *r, int status, const char *ctype, const void *body,
     rf_buf_str(o, ctype);
     rf_buf_str(o, "\r\n");
   }
-  if (!nobody && r->state != R_STREAM) {
-    snprintf(line, sizeof line, "Content-Length: %zu\r\n", len);
+  if (!nobody && (r->state != R_STREAM || r->fixed)) {
+    snprintf(line, sizeof line, "Content-Length: %llu\r\n",
+             (unsigned long long)(r->fixed ? r->left : len));
     rf_buf_str(o, line);
   }
   if (r->close_after) rf_buf_str(o, "Connection: close\r\n");
   else if (r->pub.http_minor == 0) rf_buf_str(o, "Connection: keep-alive\r\n");
   if (r->extra.n) rf_buf_add(o, r->extra.p, r->extra.n);
   rf_buf_str(o, "\r\n");
-  if (!nobody && !head && len) rf_buf_add(o, body, len);
+  if (!nobody && !head && len && body) rf_buf_add(o, body, len);
   return o->oom ? UV_ENOMEM : 0;
 }
 
@@ -1211,16 +1214,47 @@ int rf_http_stream_begin(rf_http_req *req, int status, const char *ctype) {
   return 0;
 }
 
+int rf_http_stream_begin_len(rf_http_req *req, int status, const char *ctype,
+                             uint64_t len) {
+  req_s *r = (req_s *)req;
+  int head = strcmp(req->method, "HEAD") == 0;
+  assert(r->state == R_APP);
+  if (!head && strcmp(req->method, "GET") != 0) return UV_EINVAL;
+  rf_metrics_http(req->path, req->path_len, status, r->t0);
+  r->state = R_STREAM;
+  r->fixed = 1;
+  r->left = len;
+  if (r->c && build(r, status, ctype, NULL, 0) != 0) {
+    r->state = R_APP;
+    r->fixed = 0;
+    return UV_ENOMEM;
+  }
+  if (head) r->left = 0; /* the length, and no body */
+  if (r->c) flush(r->c);
+  return 0;
+}
+
+size_t rf_http_stream_queued(const rf_http_req *req) {
+  const req_s *r = (const req_s *)req;
+  if (r->c == NULL) return 0;
+  return r->out.n + uv_stream_get_write_queue_size((uv_stream_t *)&r->c->tcp);
+}
+
 int rf_http_stream_write(rf_http_req *req, const void *data, size_t len) {
   req_s *r = (req_s *)req;
   char line[24];
   assert(r->state == R_STREAM && !r->ended);
   if (r->c == NULL) return UV_ECANCELED;
   if (len == 0) return 0; /* an empty chunk would end the answer */
-  snprintf(line, sizeof line, "%zx\r\n", len);
-  rf_buf_str(&r->out, line);
+  if (r->fixed && len > r->left) return UV_EINVAL;
+  if (r->fixed) {
+    r->left -= len;
+  } else {
+    snprintf(line, sizeof line, "%zx\r\n", len);
+    rf_buf_str(&r->out, line);
+  }
   rf_buf_add(&r->out, data, len);
-  rf_buf_str(&r->out, "\r\n");
+  if (!r->fixed) rf_buf_str(&r->out, "\r\n");
   if (r->out.oom) {
     conn_close(r->c); /* the answer cannot go on in order */
     return UV_ENOMEM;
@@ -1236,9 +1270,10 @@ void rf_http_stream_end(rf_http_req *req) {
     req_free(r);
     return;
   }
-  rf_buf_str(&r->out, "0\r\n\r\n");
+  if (!r->fixed) rf_buf_str(&r->out, "0\r\n\r\n");
   r->ended = 1;
-  if (r->out.oom) {
+  /* a body cut short must look cut to the client: close, not a 0 chunk */
+  if (r->out.oom || (r->fixed && r->left > 0)) {
     unqueue(r->c, r);
     conn_close(r->c);
     req_free(r);

@@ -422,6 +422,8 @@ int snap_parse(const uint8_t *p, size_t len, rf_store *into,
   if (into && rf_store_count(into) > 0) return UV_EINVAL;
   if (v >= 0 && v != SNAP_VERSION && v != 1) /* another layout */
     return bad(off, 6, reason, rlen, "unsupported format version %d", v);
+  if (v < 0 && len >= 8)
+    return bad(off, 0, reason, rlen, "bad magic (not a snapshot)");
   if (len < (v == 1 ? RF_SNAP_MIN_V1 : RF_SNAP_MIN))
     return bad(off, len, reason, rlen,
                "truncated: %zu bytes, a snapshot has at least %d", len,
@@ -461,6 +463,47 @@ int rf_snap_head(const void *buf, size_t len, uint64_t total,
     snprintf(err, errlen, "snapshot at offset %zu: %s", off, reason);
   }
   return rc;
+}
+
+int rf_snap_rehead(const void *buf, size_t len, const rf_snap_extra *x,
+                   int (*out)(void *ud, const void *p, size_t len), void *ud,
+                   rf_snap_meta *meta) {
+  const uint8_t *p = buf;
+  uint8_t hdr[RF_SNAP_HDR + 8 + 3 + 2 * RAFT_MAX_NODES * 8], sum[8];
+  char reason[200];
+  size_t off, start, n;
+  rf_snap_meta m;
+  XXH3_state_t h;
+  int rc;
+  if (ext_check(x) < 0 || (x && x->conf && raft_conf_size(x->conf) >
+                           sizeof(hdr) - RF_SNAP_HDR - 8))
+    return UV_EINVAL;
+  if (snap_head(p, len, len, &m, &start, &off, reason, sizeof(reason)) < 0)
+    return RF_SNAP_ECORRUPT;
+  if (len < start + 8) return RF_SNAP_ECORRUPT;
+  memcpy(hdr, p, RF_SNAP_HDR);
+  memcpy(hdr, SNAP_MAGIC, 8);
+  n = RF_SNAP_HDR;
+  rf_put_le32(hdr + n, x && x->conf ? (uint32_t)raft_conf_size(x->conf) : 0);
+  n += 4;
+  if (x && x->conf) n += raft_conf_encode(x->conf, hdr + n, sizeof(hdr) - n);
+  rf_put_le32(hdr + n, x ? (uint32_t)x->blob_len : 0);
+  n += 4;
+  XXH3_INITSTATE(&h);
+  XXH3_64bits_reset(&h);
+  XXH3_64bits_update(&h, hdr, n);
+  if (x && x->blob_len) XXH3_64bits_update(&h, x->blob, x->blob_len);
+  XXH3_64bits_update(&h, p + start, len - 8 - start);
+  rf_put_le64(sum, XXH3_64bits_digest(&h));
+  if ((rc = out(ud, hdr, n)) < 0 ||
+      (x && x->blob_len && (rc = out(ud, x->blob, x->blob_len)) < 0) ||
+      (rc = out(ud, p + start, len - 8 - start)) < 0 ||
+      (rc = out(ud, sum, 8)) < 0)
+    return rc;
+  if (meta)
+    *meta = meta_of(m.index, m.term, n + (x ? x->blob_len : 0) +
+                    (len - start), m.nkeys, x);
+  return 0;
 }
 
 int rf_snap_restore(const void *buf, size_t len, rf_store *into,
