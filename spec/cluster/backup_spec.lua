@@ -1,0 +1,265 @@
+-- backup_spec.lua -- backup and restore on real nodes (issue 9, items 6 and
+-- 7): GET /snapshot from a follower and from the leader of a durable
+-- 3-node cluster under writes, the whole cluster lost, `rafting restore`
+-- into a new data directory, the restored node started as a one-member
+-- cluster that serves every write acknowledged before the backup; bad
+-- inputs to restore (truncated file, garbage, a non-empty directory, bad
+-- arguments) with their exit codes; memory nodes and the admin role.
+
+local cluster = require "rafting.testing.cluster"
+local D = require "spec.support.durability_helper"
+local snap = require "rafting.snap"
+local proc = require "rafting.proc"
+local cjson = require "cjson"
+
+local BIN = os.getenv("RAFTING_BIN") or "./build/rafting"
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- `rafting restore ARGS...`: exit code, stdout, stderr
+local function restore(c, args)
+  local out, err = c.dir .. "/restore.out", c.dir .. "/restore.err"
+  os.remove(out)
+  os.remove(err)
+  local argv = { BIN, "restore" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local pid = assert(cluster.spawn{ argv = argv, stdout = out, stderr = err })
+  local how, code = cluster.wait_pid(pid, 20000)
+  assert.equals("exited", how)
+  local o, e = io.open(out, "rb"), io.open(err, "rb")
+  local so, se = o and o:read("a") or "", e and e:read("a") or ""
+  if o then o:close() end
+  if e then e:close() end
+  return code, so, se
+end
+
+-- PUT n keys prefix.1..n on node id, every one acknowledged: {key = value}
+local function write_keys(c, id, prefix, n, into)
+  into = into or {}
+  for i = 1, n do
+    local k, v = ("%s.%04d"):format(prefix, i), ("value %d of %s"):format(i, prefix)
+    local code, body = c:http(id, "PUT", "/kv/" .. k, v)
+    assert(code == 200, ("PUT %s: %s %s"):format(k, tostring(code), tostring(body)))
+    into[k] = v
+  end
+  return into
+end
+
+-- GET /snapshot[?fresh] from node id: the bytes, checked against the
+-- headers and parsed: kv, meta, headers
+local function backup(c, id, query)
+  local code, body, h = c:http(id, "GET", "/snapshot" .. (query or ""), nil,
+                                { timeout_ms = 30000 })
+  assert(code == 200, ("GET /snapshot%s on node %d: %s %s"):format(
+    query or "", id, tostring(code), tostring(body)))
+  assert.equals("application/octet-stream", h["content-type"])
+  assert.equals(#body, tonumber(h["content-length"]))
+  local kv, m = assert(snap.restore(body))
+  assert.equals(m.index, tonumber(h["x-raft-index"]))
+  assert.equals(m.term, tonumber(h["x-raft-term"]))
+  assert.matches(('filename="rafting%%-node%d%%-%016x%%-%016x%%.snap"'):format(
+    id, m.index, m.term), h["content-disposition"])
+  return kv, m, body
+end
+
+local function holds_all(kv, want, what)
+  local n = 0
+  for k, v in pairs(want) do
+    assert(kv[k] == v, ("%s: key %s is %s, acknowledged %s"):format(
+      what, k, tostring(kv[k]), v))
+    n = n + 1
+  end
+  return n
+end
+
+describe("backup and restore (real nodes, WAL)", function()
+  local c
+  after_each(function()
+    if c then c:shutdown({ force = true }) end
+    c = nil
+  end)
+  teardown(function() cluster.kill_all() end)
+
+  it("backs up from a follower and the leader, and restores a lost cluster on one node", function()
+    c = D.start{ nodes = 3, limits = { snapshot_entries = 200, snapshot_trailing = 20 } }
+    local leader = c:leader()
+    local follower = (leader % 3) + 1
+    -- a deployed key set, then enough writes for automatic snapshots too
+    local acked = write_keys(c, leader, "deployed", 50)
+    write_keys(c, leader, "batch1", 250, acked)
+    local st = assert(c:status(leader))
+    c:wait_index(follower, st.commit, 10000, "applied")
+
+    -- from a follower: a fresh snapshot covers what it applied when asked
+    local kv, m = backup(c, follower, "?fresh")
+    assert.is_true(m.index >= st.commit)
+    assert.equals(300, holds_all(kv, acked, "follower backup"))
+    assert.same({ voters = { 1, 2, 3 }, learners = {} }, m.conf)
+
+    -- from the leader, after more writes; the plain GET then serves it too
+    write_keys(c, leader, "batch2", 30, acked)
+    local kv2, m2, bytes = backup(c, leader, "?fresh=1")
+    assert.is_true(m2.index > m.index)
+    assert.equals(330, holds_all(kv2, acked, "leader backup"))
+    local _, m3 = backup(c, leader)
+    assert.equals(m2.index, m3.index)
+    -- HEAD: the headers, no body
+    local code, body, h = c:http(leader, "HEAD", "/snapshot")
+    assert.equals(200, code)
+    assert.equals("", body or "")
+    assert.equals(#bytes, tonumber(h["content-length"]))
+
+    -- writes acknowledged after the backup are not in it
+    write_keys(c, leader, "after", 5)
+    local file = c.dir .. "/backup.snap"
+    spit(file, bytes)
+
+    -- the majority is lost: every node dies
+    D.kill_all_nodes(c)
+
+    -- node 1's machine is replaced: its old directory is in the way
+    local old = D.data_dir(c, 1)
+    local rc, _, err = restore(c, { "--snapshot", file, "--config", c.config_path,
+                                    "--node", "1" })
+    assert.equals(3, rc)
+    assert.matches("is not empty", err)
+    assert.is_true(os.rename(old, old .. ".lost"))
+    local out
+    rc, out, err = restore(c, { "--snapshot", file, "--config", c.config_path,
+                                "--node", "1" })
+    assert.equals(0, rc, err)
+    assert.matches(("index %d, term %d, %d keys"):format(m2.index, m2.term,
+                                                         m2.nkeys), out)
+
+    -- node 1 alone, with the 3-node config: the snapshot's configuration
+    -- (node 1 only) lets it elect itself
+    c:start_node(1)
+    local l = c:leader(10000, { among = { 1 } })
+    assert.equals(1, l)
+    local members = assert(c:members(1))
+    assert.equals(1, #members.members)
+    assert.equals(1, members.members[1].id)
+    assert.is_true(members.members[1].voter)
+    local s1 = assert(c:status(1))
+    assert.is_true(s1.term > m2.term)
+    for k, v in pairs(acked) do
+      local gc, gv = c:http(1, "GET", "/kv/" .. k)
+      assert(gc == 200 and gv == v, ("restored node: %s is %s %s"):format(
+        k, tostring(gc), tostring(gv)))
+    end
+    assert.equals(404, (c:http(1, "GET", "/kv/after.0001")))
+    -- it takes writes, and they survive its restart (the log continues
+    -- after the snapshot's index)
+    write_keys(c, 1, "restored", 10)
+    c:restart(1, { kill = true })
+    c:leader(10000, { among = { 1 } })
+    assert.equals("value 10 of restored", select(2, c:http(1, "GET", "/kv/restored.0010")))
+    assert.equals(acked["deployed.0001"], select(2, c:http(1, "GET", "/kv/deployed.0001")))
+  end)
+
+  it("refuses bad input with clear errors and exit codes", function()
+    c = D.start{ nodes = 1 }
+    local leader = c:leader()
+    write_keys(c, leader, "k", 20)
+    local _, _, bytes = backup(c, leader, "?fresh")
+    c:kill(1)
+    local cfg, dir = c.config_path, c.dir .. "/fresh-dir"
+    local function try(name, content, args)
+      local f = c.dir .. "/" .. name
+      spit(f, content)
+      local a = { "--snapshot", f, "--config", cfg, "--node", "1", "--data", dir }
+      for _, x in ipairs(args or {}) do a[#a + 1] = x end
+      return restore(c, a)
+    end
+    local rc, _, err = try("trunc.snap", bytes:sub(1, #bytes - 20))
+    assert.equals(1, rc)
+    assert.matches("trunc%.snap: snapshot at offset %d+: .*truncated", err)
+    rc, _, err = try("garbage.snap", ("garbage "):rep(20))
+    assert.equals(1, rc)
+    assert.matches("bad magic %(not a snapshot%)", err)
+    rc, _, err = try("flipped.snap", bytes:sub(1, 100) ..
+                     string.char(bytes:byte(101) ~ 1) .. bytes:sub(102))
+    assert.equals(1, rc)
+    assert.matches("offset %d+", err)
+    rc, _, err = try("empty.snap", "")
+    assert.equals(1, rc)
+    assert.matches("truncated", err)
+    rc, _, err = restore(c, { "--snapshot", c.dir .. "/none.snap", "--config", cfg,
+                              "--node", "1", "--data", dir })
+    assert.equals(1, rc)
+    assert.matches("cannot read .*none%.snap: No such file", err)
+    -- none of that left a directory behind
+    assert.is_nil(io.open(dir .. "/snap", "rb"))
+    -- arguments and config
+    rc, _, err = try("ok.snap", bytes, {})
+    assert.equals(0, rc, err)
+    rc, _, err = try("ok.snap", bytes, {})
+    assert.equals(3, rc)
+    assert.matches("fresh%-dir is not empty", err)
+    rc, _, err = restore(c, { "--snapshot", c.dir .. "/ok.snap", "--config", cfg })
+    assert.equals(2, rc)
+    assert.matches("%-%-node ID is required", err)
+    rc, _, err = restore(c, { "--snapshot", c.dir .. "/ok.snap", "--config", cfg,
+                              "--node", "9" })
+    assert.equals(2, rc)
+    assert.matches("no node with id 9", err)
+    rc, _, err = restore(c, { "--bogus" })
+    assert.equals(2, rc)
+    assert.matches("unknown argument '%-%-bogus'", err)
+  end)
+end)
+
+describe("GET /snapshot (memory nodes, auth)", function()
+  local c
+  after_each(function()
+    if c then c:shutdown({ force = true }) end
+    c = nil
+  end)
+  teardown(function() cluster.kill_all() end)
+
+  it("serves a memory node's snapshot from memory; 404 before there is one; bad parameters are 400", function()
+    c = cluster.start{ nodes = 1 }
+    local l = c:leader()
+    local code, body = c:http(l, "GET", "/snapshot")
+    assert.equals(404, code)
+    assert.equals("no_snapshot", cjson.decode(body).error)
+    local acked = write_keys(c, l, "m", 40)
+    local kv, m = backup(c, l, "?fresh")
+    assert.equals(40, holds_all(kv, acked, "memory backup"))
+    assert.same({ voters = { 1 }, learners = {} }, m.conf)
+    for _, q in ipairs({ "?fresh=2", "?fresh&timeout_ms=0", "?fresh&timeout_ms=x", "?other" }) do
+      code, body = c:http(l, "GET", "/snapshot" .. q)
+      assert.equals(400, code, q)
+      assert.equals("bad_request", cjson.decode(body).error)
+    end
+  end)
+
+  it("needs the admin role", function()
+    local TOK = { read = "rd-1111111111111111", write = "wr-2222222222222222",
+                  admin = "ad-3333333333333333" }
+    c = cluster.start{ nodes = 1, token = TOK.admin, auth = { tokens = {
+      { name = "r", token = TOK.read, role = "read" },
+      { name = "w", token = TOK.write, role = "write" },
+      { name = "a", token = TOK.admin, role = "admin" } } } }
+    local l = c:leader()
+    assert.equals(401, (c:http(l, "GET", "/snapshot?fresh", nil, { headers = {} })))
+    for _, t in ipairs({ TOK.read, TOK.write }) do
+      local code, body = c:http(l, "GET", "/snapshot?fresh", nil,
+                                { headers = { Authorization = "Bearer " .. t } })
+      assert.equals(403, code)
+      assert.matches("admin", body)
+    end
+    assert.equals(200, (c:http(l, "GET", "/snapshot?fresh")))
+  end)
+end)
