@@ -242,8 +242,9 @@ describe("snapshots written by a child process", function()
     for _, st in ipairs(started) do
       local size = sizes[st.index]
       if size then -- the last may still be in progress
-        -- keys and values < 128 bytes: one length byte each, 40 of frame
-        local state = size - 40 - 2 * st.keys
+        -- keys and values < 128 bytes: one length byte each; the frame is
+        -- 48 bytes plus the configuration (3 + 8 per member: one here)
+        local state = size - (48 + 3 + 8) - 2 * st.keys
         local need = math.max(FLOOR, state // 100 * 50)
         assert(st.log >= need, ("snapshot at %d after %d bytes of log, the "
                .. "state being %d bytes: want %d"):format(st.index, st.log, state, need))
