@@ -22,7 +22,7 @@
 #include "rafting/bytes.h"
 #include "rafting/snapshot.h"
 
-#define MAX_INPUT (1 << 20)
+#define MAX_BYTES (1 << 20)
 
 static void fail(const char *what) {
   fprintf(stderr, "fuzz_snap: %s\n", what);
@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rf_store *st;
   char err[300];
   int rc;
-  if (size < 1 || size > MAX_INPUT) return 0;
+  if (size < 1 || size > MAX_BYTES) return 0;
   /* the input minus its first byte (the mode) */
   if ((p = malloc(size - 1 ? size - 1 : 1)) == NULL) return 0;
   memcpy(p, data + 1, size - 1);
