@@ -168,6 +168,35 @@ describe("backup and restore (real nodes, WAL)", function()
     assert.equals(acked["deployed.0001"], select(2, c:http(1, "GET", "/kv/deployed.0001")))
   end)
 
+  it("streams a large snapshot whole; ?fresh answers 503 when the snapshot being written outlasts timeout_ms", function()
+    -- every snapshot child holds on 2 s after writing (src/snapfork.h)
+    c = D.start{ nodes = 1, commands = "spec/cluster/fixtures/fill_commands.lua",
+                 env = { RAFTING_TEST_SNAPSHOT_CHILD = "slow" },
+                 limits = { sm_instructions = 100000000, commit_timeout_ms = 20000 } }
+    local l = c:leader()
+    local KEYS, PER = 60000, 20000
+    for i = 0, KEYS // PER - 1 do
+      local code, body = c:http(l, "POST", "/cmd/fill", cjson.encode{
+        prefix = "big.", from = i * PER, n = PER, vlen = 100 }, { timeout_ms = 30000 })
+      assert(code == 200, ("fill %d: %s %s"):format(i, tostring(code), tostring(body)))
+    end
+    local t0 = proc.now_ms()
+    local code, body, h = c:http(l, "GET", "/snapshot?fresh&timeout_ms=300")
+    assert.equals(503, code)
+    assert.equals("snapshot_busy", cjson.decode(body).error)
+    assert.equals("1", h["retry-after"])
+    assert.is_true(proc.now_ms() - t0 < 1500)
+    -- the default wait outlasts the slow child: the whole state, several
+    -- times the 1 MiB the sender lets wait in memory
+    local kv, m, bytes = backup(c, l, "?fresh")
+    assert.is_true(#bytes > 6 * 1024 * 1024, "only " .. #bytes .. " bytes")
+    assert.equals(KEYS, m.nkeys)
+    local v = ("v"):rep(100)
+    for i = 0, KEYS - 1, 997 do
+      assert.equals(v, kv[("big.%08d"):format(i)])
+    end
+  end)
+
   it("refuses bad input with clear errors and exit codes", function()
     c = D.start{ nodes = 1 }
     local leader = c:leader()
