@@ -1,0 +1,107 @@
+-- rolling_spec.lua -- a rolling restart of a durable 3-node cluster under
+-- concurrent writers (issue 9, items 5 and 7): every node is stopped with
+-- SIGTERM and started again, the followers first and the leader last
+-- (whose stop hands leadership over, src/handover.c).  No acknowledged
+-- write may be lost, and writes may pause only briefly.
+--
+-- The bound on the longest pause between two acknowledged writes is
+-- GAP_BOUND_MS = 5 heartbeat intervals = 250 ms, under half the shortest
+-- election timeout.  The spec runs with an election timeout of
+-- 600..1200 ms (60 ticks of 10 ms; local3.lua has 300..600 ms) so that a
+-- pause on a loaded machine -- a slow fsync on a disk shared by every
+-- node, a starved CPU: up to ~100 ms seen on a 2-CPU VM running five
+-- builds -- stays far from the bound, and the bound stays far from what a
+-- stop without a transfer costs.  Why a SIGKILL of the leader always breaks
+-- it: no follower may even start a pre-vote before its election timeout
+-- has run since the last heartbeat it got (at most 50 ms before the
+-- kill), so writes stop for at least 550 ms, and then a pre-vote, a vote
+-- and the new leader's no-op follow (measured: bench/README.md,
+-- "bench/rolling").  With the transfer the pause is the target's catch-up,
+-- one TimeoutNow, one vote round and the no-op's commit: a few round trips
+-- and fsyncs, milliseconds on loopback; plus the writers' retry backoff
+-- (10 ms, then 20 ms, after a whole round of nodes refused).
+--
+-- Every failed attempt must be a clean refusal -- 503 (safe to retry:
+-- nothing was done) or a connection refused -- never an unknown outcome
+-- (a 504, a connection cut after the request was sent): a stopping node
+-- answers what it has in flight before it closes (src/handover.c).
+
+local cluster = require "rafting.testing.cluster"
+local R = require "spec.support.rolling_helper"
+local D = require "spec.support.durability_helper"
+local proc = require "rafting.proc"
+
+local TIMING = { tick_ms = 10, election_ticks = 60, heartbeat_ticks = 5,
+                 pre_vote = true, check_quorum = true }
+local HEARTBEAT_MS = TIMING.tick_ms * TIMING.heartbeat_ticks
+local ELECTION_MS = TIMING.tick_ms * TIMING.election_ticks
+local GAP_BOUND_MS = 5 * HEARTBEAT_MS
+assert(GAP_BOUND_MS < ELECTION_MS / 2)
+-- Set to SIGKILL the leader instead (no transfer): the spec must then fail
+-- on the gap -- the check that the bound means something.
+local KILL_LEADER = os.getenv("RAFTING_ROLL_KILL_LEADER") ~= nil
+
+describe("rolling restart (3 durable nodes, concurrent writers)", function()
+  local c, w
+  after_each(function()
+    if w then w:kill() w = nil end
+    D.shutdown(c)
+    c = nil
+  end)
+  teardown(function() cluster.kill_all() end)
+
+  it("restarts every node, the leader last through a transfer: no write lost, no long pause", function()
+    c = R.start{ timing = TIMING }
+    local leader0, term0 = c:leader()
+    w = R.writers(c, { n = 2, prefix = "roll." })
+    w:wait_acks(100, nil, "writers warmed up")
+    local t0 = proc.now_ms()
+    local steps = R.roll(c, w, { kill_leader = KILL_LEADER })
+    local t1 = proc.now_ms()
+    local acks = w:stop()
+
+    -- the order: both followers, then the leader, whose stop handed over
+    assert.equal(3, #steps)
+    assert.is_false(steps[1].was_leader)
+    assert.is_false(steps[2].was_leader)
+    assert.is_true(steps[3].was_leader)
+    assert.equal(leader0, steps[3].id)
+    assert.equal(term0, steps[3].term, "a follower's restart cost an election")
+    assert.is_truthy(KILL_LEADER or steps[3].handed_to,
+                     "the leader stopped without handing over:\n" .. R.last_log(c, leader0))
+    local new_leader, term = c:leader()
+    assert.is_true(term > term0)
+    if not KILL_LEADER then -- nor did it take leadership back when it returned
+      assert.equal(steps[3].handed_to, new_leader)
+      assert.equal(term0 + 1, term)
+    end
+
+    local gap, at, till, n = w:longest_gap(t0, t1)
+    for _, st in ipairs(steps) do
+      D.report("node %d (%s): stop %d ms, start to /health %d ms, caught up %d ms later%s",
+               st.id, st.was_leader and "leader" or "follower", st.t_down - st.t_stop,
+               st.t_up - st.t_down, st.t_caught - st.t_up,
+               st.handed_to and (", handed over to node " .. st.handed_to) or "")
+    end
+    D.report("rolling restart: %d writes acknowledged during it (%d in all), longest gap "
+             .. "%.1f ms (from %.0f to %.0f ms after the first stop), bound %d ms; failed "
+             .. "attempts: %s", n, #acks, gap, at - t0, till - t0, GAP_BOUND_MS,
+             w:error_counts())
+    assert.is_true(gap < GAP_BOUND_MS, ("longest gap %.1f ms"):format(gap))
+    local _, kinds = w:error_counts()
+    for what in pairs(kinds) do
+      assert.is_truthy(what:match("^503") or what == "connect",
+                       "a write's outcome was unknown to its client: " .. what)
+    end
+
+    -- every acknowledged write, on every member
+    local top = 0
+    for _, a in ipairs(acks) do top = math.max(top, a.index) end
+    for _, id in ipairs(c.ids) do D.wait_applied(c, id, top) end
+    for id, r in pairs(R.read_back(c, acks)) do
+      assert.equal(#acks, r.found, ("node %d: %d of %d acknowledged writes missing: %s")
+                   :format(id, #acks - r.found, #acks, table.concat(r.bad, "; ", 1,
+                                                                   math.min(#r.bad, 5))))
+    end
+  end)
+end)
