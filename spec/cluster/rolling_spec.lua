@@ -30,6 +30,7 @@ local cluster = require "rafting.testing.cluster"
 local R = require "spec.support.rolling_helper"
 local D = require "spec.support.durability_helper"
 local proc = require "rafting.proc"
+local H = require "spec.support.http_helper"
 
 local TIMING = { tick_ms = 10, election_ticks = 60, heartbeat_ticks = 5,
                  pre_vote = true, check_quorum = true }
@@ -103,5 +104,53 @@ describe("rolling restart (3 durable nodes, concurrent writers)", function()
                    :format(id, #acks - r.found, #acks, table.concat(r.bad, "; ", 1,
                                                                    math.min(#r.bad, 5))))
     end
+  end)
+
+  -- The drain, made visible: the leader's followers are paused, so a
+  -- write it took waits for its commit; SIGTERM; while the node waits it
+  -- refuses new requests and still serves /status; once the followers run
+  -- again one of them takes over, commits the write, and the stopping node
+  -- answers it 200 (not 504) before it exits 0.  A long election timeout
+  -- (3 s) keeps everything inside the handover's deadline.
+  it("a stopping leader answers the write it was waiting on before it exits", function()
+    c = R.start{ timing = { tick_ms = 10, election_ticks = 300, heartbeat_ticks = 5,
+                            pre_vote = true, check_quorum = true } }
+    local l, term = c:leader()
+    local f = H.others(c, l)
+    assert.equal(200, (c:http(l, "PUT", "/kv/before", "1")))
+    for _, id in ipairs(f) do c:pause(id) end
+    local sock = H.connect(c, l, 15000)
+    assert(sock:send(H.request_bytes("PUT", "/kv/waiting", "w")))
+    c:wait_for(function()
+      local s = c:status(l)
+      return s and s.last_index > s.commit, s and ("last %d commit %d"):format(s.last_index, s.commit)
+    end, nil, "the write in the leader's log, not committed")
+    local n = c:node(l)
+    assert(proc.kill(n.pid, "TERM"))
+    local code, body, hdrs
+    c:wait_for(function()
+      code, body, hdrs = c:http(l, "PUT", "/kv/late", "x")
+      return code == 503, tostring(code) .. " " .. tostring(body)
+    end, nil, "the stopping leader to refuse new writes")
+    assert.equal("shutting_down", H.decode(body).error)
+    assert.equal("close", hdrs["connection"])
+    assert.equal("1", hdrs["retry-after"])
+    assert.equal(200, (c:http(l, "GET", "/status")))
+    c:reap()
+    assert.equal("running", n.state)
+    for _, id in ipairs(f) do c:resume(id) end
+    local wcode, wbody = H.read_response(sock)
+    sock:close()
+    assert.equal(200, wcode, wbody)
+    c:wait_for(function() c:reap() return n.state == "exited", n.state end, nil,
+               "the old leader to exit")
+    assert.same({ how = "exited", code = 0 }, { how = n.exit.how, code = n.exit.code })
+    n.state = "stopped"
+    assert.matches("handed leadership over to node", R.last_log(c, l))
+    local l2 = c:leader(nil, { above = term })
+    assert.are_not.equal(l, l2)
+    local got, v = c:http(l2, "GET", "/kv/waiting")
+    assert.equal(200, got)
+    assert.equal("w", v)
   end)
 end)
