@@ -10,7 +10,6 @@
 #include <stdlib.h>
 
 #include "handover.h"
-#include "http/cluster.h"
 #include "rafting/driver.h"
 #include "rafting/log.h"
 
@@ -20,6 +19,7 @@ struct rf_handover {
   uv_timer_t timer;
   rf_node *node;
   uint64_t self;
+  uint64_t to;          /* the transfer's target */
   uint64_t election_ms; /* one election timeout: the drain's bound */
   uint64_t deadline;    /* of the current phase */
   int phase;
@@ -47,24 +47,48 @@ static void drain(rf_handover *ho, uint64_t now) {
   ho->deadline = now + ho->election_ms;
 }
 
-static void on_tick(uv_timer_t *t) {
-  rf_handover *ho = t->data;
-  uint64_t now = uv_now(t->loop), leader;
-  size_t n;
-  if (ho->phase == HANDING) {
-    leader = rf_driver_leader(rf_node_driver(ho->node));
-    if (leader != 0 && leader != ho->self) {
-      rf_log(RF_INFO, "handed leadership over to node %llu",
-             (unsigned long long)leader);
-      ho->moved = 1;
-      drain(ho, now);
-    } else if (now >= ho->deadline) {
-      rf_log(RF_WARN, "no other node took over leadership in time; stopping");
-      drain(ho, now);
-    } else {
-      return;
+/* The voter to hand over to: one the core heard from lately and whose
+** peer connection is up (a node that just stopped is still "active" for an
+** election timeout), with the longest log; 0 if none. */
+static uint64_t successor(rf_node *node, const raft_status *st) {
+  uint64_t best = 0, match = 0;
+  for (size_t i = 0; i < st->n_peers; i++) {
+    const raft_peer_status *p = &st->peers[i];
+    if (p->id == st->id || !p->voter || !p->active ||
+        !rf_node_peer_connected(node, p->id))
+      continue;
+    if (best == 0 || p->match > match) {
+      best = p->id;
+      match = p->match;
     }
   }
+  return best;
+}
+
+/* HANDING: 1 while the transfer may still happen. */
+static int handing(rf_handover *ho, uint64_t now) {
+  uint64_t leader = rf_driver_leader(rf_node_driver(ho->node));
+  if (leader != 0 && leader != ho->self) {
+    rf_log(RF_INFO, "handed leadership over to node %llu",
+           (unsigned long long)leader);
+    ho->moved = 1;
+  } else if (!rf_node_peer_connected(ho->node, ho->to)) {
+    rf_log(RF_WARN, "node %llu went away before it took over; stopping",
+           (unsigned long long)ho->to);
+  } else if (now >= ho->deadline) {
+    rf_log(RF_WARN, "no other node took over leadership in time; stopping");
+  } else {
+    return 1;
+  }
+  drain(ho, now);
+  return 0;
+}
+
+static void on_tick(uv_timer_t *t) {
+  rf_handover *ho = t->data;
+  uint64_t now = uv_now(t->loop);
+  size_t n;
+  if (ho->phase == HANDING && handing(ho, now)) return;
   if ((n = rf_node_in_flight(ho->node)) == 0) {
     finish(ho);
   } else if (now >= ho->deadline) {
@@ -87,7 +111,7 @@ int rf_handover_start(uv_loop_t *loop, rf_node *node, const rf_config *cfg,
   int rc;
   rf_driver_status(drv, &st);
   if (st.role == RAFT_LEADER && !rf_driver_failed(drv))
-    to = rf_cluster_successor(drv);
+    to = successor(node, &st);
   if ((ho = calloc(1, sizeof(*ho))) == NULL) return UV_ENOMEM;
   if ((rc = uv_timer_init(loop, &ho->timer)) < 0) {
     free(ho);
@@ -96,6 +120,7 @@ int rf_handover_start(uv_loop_t *loop, rf_node *node, const rf_config *cfg,
   ho->timer.data = ho;
   ho->node = node;
   ho->self = st.id;
+  ho->to = to;
   ho->election_ms = tick * (uint64_t)cfg->election_ticks;
   ho->done = done;
   ho->ud = ud;

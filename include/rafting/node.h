@@ -36,6 +36,8 @@ struct rf_driver *rf_node_driver(rf_node *n);
 ** waiting on the driver, forwards to the leader). */
 void rf_node_drain(rf_node *n);
 size_t rf_node_in_flight(const rf_node *n);
+/* Whether the peer connection to node peer is up (the handover's choice). */
+int rf_node_peer_connected(const rf_node *n, uint64_t peer);
 
 
 #endif

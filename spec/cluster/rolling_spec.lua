@@ -153,4 +153,25 @@ describe("rolling restart (3 durable nodes, concurrent writers)", function()
     assert.equal(200, got)
     assert.equal("w", v)
   end)
+
+  -- A follower that just stopped is still "active" in the leader's core
+  -- (heard from within an election timeout) and may have the longest log:
+  -- the handover must pick a node whose connection is up.  Node ids and
+  -- equal logs make the stopped follower the first candidate.
+  it("a leader stopped right after a follower hands over to the node still running", function()
+    c = R.start()
+    local l = c:leader()
+    local f = H.others(c, l)
+    assert.equal(200, (c:http(l, "PUT", "/kv/k", "v")))
+    for _, id in ipairs(f) do c:wait_index(id, assert(c:status(l)).commit, nil, "applied") end
+    c:stop(f[1])
+    local t0 = proc.now_ms()
+    c:stop(l)
+    local took = proc.now_ms() - t0
+    assert.equal(f[2], tonumber(R.last_log(c, l):match("handed leadership over to node (%d+)")),
+                 R.last_log(c, l))
+    assert.is_true(took < D.ELECTION_MS, "took " .. took .. " ms")
+    local s = assert(c:status(f[2]))
+    assert.equal("leader", s.role)
+  end)
 end)
