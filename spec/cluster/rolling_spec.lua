@@ -114,7 +114,8 @@ describe("rolling restart (3 durable nodes, concurrent writers)", function()
   -- (3 s) keeps everything inside the handover's deadline.
   it("a stopping leader answers the write it was waiting on before it exits", function()
     c = R.start{ timing = { tick_ms = 10, election_ticks = 300, heartbeat_ticks = 5,
-                            pre_vote = true, check_quorum = true } }
+                            pre_vote = true, check_quorum = true },
+                 limits = { commit_timeout_ms = 10000, forward_timeout_ms = 12000 } }
     local l, term = c:leader()
     local f = H.others(c, l)
     assert.equal(200, (c:http(l, "PUT", "/kv/before", "1")))
@@ -127,6 +128,10 @@ describe("rolling restart (3 durable nodes, concurrent writers)", function()
     end, nil, "the write in the leader's log, not committed")
     local n = c:node(l)
     assert(proc.kill(n.pid, "TERM"))
+    -- the drain starts in the signal's callback, which logs "stopping"
+    -- first: a request sent before that would be proposed, and wait too
+    c:wait_for(function() return R.last_log(c, l):match('msg="stopping"') end, nil,
+               "the leader to take the signal")
     local code, body, hdrs
     c:wait_for(function()
       code, body, hdrs = c:http(l, "PUT", "/kv/late", "x")
