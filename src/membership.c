@@ -33,6 +33,8 @@ struct rf_membership {
   raft_conf conf;                  /* the configuration followed */
   uint64_t conf_index;
   uint64_t leaving[RAFT_MAX_NODES]; /* removed by the latest change */
+  uint64_t told[RAFT_MAX_NODES];  /* per leaving id: the farewell's prev
+                                  ** index (what it answered), or done */
   size_t n_leaving;
   uint64_t leave_index;            /* that change's index */
   int leave_ticks;                 /* -1: not committed; then grace left */
@@ -321,8 +323,11 @@ static void conf_changed(rf_membership *m, const raft_status *st) {
   m->leave_ticks = -1;
   for (size_t i = 0; i < members_of(&old); i++) {
     uint64_t id = member_at(&old, i);
-    if (!is_member(&st->conf, id) && id != m->id)
+    if (!is_member(&st->conf, id) && id != m->id) {
+      m->told[m->n_leaving] = st->commit < st->conf_index ? st->commit
+                                                         : st->conf_index - 1;
       m->leaving[m->n_leaving++] = id;
+    }
   }
   m->leave_index = st->conf_index;
   m->conf = st->conf;
@@ -331,41 +336,46 @@ static void conf_changed(rf_membership *m, const raft_status *st) {
 
 /* A removed follower never gets its removal from the core: the leader
 ** stops replicating to it as soon as the entry is appended.  The leader's
-** runtime sends it the entries up to the committed change once, as the
-** core would have, so it applies its removal and stops (one attempt per
-** heartbeat during the grace period; a follower too far behind to accept
-** it must be stopped by hand, docs/operations.md). */
-static void farewell(rf_membership *m, uint64_t to) {
+** runtime replicates the rest to it, as the core would have: an append
+** from the index the follower last answered (its commit at first), a
+** batch per heartbeat during the grace period, until it holds the change
+** committed, applies its removal and stops.  A follower the log was
+** compacted away from must be stopped by hand (docs/operations.md). */
+static void farewell(rf_membership *m, size_t k) {
   raft_entry ents[FAREWELL_ENTRIES];
   raft_status st;
-  uint64_t lo = m->leave_index, first;
+  uint64_t prev = m->told[k];
   size_t n = 0, bytes = 0;
   raft_msg msg;
+  if (prev >= m->leave_index) return; /* it holds the change */
   rf_driver_status(m->drv, &st);
-  first = st.first_index > 1 ? st.first_index : 1;
-  while (lo > first && n + 1 < FAREWELL_ENTRIES && bytes < FAREWELL_BYTES) {
-    raft_entry e;
-    if (rf_driver_entry(m->drv, lo - 1, &e) < 0) break;
-    bytes += e.len;
-    lo--;
-    n++;
-  }
-  n = 0;
-  for (uint64_t i = lo; i <= m->leave_index; i++)
-    if (rf_driver_entry(m->drv, i, &ents[n]) == 0) n++;
-  if (n != m->leave_index - lo + 1) return; /* compacted away meanwhile */
+  while (n < FAREWELL_ENTRIES && bytes < FAREWELL_BYTES &&
+         prev + 1 + n <= m->leave_index &&
+         rf_driver_entry(m->drv, prev + 1 + n, &ents[n]) == 0)
+    bytes += ents[n++].len;
   memset(&msg, 0, sizeof(msg));
   msg.type = RAFT_MSG_APPEND;
   msg.from = m->id;
-  msg.to = to;
+  msg.to = m->leaving[k];
   msg.term = st.term;
-  msg.index = lo - 1;
-  msg.log_term = lo > 1 ? rf_driver_term_at(m->drv, lo - 1) : 0;
+  msg.index = prev;
+  msg.log_term = prev > 0 ? rf_driver_term_at(m->drv, prev) : 0;
   msg.commit = m->leave_index;
   msg.entries = ents;
   msg.n_entries = n;
-  if (lo > 1 && msg.log_term == 0) return;
+  if (n == 0 || (prev > 0 && msg.log_term == 0)) return; /* compacted */
   (void)rf_transport_send(m->tr, &msg);
+}
+
+int rf_membership_peer_msg(rf_membership *m, const raft_msg *msg) {
+  size_t k;
+  for (k = 0; k < m->n_leaving && m->leaving[k] != msg->from; k++) continue;
+  if (k == m->n_leaving || msg->type != RAFT_MSG_APPEND_RESP) return 0;
+  if (!msg->reject) m->told[k] = msg->index; /* holds (or committed) that */
+  else m->told[k] = msg->hint_index;         /* its log ends there */
+  if (m->leave_ticks >= 0 && m->told[k] < m->leave_index)
+    farewell(m, k); /* at once: one round trip per batch */
+  return 1;
 }
 
 static void leaving_tick(rf_membership *m, const raft_status *st) {
@@ -376,7 +386,7 @@ static void leaving_tick(rf_membership *m, const raft_status *st) {
     m->leave_ticks = 2 * m->file->election_ticks; /* committed: the grace */
   }
   if (st->role == RAFT_LEADER && m->leave_ticks % every == 0)
-    for (size_t i = 0; i < m->n_leaving; i++) farewell(m, m->leaving[i]);
+    for (size_t i = 0; i < m->n_leaving; i++) farewell(m, i);
   if (m->leave_ticks-- == 0) {
     m->n_leaving = 0;
     follow_peers(m);
@@ -441,6 +451,8 @@ void rf_membership_learn(rf_membership *m, uint64_t id, const char *host,
   if (members_of(&m->conf) != 0 && !is_member(&m->conf, id)) return;
   if ((rc = rf_transport_add_peer(m->tr, id, host, port)) < 0) return;
   m->linked[m->n_linked++] = id;
+  rf_log(RF_INFO, "dialing node %" PRIu64 " at %s:%d, learnt from its hello",
+         id, host, port);
 }
 
 /* ------------------------------------------------------------ REST */

@@ -70,6 +70,9 @@ void rf_membership_saved(rf_membership *m, const raft_entry *e, size_t n);
 void rf_membership_sync(rf_membership *m);
 /* Every tick: farewells to removed followers. */
 void rf_membership_tick(rf_membership *m);
+/* A peer message: 1 when it was a removed follower's answer to a farewell
+** (consumed here), 0 for the driver. */
+int rf_membership_peer_msg(rf_membership *m, const raft_msg *msg);
 /* The transport heard a hello from a node it has no address for. */
 void rf_membership_learn(rf_membership *m, uint64_t id, const char *host,
                          int port);

@@ -214,7 +214,7 @@ static void on_peer_msg(void *ud, const raft_msg *m) {
   rf_node *n = ud;
   int rc;
   rf_metrics_peer_msg(m->from, (int)m->type, 0);
-  if (rf_driver_failed(n->drv)) return;
+  if (rf_driver_failed(n->drv) || rf_membership_peer_msg(n->ms, m)) return;
   if (m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_SNAPSHOT_RESP) {
     rf_snaps_recv(n->snaps, m); /* chunks travel between runtimes */
     return;

@@ -507,7 +507,7 @@ static int hello(inconn *c, uint64_t from, const char *addr) {
     in_fail(c, "hello from node %" PRIu64 ": %s", from, why);
     return UV_EINVAL;
   }
-  tlog(t, RF_LOG_INFO, "learnt node %" PRIu64 " at %s from its hello", from,
+  tlog(t, RF_LOG_DEBUG, "hello from node %" PRIu64 " (no peer) at %s", from,
        addr);
   t->learn(t->ud, from, host, port);
   return c->closing ? UV_ECANCELED : 0;
