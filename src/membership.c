@@ -26,6 +26,7 @@ struct rf_membership {
   uint64_t id;
   char dir[4096];                  /* "" without a data directory */
   int dirty;                       /* the book changed since stored */
+  int relink;                      /* ... since the peers followed it */
   rf_driver *drv;
   rf_transport *tr;
   uint64_t linked[RF_MEMBERS_MAX]; /* peers given to the transport */
@@ -113,6 +114,7 @@ static int from_config(rf_membership *m, char *err, size_t errlen) {
 static void warn_if_edited(rf_membership *m) {
   const rf_config *c = m->file;
   int differs = c->n_nodes != m->book.n_boot;
+  if (m->book.n_boot == 0) return; /* it joined: they never mattered */
   for (size_t i = 0; !differs && i < c->n_nodes; i++) {
     const rf_member *e = rf_members_get(&m->book, c->nodes[i].id);
     differs = !has(m->book.boot, m->book.n_boot, c->nodes[i].id) || !e ||
@@ -250,7 +252,7 @@ static void take_conf(rf_membership *m, const raft_entry *e) {
     rf_log(RF_WARN, "the configuration at %" PRIu64 " carries addresses "
            "that do not decode: ignored", e->index);
   else if (rc > 0)
-    m->dirty = 1;
+    m->dirty = m->relink = 1;
 }
 
 void rf_membership_restore(rf_membership *m, const raft_restore *rs) {
@@ -276,7 +278,7 @@ int rf_membership_blob_restore(rf_membership *m, const uint8_t *p,
   int rc = rf_members_merge(&m->book, p, len);
   if (rc < 0) return rc;
   if (rc > 0) {
-    m->dirty = 1;
+    m->dirty = m->relink = 1;
     rebuild_view(m);
   }
   return 0;
@@ -427,9 +429,15 @@ void rf_membership_sync(rf_membership *m) {
     rf_log(RF_ERROR, "cannot store the membership: %s", err);
     m->dirty = 0; /* once: the log keeps the addresses anyway */
   }
+  /* the core takes a configuration on append, the book its addresses
+  ** when the entry is saved, which may come a batch later */
   if (st.conf_index != m->conf_index ||
       memcmp(&st.conf, &m->conf, sizeof(st.conf)) != 0) {
     conf_changed(m, &st);
+    m->relink = 1;
+  }
+  if (m->relink) {
+    m->relink = 0;
     follow_peers(m);
   }
   if (is_member(&st.conf, m->id)) m->was_member = 1;
