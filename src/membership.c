@@ -415,9 +415,8 @@ void rf_membership_attach(rf_membership *m, rf_driver *d, rf_transport *t) {
   rf_driver_status(d, &st);
   m->conf = st.conf;
   m->conf_index = st.conf_index;
-  follow_peers(m);
-  if (members_of(&st.conf) == 0) /* joining: its own bootstrap peers */
-    for (size_t i = 0; i < m->book.n_boot; i++) link_peer(m, m->book.boot[i]);
+  rf_transport_learning(t, members_of(&st.conf) == 0);
+  follow_peers(m); /* none for a joining node: the leader's hello */
 }
 
 void rf_membership_sync(rf_membership *m) {
@@ -441,6 +440,9 @@ void rf_membership_sync(rf_membership *m) {
     follow_peers(m);
   }
   if (is_member(&st.conf, m->id)) m->was_member = 1;
+  /* only a node with no configuration (joining) learns from hellos: a
+  ** member gets every address from the log */
+  rf_transport_learning(m->tr, members_of(&st.conf) == 0);
   check_removed(m, &st);
 }
 

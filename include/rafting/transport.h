@@ -131,6 +131,12 @@ int rf_transport_add_peer(rf_transport *t, uint64_t id, const char *host,
 ** 0 or RF_TRANSPORT_ENOPEER. */
 int rf_transport_remove_peer(rf_transport *t, uint64_t id);
 
+/* Whether hellos from nodes that are no peer reach learn (and, with TLS,
+** whether a certificate naming no peer may say hello first, instead of
+** being refused at once).  On at start when learn is set; a node turns it
+** on only while it has no configuration (a joining node). */
+void rf_transport_learning(rf_transport *t, int on);
+
 /* Encode m and queue it to m->to; see the RF_TRANSPORT_E* codes. */
 int rf_transport_send(rf_transport *t, const raft_msg *m);
 

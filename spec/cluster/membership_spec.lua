@@ -274,6 +274,33 @@ describe("membership REST errors", function()
     assert.same({}, select(2, members(c, l)))
   end)
 
+  it("rafting ctl members add, promote and remove", function()
+    local X = require "spec.support.ctl_helper"
+    c = D.start{ nodes = 3 }
+    local l = c:leader()
+    local ep = { "--endpoints", "http://" .. c.nodes[D.others(c, l)[1]].http }
+    local function ctl(...)
+      local args = { table.unpack(ep) }
+      for _, a in ipairs({ ... }) do args[#args + 1] = a end
+      return X.run(args)
+    end
+    local p = require("rafting.proc").free_port(2)
+    local code, out, err = ctl("members", "add", "9", "127.0.0.1:" .. p,
+                               "127.0.0.1:" .. (p + 1))
+    assert.equal(0, code, err)
+    assert.truthy(cjson.decode(out).index)
+    local _, learners = members(c, l)
+    assert.same({ 9 }, learners)
+    code, _, err = ctl("members", "promote", "9") -- never started: behind
+    assert.equal(4, code)
+    assert.matches("409", err)
+    assert.equal(0, (ctl("members", "remove", "9")))
+    assert.equal(1, (ctl("members", "remove", "9")))
+    assert.equal(4, (ctl("members", "add", "9", "nowhere:1", "127.0.0.1:2")))
+    assert.equal(2, (ctl("members", "add", "9")))
+    assert.equal(2, (ctl("members", "frob", "9")))
+  end)
+
   it("refuses to remove the last voter", function()
     c = D.start{ nodes = 1 }
     c:leader()

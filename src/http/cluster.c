@@ -328,6 +328,14 @@ static int body_id(json_t *o, uint64_t *id) {
   return 0;
 }
 
+/* A node without a membership (a test's API alone) cannot change it. */
+static int no_membership(rf_cluster *c, rf_http_req *req) {
+  if (c->ms != NULL) return 0;
+  rf_http_json_error(req, 501, "not_supported", "membership changes are not "
+                     "available on this server");
+  return 1;
+}
+
 void rf_cluster_add(rf_cluster *c, rf_http_req *req) {
   raft_status st;
   json_t *o = json_loadb(req->body, req->body_len, 0, NULL);
@@ -336,6 +344,10 @@ void rf_cluster_add(rf_cluster *c, rf_http_req *req) {
   char why[200], msg[300];
   rf_member m;
   uint64_t id = 0, other;
+  if (no_membership(c, req)) {
+    json_decref(o);
+    return;
+  }
   if (!json_is_object(o) || body_id(o, &id) < 0 || !peer || !http ||
       json_object_size(o) != 3) {
     json_decref(o);
@@ -350,6 +362,11 @@ void rf_cluster_add(rf_cluster *c, rf_http_req *req) {
   }
   json_decref(o);
   rf_driver_status(c->drv, &st);
+  if (st.conf.n_voters + st.conf.n_learners >= RAFT_MAX_NODES) {
+    rf_http_json_error(req, 400, "too_many_members", "the cluster has the "
+                       "most members rafting supports");
+    return;
+  }
   if (raft_conf_is_voter(&st.conf, id) || raft_conf_is_learner(&st.conf, id)) {
     snprintf(msg, sizeof(msg), "node %" PRIu64 " is a member already", id);
     rf_http_json_error(req, 400, "already_member", msg);
@@ -410,8 +427,8 @@ void rf_cluster_member(rf_cluster *c, rf_http_req *req, int del) {
   raft_status st;
   char msg[200];
   int promote, voter;
-  uint64_t id = path_id(req, &promote);
-  if (id == 0) return;
+  uint64_t id;
+  if (no_membership(c, req) || (id = path_id(req, &promote)) == 0) return;
   if (promote == del) { /* POST .../promote or DELETE .../{id} */
     rf_http_add_header(req, "Allow", promote ? "POST" : "DELETE");
     rf_http_json_error(req, 405, "method_not_allowed", promote

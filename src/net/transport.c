@@ -108,6 +108,7 @@ struct rf_transport {
   void (*peer_state)(void *, uint64_t, int);
   void (*log)(void *, int, const char *);
   void (*learn)(void *, uint64_t, const char *, int);
+  int learning;          /* hellos from unknown nodes are reported */
   char *advertise;       /* "host:port" this node's hellos carry, or "" */
   uv_tcp_t listener;
   int port;
@@ -486,22 +487,15 @@ static void on_in_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
-/* A hello (cluster and recipient already checked): with TLS it must come
-** from the certified node, and it names the node a connection whose
-** certificate matched no known peer.  A node we have no address for is
-** reported to learn; a known address is never replaced.  0 or <0. */
+/* A hello (cluster, recipient and with TLS the certificate already
+** checked).  While learning, a node we have no address for is reported to
+** learn; a known address is never replaced.  0 or <0. */
 static int hello(inconn *c, uint64_t from, const char *addr) {
   rf_transport *t = c->t;
   char host[RF_ADDR_MAX], why[160];
   int port;
-  if (c->tls != NULL && c->auth == 0 && rf_tls_peer_is_node(c->tls, from))
-    c->auth = from;
-  if (c->tls != NULL && c->auth != from) {
-    in_fail(c, "hello from node %" PRIu64 " but the certificate is not it",
-            from);
-    return UV_EPROTO;
-  }
-  if (find_peer(t, from) != NULL || t->learn == NULL || *addr == '\0')
+  if (find_peer(t, from) != NULL || t->learn == NULL || !t->learning ||
+      *addr == '\0')
     return 0;
   if (rf_addr_split(addr, host, sizeof(host), &port, why, sizeof(why)) < 0) {
     in_fail(c, "hello from node %" PRIu64 ": %s", from, why);
@@ -526,14 +520,14 @@ static int deliver(inconn *c, const uint8_t *p, size_t n) {
     in_fail(c, "frame for node %" PRIu64 ", this is %" PRIu64, d.msg.to,
             t->self);
     rc = UV_EINVAL;
-  } else if (d.hello != NULL) {
-    rc = hello(c, d.msg.from, d.hello);
-  } else if (find_peer(t, d.msg.from) == NULL) {
-    in_fail(c, "frame from unknown node %" PRIu64, d.msg.from);
-    rc = UV_EINVAL;
-  } else if (c->tls != NULL && c->auth == 0) {
-    in_fail(c, "a frame before the hello of a node not known yet");
+  } else if (c->tls != NULL && c->auth == 0 &&
+             (d.hello == NULL || !rf_tls_peer_is_node(c->tls, d.msg.from))) {
+    in_fail(c, "its certificate names no node this one knows, and it did not "
+            "say hello as the node it names");
     rc = UV_EPROTO;
+  } else if (c->tls != NULL && c->auth == 0) {
+    c->auth = d.msg.from; /* a node to learn: its certified hello */
+    rc = hello(c, d.msg.from, d.hello);
   } else if (c->tls != NULL && d.msg.from != c->auth) {
     /* Log the first, count the rest: a flood must not flood the log. */
     c->spoofed++;
@@ -541,6 +535,11 @@ static int deliver(inconn *c, const uint8_t *p, size_t n) {
          "dropped a frame from %s: it claims node %" PRIu64 " but the "
          "certificate is node %" PRIu64 " (%" PRIu64 " dropped)", c->name,
          d.msg.from, c->auth, c->spoofed);
+  } else if (d.hello != NULL) {
+    rc = hello(c, d.msg.from, d.hello);
+  } else if (find_peer(t, d.msg.from) == NULL) {
+    in_fail(c, "frame from unknown node %" PRIu64, d.msg.from);
+    rc = UV_EINVAL;
   } else {
     t->recv(t->ud, &d.msg);
   }
@@ -616,8 +615,8 @@ static int in_auth(inconn *c) {
   for (size_t i = 0; c->auth == 0 && i < t->n_peers; i++)
     if (rf_tls_peer_is_node(c->tls, t->peers[i]->id))
       c->auth = t->peers[i]->id;
-  /* a node we may learn: its hello says which, hello() checks it */
-  if (c->auth != 0 || t->learn != NULL) return 0;
+  /* a node we may learn: its hello says which, deliver() checks it */
+  if (c->auth != 0 || (t->learn != NULL && t->learning)) return 0;
   in_fail(c, "its certificate names no other node of this cluster");
   return UV_EPROTO;
 }
@@ -884,6 +883,7 @@ static rf_transport *new_transport(uv_loop_t *loop,
   t->peer_state = cfg->peer_state;
   t->log = cfg->log;
   t->learn = cfg->learn;
+  t->learning = 1;
   t->advertise = dupstr(cfg->advertise ? cfg->advertise : "");
   t->tls_server = cfg->tls_server;
   t->tls_client = cfg->tls_client;
@@ -958,6 +958,8 @@ int rf_transport_add_peer(rf_transport *t, uint64_t id, const char *host,
   start_peer(p);
   return 0;
 }
+
+void rf_transport_learning(rf_transport *t, int on) { t->learning = on; }
 
 int rf_transport_remove_peer(rf_transport *t, uint64_t id) {
   peer *p = find_peer(t, id);
