@@ -238,21 +238,23 @@ int rf_membership_store(rf_membership *m, char *err, size_t errlen) {
 
 /* ------------------------------------------------------------ the log */
 
-/* A CONF entry's context: the addresses of its members, newest wins. */
-static void take_conf(rf_membership *m, const raft_entry *e) {
+/* A CONF entry's context: the addresses of its members, newest wins.
+** 1 when the book changed. */
+static int take_conf(rf_membership *m, const raft_entry *e) {
   const uint8_t *ctx;
   size_t len;
   raft_conf c;
   int rc;
-  if (raft_conf_decode(e->data, e->len, &c) != RAFT_OK) return;
+  if (raft_conf_decode(e->data, e->len, &c) != RAFT_OK) return 0;
   if (is_member(&c, m->id)) m->was_member = 1;
   if (raft_conf_context(e->data, e->len, &ctx, &len) != RAFT_OK || len == 0)
-    return;
+    return 0;
   if ((rc = rf_members_merge(&m->book, ctx, len)) < 0)
     rf_log(RF_WARN, "the configuration at %" PRIu64 " carries addresses "
            "that do not decode: ignored", e->index);
-  else if (rc > 0)
-    m->dirty = m->relink = 1;
+  if (rc <= 0) return 0;
+  m->dirty = m->relink = 1;
+  return 1;
 }
 
 void rf_membership_restore(rf_membership *m, const raft_restore *rs) {
@@ -262,10 +264,10 @@ void rf_membership_restore(rf_membership *m, const raft_restore *rs) {
 }
 
 void rf_membership_saved(rf_membership *m, const raft_entry *e, size_t n) {
-  int had = m->dirty;
+  int changed = 0;
   for (size_t i = 0; i < n; i++)
-    if (e[i].type == RAFT_ENTRY_CONF) take_conf(m, &e[i]);
-  if (m->dirty && !had) rebuild_view(m);
+    if (e[i].type == RAFT_ENTRY_CONF) changed |= take_conf(m, &e[i]);
+  if (changed) rebuild_view(m);
 }
 
 int rf_membership_blob(const rf_membership *m, const raft_conf *conf,
