@@ -353,6 +353,7 @@ static void farewell(rf_membership *m, size_t k) {
   raft_msg msg;
   if (prev >= m->leave_index) return; /* it holds the change */
   rf_driver_status(m->drv, &st);
+  if (st.role != RAFT_LEADER) return; /* only the term's leader appends */
   while (n < FAREWELL_ENTRIES && bytes < FAREWELL_BYTES &&
          prev + 1 + n <= m->leave_index &&
          rf_driver_entry(m->drv, prev + 1 + n, &ents[n]) == 0)
