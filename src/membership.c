@@ -286,6 +286,20 @@ int rf_membership_blob_restore(rf_membership *m, const uint8_t *p,
   return 0;
 }
 
+int rf_membership_blob_at(void *ud, uint64_t index, rf_buf *out) {
+  rf_membership *m = ud;
+  raft_conf conf;
+  int rc;
+  if (m->drv == NULL) return RF_EINVAL;
+  if ((rc = rf_driver_conf_at(m->drv, index, &conf)) < 0) return rc;
+  return rf_membership_blob(m, &conf, out);
+}
+
+void rf_membership_blob_restored(void *ud, const uint8_t *blob, size_t len) {
+  if (len > 0 && rf_membership_blob_restore(ud, blob, len) < 0)
+    rf_log(RF_WARN, "a snapshot's member addresses do not decode: ignored");
+}
+
 /* ------------------------------------------------------------ peers */
 
 static void link_peer(rf_membership *m, uint64_t id) {

@@ -92,5 +92,11 @@ uint64_t rf_membership_clash(const rf_membership *m, const raft_conf *conf,
 int rf_membership_blob(const rf_membership *m, const raft_conf *conf,
                        rf_buf *out);
 int rf_membership_blob_restore(rf_membership *m, const uint8_t *p, size_t len);
+/* The same as the snapshot side's hooks take them (ud: the membership):
+** the blob for a snapshot at index (the members of the configuration
+** there, rf_driver_conf_at), and a restored or installed snapshot's blob
+** (len 0: none; bytes that do not decode are logged and ignored). */
+int rf_membership_blob_at(void *ud, uint64_t index, rf_buf *out);
+void rf_membership_blob_restored(void *ud, const uint8_t *blob, size_t len);
 
 #endif

@@ -162,6 +162,41 @@ static void test_memory(void) {
   rf_config_free(&c);
 }
 
+/* The snapshot hooks: a blob of the configuration's members, and back. */
+static void test_blob(void) {
+  rf_config c;
+  rf_membership *a, *b;
+  rf_membership_opts o;
+  raft_conf conf = {2, 1, {1, 3}, {2}};
+  char err[512];
+  rf_buf blob;
+  load(&c, three);
+  memset(&o, 0, sizeof(o));
+  o.cfg = &c;
+  o.id = 1;
+  CHECK(rf_membership_open(&o, &a, err, sizeof(err)) == 0);
+  o.id = 9;
+  o.join = 1;
+  o.peer = "127.0.0.1:7009";
+  o.http = "127.0.0.1:8009";
+  CHECK(rf_membership_open(&o, &b, err, sizeof(err)) == 0);
+  rf_buf_init(&blob);
+  CHECK(rf_membership_blob(a, &conf, &blob) == 0);
+  CHECK(rf_membership_blob_at(a, 1, &blob) == RF_EINVAL); /* no driver */
+  CHECK(rf_config_node(rf_membership_config(b), 3) == NULL);
+  rf_membership_blob_restored(b, (const uint8_t *)blob.p, blob.n);
+  CHECK(rf_config_node(rf_membership_config(b), 3)->http_port == 8003);
+  CHECK(rf_config_node(rf_membership_config(b), 2)->peer_port == 7002);
+  CHECK(rf_membership_blob_restore(b, (const uint8_t *)blob.p, blob.n - 1) ==
+        RF_EINVAL);
+  rf_membership_blob_restored(b, NULL, 0); /* none: nothing happens */
+  CHECK(rf_membership_config(b)->n_nodes == 4);
+  rf_buf_free(&blob);
+  rf_membership_free(a);
+  rf_membership_free(b);
+  rf_config_free(&c);
+}
+
 int main(void) {
   if (check_tmpdir(root, sizeof(root), "membership") < 0) return 1;
   snprintf(cfg_path, sizeof(cfg_path), "%s/c.lua", root);
@@ -169,6 +204,7 @@ int main(void) {
   test_bootstrap_once();
   test_join();
   test_memory();
+  test_blob();
   check_rmtree(root);
   return check_summary("test_membership");
 }
