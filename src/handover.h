@@ -1,12 +1,17 @@
 /*
-** handover.h -- the graceful stop of a leader: before the node closes, it
-** hands leadership to an up-to-date voter and waits (bounded) until another
-** node leads, so clients see a new leader instead of an election timeout.
+** handover.h -- the graceful stop: before the node closes, a leader hands
+** leadership to an up-to-date voter and waits (bounded) until another node
+** leads, so clients see a new leader instead of an election timeout; then
+** every node drains: new requests are refused (503 shutting_down,
+** Connection: close, so clients move on) while those already in flight --
+** writes waiting for their commit, forwards to the leader -- are answered
+** (bounded), so a stop does not turn them into "outcome unknown".
 **
-** rf_handover_start() borrows the loop and the driver; it owns the small state
-** it allocates, freed before done runs.  done is called exactly once: at
-** once-ish for a follower, else when another node leads or the deadline
-** (two election timeouts) passes.
+** rf_handover_start() borrows the loop and the node; it owns the small
+** state it allocates, freed before done runs.  done is called exactly once:
+** at the next tick for a follower with nothing in flight; else once
+** another node leads (at most two election timeouts) and nothing is in
+** flight any more (at most one election timeout more).
 */
 #ifndef RAFTING_HANDOVER_H
 #define RAFTING_HANDOVER_H
@@ -14,17 +19,17 @@
 #include <uv.h>
 
 #include "rafting/config.h"
-#include "rafting/driver.h"
+#include "rafting/node.h"
 
 typedef struct rf_handover rf_handover;
 
 /* 0 and *out (valid until done runs), or a negative libuv code (done is
-** then not called). */
-int rf_handover_start(uv_loop_t *loop, rf_driver *drv, const rf_config *cfg,
+** then not called).  moved: leadership went to another node. */
+int rf_handover_start(uv_loop_t *loop, rf_node *node, const rf_config *cfg,
                       void (*done)(void *ud, int moved), void *ud,
                       rf_handover **out);
-/* Stop waiting (a second signal): done runs soon, with moved = 0.  Call it
-** only before done ran. */
+/* Stop waiting (a second signal): done runs soon.  Call it only before
+** done ran. */
 void rf_handover_cancel(rf_handover *ho);
 
 #endif

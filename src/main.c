@@ -190,7 +190,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   rf_log_i64(&l, "signal", signum);
   rf_log_end(&l);
   rf_notify("STOPPING=1");
-  if (rf_handover_start(h->loop, rf_node_driver(r->node), r->cfg,
+  if (rf_handover_start(h->loop, r->node, r->cfg,
                         on_handed_over, r, &r->handover) < 0)
     stop_now(r);
 }

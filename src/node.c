@@ -670,6 +670,16 @@ static void on_handle_closed(uv_handle_t *h) { release(h->data); }
 ** server still runs, and waits for an in-flight save), then the rest. */
 struct rf_driver *rf_node_driver(rf_node *n) { return n->drv; }
 
+void rf_node_drain(rf_node *n) { rf_api_drain(n->api); }
+
+size_t rf_node_in_flight(const rf_node *n) {
+  return rf_driver_waiting(n->drv) + (size_t)rf_api_forwarding(n->api);
+}
+
+int rf_node_peer_connected(const rf_node *n, uint64_t peer) {
+  return rf_transport_connected(n->transport, peer);
+}
+
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   if (n->closing) return;
   n->closing = 1;

@@ -118,6 +118,8 @@ void rf_fwd_relay(rf_http_req *req, const rf_fwd_resp *resp);
 
 /* Open connections (busy, idle, dialing); for tests and /status. */
 int rf_fwd_connections(const rf_fwd *f);
+/* Forwards in flight: sent or being sent, not yet answered. */
+int rf_fwd_pending(const rf_fwd *f);
 
 const char *rf_fwd_strerror(int status); /* any status, libuv's too */
 /* 503 not delivered (ECONNECT, ECANCELED), 504 outcome unknown (ETIMEDOUT,

@@ -120,6 +120,9 @@ int rf_http_query_at(const rf_http_req *req, size_t i, const char **k,
 ** answering.  Content-Length, Content-Type, Connection and Transfer-Encoding
 ** belong to the server: UV_EINVAL, as is a bad name or a value with CR/LF. */
 int rf_http_add_header(rf_http_req *req, const char *name, const char *value);
+/* Close the connection once req's answer is written (Connection: close),
+** e.g. to send a client of a stopping node elsewhere. */
+void rf_http_close_after(rf_http_req *req);
 /* Answer req: body is copied; content_type may be NULL.  Frees req. */
 void rf_http_respond(rf_http_req *req, int status, const char *content_type,
                      const void *body, size_t len);

@@ -44,6 +44,13 @@ int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud);
 /* The node's driver (borrowed), for the graceful stop (src/handover.c). */
 struct rf_driver *rf_node_driver(rf_node *n);
+/* The graceful stop's drain (src/handover.c): refuse new requests (503,
+** Connection: close); and the requests still in flight (writes and reads
+** waiting on the driver, forwards to the leader). */
+void rf_node_drain(rf_node *n);
+size_t rf_node_in_flight(const rf_node *n);
+/* Whether the peer connection to node peer is up (the handover's choice). */
+int rf_node_peer_connected(const rf_node *n, uint64_t peer);
 
 
 #endif

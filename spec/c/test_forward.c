@@ -275,10 +275,12 @@ static void test_pool(void) {
   for (int i = 0; i < 6; i++)
     CHECK(send_to(f, lead_port, "PUT", "/kv/par", NULL, "v", 1, &r[i]) == 0);
   CHECK(rf_fwd_connections(f) == 6); /* one pooled, five dialing */
+  CHECK(rf_fwd_pending(f) == 6);
   WAIT(r[0].done + r[1].done + r[2].done + r[3].done + r[4].done + r[5].done ==
            6, 2000);
   for (int i = 0; i < 6; i++) n += r[i].status == 0 && r[i].code == 201;
   CHECK(n == 6);
+  CHECK(rf_fwd_pending(f) == 0); /* answered: pooled connections hold none */
   CHECK(rf_fwd_connections(f) == 2); /* max_idle */
   WAIT(rf_http_connections(lead) == 2, 2000);
   CHECK(rf_http_connections(lead) == 2);
@@ -292,7 +294,9 @@ static void test_timeout(void) {
   result r;
   uint64_t t0 = uv_now(loop);
   CHECK(send_to(f, lead_port, "PUT", "/slow", NULL, "v", 1, &r) == 0);
+  CHECK(rf_fwd_pending(f) == 1);
   WAIT(r.done, 2000);
+  CHECK(rf_fwd_pending(f) == 0);
   CHECK(r.status == RF_FWD_ETIMEDOUT);
   CHECK(rf_fwd_http_status(r.status) == 504);
   CHECK(uv_now(loop) - t0 >= 100);

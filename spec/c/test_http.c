@@ -69,7 +69,8 @@ static void answer_query(rf_http_req *r) {
   rf_http_respond(r, 200, "text/plain", out, (size_t)len);
 }
 
-/* Routes: /async/<ms>, /hold, /q..., /bin..., /hdr, /err, else echo. */
+/* Routes: /async/<ms>, /hold, /bye (503, then close), /q..., /bin...,
+** /hdr, /err, else echo. */
 static void on_request(void *ud, rf_http_req *r) {
   char out[4096];
   (void)ud;
@@ -82,6 +83,9 @@ static void on_request(void *ud, rf_http_req *r) {
     uv_timer_start(&l->t, on_later, (uint64_t)l->ms, 0);
   } else if (strcmp(r->path, "/hold") == 0) {
     held = r;
+  } else if (strcmp(r->path, "/bye") == 0) {
+    rf_http_close_after(r);
+    rf_http_json_error(r, 503, "shutting_down", "bye");
   } else if (strncmp(r->path, "/q", 2) == 0) {
     answer_query(r);
   } else if (strncmp(r->path, "/bin", 4) == 0) {
@@ -570,6 +574,12 @@ static void test_close_and_http10(void) {
   cl_run(&c, "GET /async/20 HTTP/1.1\r\nConnection: close\r\n\r\n"
              GET("/echo"), 1, 1);
   CHECK(has(&c.r[0], "/async/20") && !strcmp(c.r[0].connection, "close"));
+  cl_close(&c);
+  /* the application closes after an answer: earlier answers still go
+  ** out, later requests get none */
+  cl_run(&c, GET("/async/20") GET("/bye") GET("/echo"), 2, 1);
+  CHECK(c.n == 2 && has(&c.r[0], "/async/20") && !c.r[0].connection[0]);
+  CHECK(c.r[1].status == 503 && !strcmp(c.r[1].connection, "close"));
   cl_close(&c);
   /* Upgrade is not supported: answered, then closed */
   cl_run(&c, "GET /echo HTTP/1.1\r\nConnection: Upgrade\r\n"

@@ -34,6 +34,7 @@ struct rf_api {
   rf_watch *watch;
   rf_cluster *cluster;
   int closing;
+  int draining;         /* stopping: new requests go elsewhere */
   void (*stop_done)(void *);
   void *stop_ud;
   uint64_t replay_to;   /* the commit restored at start: /health waits */
@@ -694,7 +695,8 @@ static void on_request(void *ud, rf_http_req *req) {
   }
   if (!rf_auth_allow(a->deps.cfg, req)) return;
   if (!params_ok(r, req)) return;
-  if (a->closing) {
+  if (a->closing || (a->draining && fn != get_status && fn != get_metrics)) {
+    if (a->draining) rf_http_close_after(req); /* reconnect elsewhere */
     retry_later(req, 503, "shutting_down", "the node is stopping");
     return;
   }
@@ -792,6 +794,10 @@ static void stopped_part(void *ud) {
   if (a->stop_done) a->stop_done(a->stop_ud);
   free(a);
 }
+
+void rf_api_drain(rf_api *a) { a->draining = 1; }
+
+int rf_api_forwarding(const rf_api *a) { return rf_fwd_pending(a->fwd); }
 
 /* Requests waiting on the driver were answered when it closed; the
 ** forwarder and the server close, each calling stopped_part once. */

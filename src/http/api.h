@@ -34,5 +34,11 @@ typedef struct rf_api_deps {
 
 int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out);
 void rf_api_stop(rf_api *a, void (*done)(void *ud), void *ud);
+/* Before a stop: answer every new request but /status and /metrics with
+** 503 shutting_down and Connection: close, so clients move to another
+** node while the requests already here finish. */
+void rf_api_drain(rf_api *a);
+/* Requests forwarded to the leader and not answered yet. */
+int rf_api_forwarding(const rf_api *a);
 
 #endif

@@ -764,6 +764,13 @@ void rf_fwd_relay(rf_http_req *req, const rf_fwd_resp *resp) {
 
 int rf_fwd_connections(const rf_fwd *f) { return f->nopen; }
 
+/* A job is on a connection from dial to finish (a retry redials at once). */
+int rf_fwd_pending(const rf_fwd *f) {
+  int n = 0;
+  for (const conn *c = f->conns; c; c = c->next) n += c->j != NULL;
+  return n;
+}
+
 const char *rf_fwd_strerror(int status) {
   switch (status) {
   case 0: return "ok";

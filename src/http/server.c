@@ -1136,6 +1136,12 @@ int rf_http_add_header(rf_http_req *req, const char *name, const char *value) {
   return 0;
 }
 
+void rf_http_close_after(rf_http_req *req) {
+  req_s *r = (req_s *)req;
+  assert(r->state == R_APP);
+  r->close_after = 1;
+}
+
 /* Status line, headers and body into r->out. */
 static int build(req_s *r, int status, const char *ctype, const void *body,
                  size_t len) {
