@@ -311,7 +311,14 @@ static void link_peer(rf_membership *m, uint64_t id) {
            rf_transport_strerror(rc));
     return;
   }
-  if (!has(m->linked, m->n_linked, id)) m->linked[m->n_linked++] = id;
+  if (has(m->linked, m->n_linked, id)) return;
+  m->linked[m->n_linked++] = id;
+  /* A bootstrap member may run a version from before the Hello frame
+  ** (a rolling upgrade), and needs no address from us: it knows every
+  ** member.  Only a node added by a change, which runs this version, can
+  ** be joining. */
+  if (has(m->book.boot, m->book.n_boot, id))
+    (void)rf_transport_legacy_hello(m->tr, id, 1);
 }
 
 static void unlink_peer(rf_membership *m, size_t i) {

@@ -137,6 +137,12 @@ int rf_transport_remove_peer(rf_transport *t, uint64_t id);
 ** on only while it has no configuration (a joining node). */
 void rf_transport_learning(rf_transport *t, int on);
 
+/* Greet peer id with an empty hello frame (on) instead of a Hello: nodes
+** older than Hello close a connection that starts with one, and only a
+** node with no configuration learns from it.  From its next connection
+** on.  0 or RF_TRANSPORT_ENOPEER. */
+int rf_transport_legacy_hello(rf_transport *t, uint64_t id, int on);
+
 /* Encode m and queue it to m->to; see the RF_TRANSPORT_E* codes. */
 int rf_transport_send(rf_transport *t, const raft_msg *m);
 

@@ -2,8 +2,8 @@
 ** test_transport_learn.c -- peers that come and go (membership changes):
 ** the hello frame names the dialer and its listen address, a node learns an
 ** address it lacks (a joining node dialed by the leader answers it), never
-** replaces one it has, and rf_transport_add_peer/remove_peer change who it
-** talks to while running.  Real sockets on 127.0.0.1.
+** replaces one it has, a legacy (empty) hello teaches nothing, and
+** rf_transport_add_peer/remove_peer change who it talks to while running.  Real sockets on 127.0.0.1.
 */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -182,10 +182,22 @@ int main(void) {
   CHECK_WAIT(loop, &tick, nodes[4].ups[1] == 2, WAIT_MS);
   CHECK(beat(4, 1) == 0);
   CHECK_WAIT(loop, &tick, nodes[1].got[4] == 2, WAIT_MS);
+  /* a legacy (empty) hello teaches nothing: 2 never learns 1, and 1's
+  ** frames to it close the connection */
+  nodes[2].adopt = 1;
+  start(2, NULL, 0, 0);
+  CHECK(rf_transport_legacy_hello(nodes[1].t, 2, 1) == RF_TRANSPORT_ENOPEER);
+  CHECK(rf_transport_add_peer(nodes[1].t, 2, "127.0.0.1", ports[2]) == 0);
+  CHECK(rf_transport_legacy_hello(nodes[1].t, 2, 1) == 0);
+  CHECK_WAIT(loop, &tick, nodes[1].ups[2], WAIT_MS);
+  nodes[2].closes = 0;
+  CHECK(beat(1, 2) == 0);
+  CHECK_WAIT(loop, &tick, nodes[2].closes > 0, WAIT_MS);
+  CHECK(nodes[2].learns[1] == 0 && nodes[2].got[1] == 0);
   for (int i = 1; i < 5; i++)
     if (nodes[i].t) rf_transport_close(nodes[i].t, on_closed, &nodes[i]);
-  CHECK_WAIT(loop, &tick, nodes[1].done && nodes[3].done && nodes[4].done,
-             WAIT_MS);
+  CHECK_WAIT(loop, &tick, nodes[1].done && nodes[2].done && nodes[3].done &&
+             nodes[4].done, WAIT_MS);
   uv_close((uv_handle_t *)&tick, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(loop) == 0);

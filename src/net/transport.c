@@ -73,6 +73,7 @@ struct peer {             /* malloc'd alone: added and removed at run time */
   unsigned fails;        /* failed dials since the last connection */
   uint64_t sent, dropped;
   int removed;           /* rf_transport_remove_peer: closing, not in t->peers */
+  int legacy_hello;      /* an empty hello frame, as nodes before Hello */
 };
 
 typedef struct inconn { /* accepted: we only read frames from it */
@@ -331,10 +332,13 @@ static int out_tls_recv(void *ud, const uint8_t *b, size_t n) {
 static void send_hello(outconn *c) {
   rf_transport *t = c->t;
   uint8_t *hello;
-  size_t len;
-  if (rf_codec_encode_hello(t->cluster, t->self, c->peer->id, t->advertise,
-                            &hello, &len) < 0)
+  size_t len = RF_FRAME_HEADER;
+  if (c->peer->legacy_hello) { /* length 0: every version skips it */
+    if ((hello = calloc(1, len)) == NULL) return;
+  } else if (rf_codec_encode_hello(t->cluster, t->self, c->peer->id,
+                                   t->advertise, &hello, &len) < 0) {
     return;
+  }
   if (c->tls != NULL) {
     (void)rf_tls_write(c->tls, hello, len);
     free(hello);
@@ -960,6 +964,13 @@ int rf_transport_add_peer(rf_transport *t, uint64_t id, const char *host,
 }
 
 void rf_transport_learning(rf_transport *t, int on) { t->learning = on; }
+
+int rf_transport_legacy_hello(rf_transport *t, uint64_t id, int on) {
+  peer *p = find_peer(t, id);
+  if (p == NULL) return RF_TRANSPORT_ENOPEER;
+  p->legacy_hello = on; /* from the next connection on */
+  return 0;
+}
 
 int rf_transport_remove_peer(rf_transport *t, uint64_t id) {
   peer *p = find_peer(t, id);
