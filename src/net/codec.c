@@ -311,8 +311,9 @@ static int get_body(rf_decoded *d, const Env *env) {
   case RAFTING__ENVELOPE__BODY_TIMEOUT_NOW:
     m->type = RAFT_MSG_TIMEOUT_NOW;
     return 0;
-  case RAFTING__ENVELOPE__BODY_HELLO:
+  case RAFTING__ENVELOPE__BODY_HELLO: /* ids and an address, nothing else */
     d->hello = env->hello->peer != NULL ? env->hello->peer : "";
+    m->term = 0;
     return 0;
   default:
     return RF_CODEC_ETYPE; /* not set, or a case this build does not know */
