@@ -37,6 +37,17 @@ static void frame(const char *name, const raft_msg *m) {
   free(out);
 }
 
+static void hello(void) {
+  uint8_t *out;
+  size_t len;
+  if (rf_codec_encode_hello("fuzz", 4, 1, "[::1]:7004", &out, &len) != 0) {
+    fprintf(stderr, "fuzz_seeds: cannot encode hello\n");
+    exit(1);
+  }
+  put("frame", "hello", out + RF_FRAME_HEADER, len - RF_FRAME_HEADER);
+  free(out);
+}
+
 static void frames(void) {
   static const uint8_t cmd[] = "\x01put";
   raft_entry ents[3] = {
@@ -73,6 +84,7 @@ static void frames(void) {
   memset(&m, 0, sizeof m);
   m.from = 1, m.to = 2, m.term = 4, m.type = RAFT_MSG_TIMEOUT_NOW;
   frame("timeout_now", &m);
+  hello();
 }
 
 /* Entry seeds start with the target's mode byte (see fuzz_entry.c). */

@@ -2,6 +2,7 @@
 ** main.c -- the rafting command line.
 **
 **   rafting --config FILE --node ID [--log-level L] [--log-format F]  one node
+**           [--peer HOST:PORT --http HOST:PORT] [--join]   (docs/membership.md)
 **   rafting cluster --config FILE [--log-level L] [--log-format F]  all nodes
 **   rafting ctl [OPTIONS] COMMAND ...               the client (src/ctl/)
 **   rafting restore --snapshot F --config F --node ID [--data DIR]
@@ -40,11 +41,15 @@ typedef struct options {
   const char *node;
   const char *level;   /* NULL: the config's log.level, else info */
   const char *format;  /* NULL: the config's log.format, else text */
+  const char *peer;    /* this node's own addresses, or NULL */
+  const char *http;
+  int join;            /* start empty and wait to be added */
 } options;
 
 static void usage(FILE *f) {
   fprintf(f,
     "usage: rafting --config FILE --node ID [--log-level LEVEL] [--log-format F]\n"
+    "               [--peer HOST:PORT --http HOST:PORT] [--join]\n"
     "       rafting cluster --config FILE [--log-level LEVEL] [--log-format F]\n"
     "       rafting ctl [OPTIONS] COMMAND ...  (see rafting ctl --help)\n"
     "       rafting restore --snapshot FILE --config FILE --node ID [--data DIR]\n"
@@ -55,6 +60,12 @@ static void usage(FILE *f) {
     "\n"
     "  --config FILE      cluster config (see config/local3.lua)\n"
     "  --node ID          which node of the config this process is\n"
+    "  --peer HOST:PORT   this node's peer address, --http HOST:PORT its REST\n"
+    "                     address: for a node not in the config's nodes, or\n"
+    "                     to override them (stored in the data directory)\n"
+    "  --join             a new node: needs an empty data directory, does not\n"
+    "                     bootstrap, waits to be added (POST /cluster/members);\n"
+    "                     once a member, restart it without --join\n"
     "  --log-level LEVEL  debug, info (default), warn or error\n"
     "  --log-format F     text (default) or json; both override the config's\n"
     "                     log = { level = ..., format = ... }\n");
@@ -86,7 +97,13 @@ static int parse(int argc, char **argv, options *o) {
              RAFTING_GIT_REV, RAFTING_BUILD_TYPE);
       exit(0);
     }
+    if (strcmp(a, "--join") == 0) {
+      o->join = 1;
+      continue;
+    }
     if (strcmp(a, "--config") == 0) slot = &o->config;
+    else if (strcmp(a, "--peer") == 0) slot = &o->peer;
+    else if (strcmp(a, "--http") == 0) slot = &o->http;
     else if (strcmp(a, "--node") == 0) slot = &o->node;
     else if (strcmp(a, "--log-level") == 0) slot = &o->level;
     else if (strcmp(a, "--log-format") == 0) slot = &o->format;
@@ -97,6 +114,10 @@ static int parse(int argc, char **argv, options *o) {
   if (o->config == NULL) return fail_usage("%s", "--config FILE is required");
   if (!o->cluster && o->node == NULL)
     return fail_usage("%s", "--node ID is required (or use 'rafting cluster')");
+  if (o->cluster && (o->join || o->peer || o->http))
+    return fail_usage("%s", "--join, --peer and --http are for one node");
+  if (o->join && (o->peer == NULL || o->http == NULL))
+    return fail_usage("%s", "--join needs --peer HOST:PORT and --http HOST:PORT");
   if (o->level && rf_log_level_parse(o->level) < 0)
     return fail_usage("unknown log level '%s' (debug, info, warn, error)",
                       o->level);
@@ -120,6 +141,7 @@ typedef struct runner {
   rf_node *node;
   const rf_config *cfg;
   uv_signal_t sigterm, sigint;
+  uv_timer_t leave;      /* removed from the cluster: stop shortly */
   int stopping; /* 1: handing leadership over, 2: closing */
   rf_handover *handover; /* while stopping == 1 */
 } runner;
@@ -128,6 +150,7 @@ static void on_stopped(void *ud) {
   runner *r = ud;
   uv_close((uv_handle_t *)&r->sigterm, NULL);
   uv_close((uv_handle_t *)&r->sigint, NULL);
+  uv_close((uv_handle_t *)&r->leave, NULL);
 }
 
 static void stop_now(runner *r) {
@@ -141,6 +164,21 @@ static void on_handed_over(void *ud, int moved) {
   (void)moved;
   r->handover = NULL;
   stop_now(r);
+}
+
+static void on_leave(uv_timer_t *t) { stop_now(t->data); }
+
+/* Removed by a committed configuration: no member to hand over to, but a
+** few heartbeats more let the last frames (the commit that removed us)
+** leave before the connections close. */
+static void on_removed(void *ud, uint64_t index) {
+  runner *r = ud;
+  (void)index;
+  if (r->stopping) return;
+  r->stopping = 1;
+  rf_notify("STOPPING=1");
+  uv_timer_start(&r->leave, on_leave,
+                 (uint64_t)(2 * r->cfg->heartbeat_ticks * r->cfg->tick_ms), 0);
 }
 
 /* A leader hands over first (src/handover.c); a second signal stops now. */
@@ -161,18 +199,24 @@ static void on_signal(uv_signal_t *h, int signum) {
     stop_now(r);
 }
 
-static int run_node(const rf_config *cfg, uint64_t id) {
+static int run_node(const rf_config *cfg, uint64_t id, const options *o) {
   uv_loop_t loop;
   runner r;
+  rf_node_opts no = {o->join, o->peer, o->http, on_removed, NULL};
   int rc;
   memset(&r, 0, sizeof(r));
   r.cfg = cfg;
+  no.ud = &r;
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&loop);
-  if ((rc = rf_node_start(&loop, cfg, id, &r.node)) < 0) {
+  uv_timer_init(&loop, &r.leave);
+  r.leave.data = &r;
+  if ((rc = rf_node_start(&loop, cfg, id, &no, &r.node)) < 0) {
+    uv_close((uv_handle_t *)&r.leave, NULL);
     uv_run(&loop, UV_RUN_DEFAULT); /* let half-opened handles close */
     uv_loop_close(&loop);
-    return rc == RF_NODE_ESCRIPT || rc == RF_NODE_ESTORAGE ? 2 : 1;
+    return rc == RF_NODE_ESCRIPT || rc == RF_NODE_ESTORAGE ||
+           rc == RF_ECONFIG ? 2 : 1;
   }
   uv_signal_init(&loop, &r.sigterm);
   uv_signal_init(&loop, &r.sigint);
@@ -207,15 +251,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rafting: %s\n", err);
     return 2;
   }
-  if (rf_config_node(&cfg, id) == NULL) {
-    fprintf(stderr, "rafting: %s: no node with id %llu in nodes\n", o.config,
-            (unsigned long long)id);
-    rf_config_free(&cfg);
-    return 2;
-  }
   rf_log_init(id, o.level ? rf_log_level_parse(o.level) : cfg.log_level);
   rf_log_set_format(o.format ? rf_log_format_parse(o.format) : cfg.log_format);
-  rc = run_node(&cfg, id);
+  rc = run_node(&cfg, id, &o);
   rf_config_free(&cfg);
   return rc;
 }

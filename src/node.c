@@ -27,13 +27,15 @@
 #include "rafting/transport.h"
 #include "rafting/util.h"
 #include "rafting/wal.h"
+#include "membership.h"
 #include "snaps.h"
 
 struct rf_node {
   rf_io io;             /* first: the driver's I/O is the node */
   uv_loop_t *loop;
-  const rf_config *cfg;
+  const rf_config *cfg; /* the membership's view: nodes = the address book */
   uint64_t id;
+  rf_membership *ms;    /* who the members are and where (membership.h) */
   rf_driver *drv;
   rf_storage *storage;
   rf_transport *transport;
@@ -71,6 +73,7 @@ static void on_runner(uv_check_t *h) {
   uv_idle_stop(&n->nowait);
   rf_driver_process(n->drv); /* wakes us again when it leaves work */
   report_changes(n);
+  rf_membership_sync(n->ms); /* may stop the node: it was removed */
 }
 
 static void io_wake(rf_io *io) {
@@ -150,6 +153,7 @@ static void on_compacted(void *ud, int status) {
 static int io_save(rf_io *io, const rf_io_save *s, rf_io_done done, void *ud) {
   rf_node *n = (rf_node *)io;
   int rc;
+  rf_membership_saved(n->ms, s->entries, s->n_entries); /* addresses */
   if (s->snap_index &&
       (rc = n->storage->ops->compact(n->storage, s->snap_index, s->snap_term,
                                      on_compacted, n)) < 0)
@@ -203,13 +207,14 @@ static void on_tick(uv_timer_t *t) {
   rf_node *n = t->data;
   rf_driver_tick(n->drv);
   rf_snaps_tick(n->snaps);
+  rf_membership_tick(n->ms);
 }
 
 static void on_peer_msg(void *ud, const raft_msg *m) {
   rf_node *n = ud;
   int rc;
   rf_metrics_peer_msg(m->from, (int)m->type, 0);
-  if (rf_driver_failed(n->drv)) return;
+  if (rf_driver_failed(n->drv) || rf_membership_peer_msg(n->ms, m)) return;
   if (m->type == RAFT_MSG_SNAPSHOT || m->type == RAFT_MSG_SNAPSHOT_RESP) {
     rf_snaps_recv(n->snaps, m); /* chunks travel between runtimes */
     return;
@@ -236,6 +241,10 @@ static void on_peer_state(void *ud, uint64_t peer, int connected) {
                connected ? "peer connected" : "peer disconnected");
   rf_log_u64(&r, "peer", peer);
   rf_log_end(&r);
+}
+
+static void on_peer_learn(void *ud, uint64_t id, const char *host, int port) {
+  rf_membership_learn(((rf_node *)ud)->ms, id, host, port);
 }
 
 static void on_transport_log(void *ud, int level, const char *msg) {
@@ -362,19 +371,15 @@ static uint64_t log_term(void *ud) {
 }
 
 static int start_driver(rf_node *n) {
-  uint64_t voters[RAFT_MAX_NODES];
   rf_driver_opts o;
   raft_restore rs;
   raft_status st;
   raft_conf conf; /* the snapshot's, read by rf_driver_new */
   int rc;
-  if (n->cfg->n_nodes > RAFT_MAX_NODES) return RF_EINVAL;
-  for (size_t i = 0; i < n->cfg->n_nodes; i++) voters[i] = n->cfg->nodes[i].id;
   memset(&o, 0, sizeof(o));
   raft_config_default(&o.core);
   o.core.id = n->id;
-  o.core.voters = voters;
-  o.core.n_voters = n->cfg->n_nodes;
+  o.core.voters = rf_membership_boot(n->ms, &o.core.n_voters);
   o.core.election_ticks = n->cfg->election_ticks;
   o.core.heartbeat_ticks = n->cfg->heartbeat_ticks;
   o.core.pre_vote = n->cfg->pre_vote;
@@ -385,9 +390,11 @@ static int start_driver(rf_node *n) {
   o.request_ticks = (n->cfg->commit_timeout_ms + n->cfg->tick_ms - 1) /
                     n->cfg->tick_ms;
   if ((rc = load_state(n, &rs, &conf)) < 0) return rc;
+  rf_membership_restore(n->ms, &rs);
   n->io.ops = &node_io;
   if ((rc = rf_driver_new(&o, &rs, &n->io, &n->drv)) < 0) return rc;
   rf_snaps_attach(n->snaps, n->drv);
+  rf_membership_attach(n->ms, n->drv, n->transport);
   rf_log_set_term(log_term, n);
   rf_driver_status(n->drv, &st); /* the restored commit, clamped to the log */
   n->replay_to = st.commit;
@@ -459,26 +466,21 @@ static int start_sm(rf_node *n) {
   return RF_NODE_ESCRIPT;
 }
 
+/* No peers yet: the membership gives them once the driver knows the
+** configuration (rf_membership_attach). */
 static int start_transport(rf_node *n) {
-  rf_peer_addr peers[RAFT_MAX_NODES];
   rf_transport_config tc;
   const rf_node_conf *self = rf_config_node(n->cfg, n->id);
-  size_t np = 0;
-  for (size_t i = 0; i < n->cfg->n_nodes && np < RAFT_MAX_NODES; i++) {
-    const rf_node_conf *c = &n->cfg->nodes[i];
-    if (c->id == n->id) continue;
-    peers[np].id = c->id;
-    peers[np].host = c->peer_host;
-    peers[np].port = c->peer_port;
-    np++;
-  }
+  char advertise[RF_ADDR_MAX];
+  rf_addr_format(advertise, sizeof(advertise), self->peer_host,
+                 self->peer_port);
   memset(&tc, 0, sizeof(tc));
   tc.cluster = n->cfg->cluster;
   tc.self = n->id;
   tc.listen_host = self->peer_host;
   tc.listen_port = self->peer_port;
-  tc.peers = peers;
-  tc.n_peers = np;
+  tc.advertise = advertise;
+  tc.learn = on_peer_learn;
   tc.max_frame_bytes = n->cfg->max_frame_bytes;
   tc.send_queue_bytes = n->cfg->send_queue_bytes;
   tc.max_inbound = (size_t)n->cfg->max_peer_connections;
@@ -498,8 +500,9 @@ static int start_transport(rf_node *n) {
 }
 
 static int start_snaps(rf_node *n) {
-  rf_snaps_deps deps = {n->cfg, n->id, n->sm, n->transport, NULL, NULL,
-                        NULL};
+  rf_snaps_deps deps = {n->cfg, n->id, n->sm, n->transport,
+                        rf_membership_blob_at, rf_membership_blob_restored,
+                        n->ms};
   char err[512];
   if (rf_snaps_open(&deps, n->loop, n->data_dir[0] ? n->data_dir : NULL,
                     &n->snaps, err, sizeof(err)) == 0)
@@ -510,7 +513,7 @@ static int start_snaps(rf_node *n) {
 
 static int start_api(rf_node *n) {
   rf_api_deps deps = {n->drv, n->sm, n->cfg, n->id, status_json, n,
-                      n->tls.http_server, n->tls.client, n->snaps};
+                      n->tls.http_server, n->tls.client, n->snaps, n->ms};
   return rf_api_start(&deps, n->loop, &n->api);
 }
 
@@ -536,6 +539,7 @@ static void start_failed(rf_node *n) {
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   rf_tls_set_free(&n->tls);
+  rf_membership_free(n->ms);
   free(n);
 }
 
@@ -581,22 +585,62 @@ static int start_tls(rf_node *n) {
   return 0;
 }
 
+/* Who the members are, before the storage opens (a --join checks that
+** the directory is empty); stored once the directory exists. */
+static int open_membership(rf_node *n, const rf_config *cfg,
+                           const rf_node_opts *no) {
+  rf_membership_opts o;
+  char dir[4096], err[1024];
+  int rc, mem = strcmp(cfg->storage, "memory") == 0;
+  if (!mem && rf_config_path_for(cfg->storage, n->id, dir, sizeof(dir)) < 0)
+    return RF_ECONFIG;
+  memset(&o, 0, sizeof(o));
+  o.cfg = cfg;
+  o.id = n->id;
+  o.data_dir = mem ? NULL : dir;
+  if (no != NULL) {
+    o.join = no->join;
+    o.peer = no->peer;
+    o.http = no->http;
+    o.removed = no->removed;
+    o.ud = no->ud;
+  }
+  if ((rc = rf_membership_open(&o, &n->ms, err, sizeof(err))) < 0) {
+    rf_log(RF_ERROR, "%s", err);
+    return rc == RF_ESTORAGE ? RF_NODE_ESTORAGE : RF_ECONFIG;
+  }
+  n->cfg = rf_membership_config(n->ms);
+  return 0;
+}
+
+static int store_membership(rf_node *n) {
+  char err[1024];
+  if (rf_membership_store(n->ms, err, sizeof(err)) == 0) return 0;
+  log_storage_error(RF_ERROR, err);
+  return RF_NODE_ESTORAGE;
+}
+
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
-                  rf_node **out) {
-  const rf_node_conf *self = rf_config_node(cfg, id);
+                  const rf_node_opts *no, rf_node **out) {
+  const rf_node_conf *self;
   rf_node *n;
   int rc;
   *out = NULL;
-  if (self == NULL) return RF_EINVAL;
   if ((n = calloc(1, sizeof(*n))) == NULL) return RF_ENOMEM;
   n->loop = loop;
-  n->cfg = cfg;
   n->id = id;
   n->start_ns = uv_hrtime();
-  if ((rc = open_storage(n)) < 0) {
+  if ((rc = open_membership(n, cfg, no)) < 0) {
     free(n);
     return rc;
   }
+  self = rf_config_node(n->cfg, id);
+  if ((rc = open_storage(n)) < 0) {
+    rf_membership_free(n->ms);
+    free(n);
+    return rc;
+  }
+  if ((rc = store_membership(n)) < 0) goto fail;
   if ((rc = start_sm(n)) < 0) goto fail;
   if ((rc = start_tls(n)) < 0) goto fail;
   if ((rc = start_transport(n)) < 0) {
@@ -630,6 +674,7 @@ static void release(rf_node *n) {
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   rf_tls_set_free(&n->tls);
+  rf_membership_free(n->ms);
   if (n->stop_done) n->stop_done(n->stop_ud);
   free(n);
 }

@@ -44,6 +44,8 @@ enum {
 
 typedef struct rf_decoded {
   raft_msg msg;       /* the message; valid until rf_decoded_free() */
+  const char *hello;  /* a Hello (msg.type 0): the sender's "host:port",
+                      ** possibly ""; NULL for a Raft message */
   /* private */
   void *env_;         /* Rafting__Envelope * */
   raft_entry *ents_;
@@ -56,6 +58,11 @@ typedef struct rf_decoded {
 */
 int rf_codec_encode(const char *cluster, const raft_msg *m, uint8_t **out,
                     size_t *len);
+
+/* A Hello frame from `from` to `to` saying from listens on addr ("host:port"
+** or ""), as rf_codec_encode's. */
+int rf_codec_encode_hello(const char *cluster, uint64_t from, uint64_t to,
+                          const char *addr, uint8_t **out, size_t *len);
 
 /*
 ** Decode the len packed bytes of one frame (without its length prefix),

@@ -25,9 +25,22 @@ typedef struct rf_node rf_node;
 /* The data directory cannot be used (locked, corrupt): exit 2 as well. */
 #define RF_NODE_ESTORAGE RF_ESTORAGE
 
-/* Returns 0, or a negative libuv/RAFT_E* code after logging what failed. */
+/* How this process joins (docs/membership.md); NULL: all zero. */
+typedef struct rf_node_opts {
+  int join;             /* --join: an empty data directory, no bootstrap */
+  const char *peer;     /* --peer / --http: this node's own addresses */
+  const char *http;
+  /* The node applied a configuration without itself (at index): the
+  ** caller stops it (exit 0).  May be NULL. */
+  void (*removed)(void *ud, uint64_t index);
+  void *ud;
+} rf_node_opts;
+
+/* Returns 0, or a negative libuv/RAFT_E* code after logging what failed:
+** RF_ECONFIG, RF_NODE_ESCRIPT and RF_NODE_ESTORAGE are the caller's
+** configuration errors (exit 2). */
 int rf_node_start(uv_loop_t *loop, const rf_config *cfg, uint64_t id,
-                  rf_node **out);
+                  const rf_node_opts *o, rf_node **out);
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud);
 /* The node's driver (borrowed), for the graceful stop (src/handover.c). */
 struct rf_driver *rf_node_driver(rf_node *n);

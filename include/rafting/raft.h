@@ -83,18 +83,29 @@ typedef enum {
   RAFT_CONF_REMOVE           /* remove a voter or a learner */
 } raft_conf_op;
 
+/* The runtime's bytes that travel with a change (the members' addresses,
+** docs/membership.md), opaque to the core, as etcd's ConfChange.Context. */
+#define RAFT_CONF_CONTEXT_MAX 4096
+
 typedef struct raft_conf_change {
   int op;      /* raft_conf_op */
   uint64_t id;
+  const void *context; /* copied into the entry; NULL when context_len 0 */
+  size_t context_len;  /* <= RAFT_CONF_CONTEXT_MAX */
 } raft_conf_change;
 
 /* A configuration's CONF entry payload: 1 version byte, 1 byte each for the
-** voter and learner counts, then the ids (8 bytes little-endian each).
+** voter and learner counts, then the ids (8 bytes little-endian each), then
+** the change's context (up to RAFT_CONF_CONTEXT_MAX bytes, to the end).
 ** encode returns the length (raft_conf_size(c)), or 0 if cap is too small;
-** decode returns RAFT_OK or RAFT_EINVAL (bad length, zero or repeated id). */
+** decode returns RAFT_OK or RAFT_EINVAL (short, a context over the bound,
+** zero or repeated id); context returns the bytes after the configuration
+** (*ctx NULL and *ctx_len 0 when there are none), or RAFT_EINVAL. */
 size_t raft_conf_size(const raft_conf *c);
 size_t raft_conf_encode(const raft_conf *c, uint8_t *buf, size_t cap);
 int raft_conf_decode(const uint8_t *data, size_t len, raft_conf *out);
+int raft_conf_context(const uint8_t *data, size_t len, const uint8_t **ctx,
+                      size_t *ctx_len);
 /* RAFT_OK if c is well formed (no zero or repeated id, at most
 ** RAFT_MAX_NODES members in all). */
 int raft_conf_check(const raft_conf *c);
@@ -317,8 +328,9 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
 ** RAFT_ENOTLEADER; RAFT_EBUSY while no entry of this term has committed
 ** yet, while an earlier change is not committed, or during a leadership
 ** transfer; RAFT_EINVAL for a change that does not apply (adding a member,
-** removing a stranger, removing the last voter, too many members).  On
-** success *index and *term say where the change will commit, if it does. */
+** removing a stranger, removing the last voter, too many members, a
+** context over RAFT_CONF_CONTEXT_MAX).  On success *index and *term say
+** where the change will commit, if it does. */
 int raft_propose_conf(raft *r, const raft_conf_change *c, uint64_t *index,
                       uint64_t *term);
 

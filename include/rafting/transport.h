@@ -2,6 +2,9 @@
 ** transport.h -- the peer transport: Raft messages over TCP on a libuv loop.
 **
 ** Each node dials every peer and sends on that outbound connection only;
+** peers may be added and removed while it runs (membership changes), and
+** a dialer's first frame, its hello, names it and its listen address so
+** the receiver can learn a node it has no address for (learn callback);
 ** connections accepted on the listener are only read.  Frames are a 4-byte
 ** big-endian length + a packed rafting.Envelope (rafting/codec.h).  An
 ** outbound connection that fails or drops is redialed after an exponential
@@ -88,6 +91,12 @@ typedef struct rf_transport_config {
   void (*peer_state)(void *ud, uint64_t peer, int connected);
   /* One event worth a log line, without newline; may be NULL. */
   void (*log)(void *ud, int level, const char *msg);
+  /* A hello from node id, which is no peer, says it listens on host:port
+  ** (host valid only during the call); may be NULL: then a connection from
+  ** a node that is no peer is closed.  The callback may add the peer. */
+  void (*learn)(void *ud, uint64_t id, const char *host, int port);
+  /* "host:port" this node's hellos say it listens on; NULL: none. */
+  const char *advertise;
   /* Mutual TLS (rafting/tls.h), both or neither; not owned, must outlive
   ** the transport.  A peer's certificate must name "node<ID>". */
   struct rf_tls_ctx *tls_server; /* made with RF_TLS_VERIFY_PEER */
@@ -110,6 +119,29 @@ typedef struct rf_peer_info {
 */
 int rf_transport_start(uv_loop_t *loop, const rf_transport_config *cfg,
                        rf_transport **out);
+
+/* Dial a new peer, or one at a new address (its connection is closed and
+** redialed); the same address again is a no-op.  0, UV_EINVAL (self, id 0,
+** a host that is not numeric) or RF_TRANSPORT_ECLOSING. */
+int rf_transport_add_peer(rf_transport *t, uint64_t id, const char *host,
+                          int port);
+/* Forget a peer: its connection closes (queued frames are dropped, the
+** peer_state callback reports it down) and sending to it fails with
+** RF_TRANSPORT_ENOPEER; a frame from it closes the inbound connection.
+** 0 or RF_TRANSPORT_ENOPEER. */
+int rf_transport_remove_peer(rf_transport *t, uint64_t id);
+
+/* Whether hellos from nodes that are no peer reach learn (and, with TLS,
+** whether a certificate naming no peer may say hello first, instead of
+** being refused at once).  On at start when learn is set; a node turns it
+** on only while it has no configuration (a joining node). */
+void rf_transport_learning(rf_transport *t, int on);
+
+/* Greet peer id with an empty hello frame (on) instead of a Hello: nodes
+** older than Hello close a connection that starts with one, and only a
+** node with no configuration learns from it.  From its next connection
+** on.  0 or RF_TRANSPORT_ENOPEER. */
+int rf_transport_legacy_hello(rf_transport *t, uint64_t id, int on);
 
 /* Encode m and queue it to m->to; see the RF_TRANSPORT_E* codes. */
 int rf_transport_send(rf_transport *t, const raft_msg *m);

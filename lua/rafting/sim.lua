@@ -1485,9 +1485,10 @@ function Sim:config(id)
 end
 
 -- Propose a membership change at node id (default: the leader): op is
--- "add_learner", "add_voter" or "remove".  index, term | nil, err.  The
+-- "add_learner", "add_voter" or "remove"; context (optional): bytes the
+-- entry carries after the configuration.  index, term | nil, err.  The
 -- answer is checked like a write's.
-function Sim:change(op, target, id)
+function Sim:change(op, target, id, context)
   id = id or self:leader()
   if not id then return nil, "noleader" end
   local n = self.nodes[id]
@@ -1495,7 +1496,7 @@ function Sim:change(op, target, id)
   local index, term
   index, term = n.core:change(op, target, function(status)
     self:_answered(n, index, term, status)
-  end)
+  end, context)
   self.events = self.events + 1
   self:trace("node %d: change %s %d -> %s", id, op, target,
              index and ("index " .. index) or tostring(term))

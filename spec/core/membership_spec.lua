@@ -86,6 +86,38 @@ describe("membership (thesis §4.1)", function()
     assert.same({ nil, "inval" }, { s:change("remove", 9) })
   end)
 
+  it("a change carries the runtime's context after the configuration, "
+     .. "replicated as is and bounded", function()
+    local core = require("rafting.core")
+    local s = new{ seed = 2 }
+    local l = assert(s:wait_leader())
+    local ctx = "addresses\0of every member"
+    local index = assert(s:change("add_learner", 4, l, ctx))
+    assert.is_true(applied_by(s, { 1, 2, 3, 4 }, index))
+    for _, id in ipairs({ 1, 2, 3, 4 }) do
+      local c, got = core.conf_decode(s.nodes[id].core:entry(index).data)
+      assert.same({ 4 }, c.learners)
+      assert.equal(ctx, got)
+    end
+    assert.equal(4, #s:config(4).voters + #s:config(4).learners)
+    -- without a context the payload is the configuration alone
+    local plain = change(s, "add_voter", 4)
+    local c, got = core.conf_decode(s.nodes[l].core:entry(plain).data)
+    assert.same({}, c.learners)
+    assert.equal("", got)
+    -- over the bound: refused before anything is appended
+    local last = s:status(l).last_index
+    assert.same({ nil, "inval" },
+                { s:change("add_learner", 5, l, ("x"):rep(4097)) })
+    assert.equal(last, s:status(l).last_index)
+    assert(s:change("add_learner", 5, l, ("x"):rep(4096)))
+    -- a payload cut short, or with more than the bound after it
+    local data = s.nodes[l].core:entry(plain).data
+    assert.is_nil(core.conf_decode(data:sub(1, #data - 1)))
+    assert.is_nil(core.conf_decode(data .. ("y"):rep(4097)))
+    assert.truthy(core.conf_decode(data .. ("y"):rep(4096)))
+  end)
+
   it("a new server far behind catches up as a learner first, never votes "
      .. "and never counts for commit", function()
     for _, compact in ipairs({ false, true }) do

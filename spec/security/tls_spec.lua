@@ -158,6 +158,24 @@ describe("tls", function()
     put_get(c, f, "after", "attacks")
   end)
 
+  it("a new node joins over TLS: the leader dials it, it learns the leader "
+     .. "from the certified hello", function()
+    sh(("cp %s/node4.pem %s/node4.key %s/"):format(stranger, stranger, good))
+    c = H.start{ nodes = 3, tls = tls_conf(good) }
+    local l = c:leader()
+    local four = c:add_node()
+    assert.equal(4, four)
+    assert.truthy(c:log(four):find("learnt from its hello", 1, true))
+    put_get(c, four, "joined", "over tls")
+    for _, id in ipairs(c.ids) do
+      local s = assert(c:status(id))
+      for _, p in ipairs(s.peers) do assert.is_true(p.connected, id .. "->" .. p.id) end
+    end
+    assert.equal(l, (c:leader()))
+    os.remove(good .. "/node4.pem")
+    os.remove(good .. "/node4.key")
+  end)
+
   it("drops frames whose from is not the certificate's node", function()
     c = H.start{ nodes = 3, tls = tls_conf(good) }
     local l, term = c:leader()

@@ -65,13 +65,28 @@ int raft_conf_decode(const uint8_t *data, size_t len, raft_conf *out) {
   out->n_voters = data[1];
   out->n_learners = data[2];
   if (out->n_voters > RAFT_MAX_NODES || out->n_learners > RAFT_MAX_NODES ||
-      len != raft_conf_size(out))
+      len < raft_conf_size(out) ||
+      len - raft_conf_size(out) > RAFT_CONF_CONTEXT_MAX)
     return RAFT_EINVAL;
   for (i = 0; i < out->n_voters; i++, p += 8)
     out->voters[i] = rf_get_le64(p);
   for (i = 0; i < out->n_learners; i++, p += 8)
     out->learners[i] = rf_get_le64(p);
   return raft_conf_check(out);
+}
+
+int raft_conf_context(const uint8_t *data, size_t len, const uint8_t **ctx,
+                      size_t *ctx_len) {
+  raft_conf c;
+  size_t at;
+  *ctx = NULL;
+  *ctx_len = 0;
+  if (raft_conf_decode(data, len, &c) != RAFT_OK) return RAFT_EINVAL;
+  if ((at = raft_conf_size(&c)) < len) {
+    *ctx = data + at;
+    *ctx_len = len - at;
+  }
+  return RAFT_OK;
 }
 
 static void drop(uint64_t *ids, size_t *n, uint64_t id) {

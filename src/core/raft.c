@@ -1053,11 +1053,13 @@ int raft_propose(raft *r, const void *data, size_t len, uint64_t *index,
 
 int raft_propose_conf(raft *r, const raft_conf_change *c, uint64_t *index,
                       uint64_t *term) {
-  uint8_t buf[3 + 8 * RAFT_MAX_NODES];
+  uint8_t buf[3 + 8 * RAFT_MAX_NODES + RAFT_CONF_CONTEXT_MAX];
   raft_conf next;
   size_t len;
   int rc;
-  if (c == NULL) return RAFT_EINVAL;
+  if (c == NULL || c->context_len > RAFT_CONF_CONTEXT_MAX ||
+      (c->context_len > 0 && c->context == NULL))
+    return RAFT_EINVAL;
   if (r->role != RAFT_LEADER) return RAFT_ENOTLEADER;
   /* the single-server bug (raft-dev, 2015): no change before an entry of
   ** this term committed; and one change at a time */
@@ -1068,6 +1070,8 @@ int raft_propose_conf(raft *r, const raft_conf_change *c, uint64_t *index,
   RF_ASSERT(rconf_voter_diff(&r->conf, &next) <= 1);
   len = raft_conf_encode(&next, buf, sizeof(buf));
   RF_ASSERT(len > 0);
+  if (c->context_len > 0) memcpy(buf + len, c->context, c->context_len);
+  len += c->context_len; /* the runtime's bytes ride after the ids */
   if ((rc = append_entry(r, r->term, RAFT_ENTRY_CONF, buf, len)) != RAFT_OK)
     return rc;
   if (index) *index = last_index(r);

@@ -51,6 +51,9 @@ static void usage(FILE *f) {
     "  query NAME [K=V...]    run read-only query NAME\n"
     "  status                 the node's /status\n"
     "  members                the cluster's members (GET /cluster)\n"
+    "  members add ID PEER HTTP  add node ID (HOST:PORT each) as a learner\n"
+    "  members promote ID     make learner ID a voter\n"
+    "  members remove ID      remove node ID from the cluster\n"
     "  watch PREFIX           changes under PREFIX (GET /watch), as they come\n"
     "  leader transfer ID     move leadership to node ID\n"
     "\n"
@@ -135,6 +138,44 @@ static int body_arg(ctl *c, int argc, char **argv, int i) {
   return 0;
 }
 
+static int node_id(const char *s, unsigned long long *id) {
+  char *end;
+  errno = 0;
+  *id = strtoull(s, &end, 10);
+  if (errno || *end || s[0] == '\0' || s[0] == '-' || *id == 0)
+    return fail_usage("'%s' is not a node id", s);
+  return 0;
+}
+
+/* members add ID PEER HTTP | promote ID | remove ID: changes, never
+** retried on another node (the leader may have made them). */
+static int build_members(ctl *c, int argc, char **argv) {
+  const char *sub = argv[1];
+  unsigned long long id;
+  int add = strcmp(sub, "add") == 0;
+  if (!add && strcmp(sub, "promote") != 0 && strcmp(sub, "remove") != 0)
+    return fail_usage("unknown members command '%s' (add, promote, remove)",
+                      sub);
+  if (argc != (add ? 5 : 3))
+    return fail_usage("%s", add ? "members add ID PEER HTTP"
+                                : "members promote|remove ID");
+  if (node_id(argv[2], &id) != 0) return RF_CTL_USAGE;
+  c->method = sub[0] == 'r' ? "DELETE" : "POST";
+  c->idempotent = 0;
+  rf_buf_str(&c->target, "/cluster/members");
+  if (add) {
+    rf_buf_printf(&c->body, "{\"id\":%llu,\"peer\":", id);
+    rf_buf_json_str(&c->body, argv[3], strlen(argv[3]));
+    rf_buf_str(&c->body, ",\"http\":");
+    rf_buf_json_str(&c->body, argv[4], strlen(argv[4]));
+    rf_buf_str(&c->body, "}");
+  } else {
+    rf_buf_printf(&c->target, "/%llu%s", id, sub[0] == 'p' ? "/promote" : "");
+  }
+  add_flags(c);
+  return 0;
+}
+
 /* The request for argv (argv[0] is the command).  0 or an exit status. */
 static int build(ctl *c, int argc, char **argv) {
   const char *cmd = argv[0];
@@ -177,6 +218,8 @@ static int build(ctl *c, int argc, char **argv) {
       rf_buf_str(&c->target, "=");
       enc(&c->target, eq + 1, strlen(eq + 1));
     }
+  } else if (strcmp(cmd, "members") == 0 && argc > 1) {
+    return build_members(c, argc, argv);
   } else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "members") == 0) {
     if (!want_args(argc, 0, 0, cmd)) return RF_CTL_USAGE;
     rf_buf_str(&c->target, cmd[0] == 's' ? "/status" : "/cluster");

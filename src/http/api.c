@@ -212,6 +212,11 @@ static int route_to_leader(rf_api *a, rf_http_req *req) {
     const char *method = req->method;
     int rc;
     if (strcmp(method, "HEAD") == 0) req->method = "GET";
+    if (a->deps.tls_client != NULL) { /* a leader added since the start */
+      char name[32];
+      snprintf(name, sizeof(name), "node%llu", (unsigned long long)leader);
+      (void)rf_fwd_expect(a->fwd, lc->http_host, lc->http_port, name);
+    }
     rc = rf_fwd_send(a->fwd, lc->http_host, lc->http_port, req, on_forwarded,
                      req);
     req->method = method;
@@ -585,6 +590,18 @@ static void get_snapshot(rf_api *a, rf_http_req *req) {
   rf_backup_get(a->backup, req); /* this node's own: no forwarding */
 }
 
+static void post_members(rf_api *a, rf_http_req *req) {
+  if (!route_to_leader(a, req)) rf_cluster_add(a->cluster, req);
+}
+
+static void post_member(rf_api *a, rf_http_req *req) {
+  if (!route_to_leader(a, req)) rf_cluster_member(a->cluster, req, 0);
+}
+
+static void delete_member(rf_api *a, rf_http_req *req) {
+  if (!route_to_leader(a, req)) rf_cluster_member(a->cluster, req, 1);
+}
+
 /* ------------------------------------------------------------ routing */
 
 static const route routes[] = {
@@ -599,6 +616,8 @@ static const route routes[] = {
   {"/cluster", "GET", get_cluster, NULL, NULL, NULL},
   {"/cluster/leader", "POST", NULL, NULL, post_leader, NULL},
   {"/snapshot", "GET", get_snapshot, NULL, NULL, NULL},
+  {"/cluster/members", "POST", NULL, NULL, post_members, NULL},
+  {"/cluster/members/", "POST, DELETE", NULL, NULL, post_member, delete_member},
 };
 
 static const route *find_route(const rf_http_req *req) {
@@ -620,6 +639,8 @@ static const char *route_params(const route *r) {
     {"/kv/", " stale redirect "},
     {"/cmd/", " redirect "},
     {"/cluster/leader", " redirect "},
+    {"/cluster/members", " redirect "},
+    {"/cluster/members/", " redirect "},
     {"/query/", NULL},
     {"/watch", " prefix since timeout_ms stream encoding "},
     {"/snapshot", " fresh timeout_ms "},
@@ -762,7 +783,8 @@ int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out) {
   if ((rc = rf_watch_new(loop, deps->sm, deps->drv, cfg->watch_history_entries,
                          cfg->watch_history_bytes, &a->watch)) < 0)
     goto fail;
-  if ((rc = rf_cluster_new(loop, deps->drv, cfg, deps->id, &a->cluster)) < 0)
+  if ((rc = rf_cluster_new(loop, deps->drv, cfg, deps->id, deps->members,
+                           &a->cluster)) < 0)
     goto fail;
   if ((rc = rf_backup_new(loop, deps->snaps, deps->id, &a->backup)) < 0)
     goto fail;

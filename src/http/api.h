@@ -30,6 +30,7 @@ typedef struct rf_api_deps {
   struct rf_tls_ctx *tls_http;   /* HTTPS listener, or NULL: plain HTTP */
   struct rf_tls_ctx *tls_client; /* forwarding to the leader over TLS */
   struct rf_snaps *snaps;        /* GET /snapshot reads its files */
+  struct rf_membership *members; /* membership changes (src/membership.h) */
 } rf_api_deps;
 
 int rf_api_start(const rf_api_deps *deps, uv_loop_t *loop, rf_api **out);

@@ -1,5 +1,11 @@
 /*
-** cluster.c -- GET /cluster and POST /cluster/leader (see cluster.h).
+** cluster.c -- GET /cluster, POST /cluster/leader and the membership
+** routes under /cluster/members (see cluster.h).
+**
+** A membership change goes through rf_driver_change with, as its context,
+** the addresses of every member of the resulting configuration (so each
+** CONF entry is self-contained, docs/membership.md), and is answered from
+** the driver's callback once committed and applied.
 **
 ** A transfer is asked of the driver (rf_driver_transfer); whether it
 ** happened shows only in who leads, so a timer polls the driver's leader
@@ -11,7 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+
 #include "http/cluster.h"
+#include "membership.h"
 #include "rafting/buf.h"
 #include "rafting/error.h"
 #include "rafting/util.h"
@@ -21,6 +32,7 @@ struct rf_cluster {
   rf_driver *drv;
   const rf_config *cfg;
   uint64_t id;
+  rf_membership *ms;
   rf_http_req *waiting; /* the transfer being waited for, or NULL */
   uint64_t target;
   uint64_t deadline;    /* uv_now, ms */
@@ -29,7 +41,7 @@ struct rf_cluster {
 };
 
 int rf_cluster_new(uv_loop_t *loop, rf_driver *drv, const rf_config *cfg,
-                   uint64_t id, rf_cluster **out) {
+                   uint64_t id, rf_membership *ms, rf_cluster **out) {
   rf_cluster *c = calloc(1, sizeof(*c));
   int rc;
   *out = NULL;
@@ -42,6 +54,7 @@ int rf_cluster_new(uv_loop_t *loop, rf_driver *drv, const rf_config *cfg,
   c->drv = drv;
   c->cfg = cfg;
   c->id = id;
+  c->ms = ms;
   *out = c;
   return 0;
 }
@@ -228,4 +241,218 @@ void rf_cluster_transfer(rf_cluster *c, rf_http_req *req) {
   c->deadline = uv_now(c->timer.loop) +
                 (uint64_t)tick * (uint64_t)(2 * c->cfg->election_ticks) + 200;
   uv_timer_start(&c->timer, on_tick, (uint64_t)tick, (uint64_t)tick);
+}
+
+/* ------------------------------------------------------------ members */
+
+static void on_changed(void *ud, int status, uint64_t index, uint64_t term,
+                       const char *res, size_t len) {
+  rf_http_req *req = ud;
+  rf_buf b;
+  (void)res, (void)len;
+  switch (status) {
+  case 0:
+    rf_buf_init(&b);
+    rf_buf_printf(&b, "{\"index\":%" PRIu64 ",\"term\":%" PRIu64 "}", index,
+                  term);
+    respond(req, 200, &b);
+    return;
+  case RF_ENOTCOMMITTED:
+  case RF_ENOTLEADER:
+    rf_http_add_header(req, "Retry-After", "1");
+    rf_http_json_error(req, 503, "not_committed", "leadership changed before "
+                       "the change committed; it was not made; retry");
+    return;
+  default: /* timed out, stopping, storage: it may still commit */
+    rf_http_json_error(req, 504, "outcome_unknown", "the change's outcome is "
+                       "not known (it may still commit): read GET /cluster");
+  }
+}
+
+/* The change to the configuration st->conf, carrying every resulting
+** member's addresses (extra's for a new node): answered in on_changed. */
+static void change(rf_cluster *c, rf_http_req *req, const raft_status *st,
+                   int op, uint64_t id, const rf_member *extra) {
+  raft_conf next = st->conf;
+  raft_conf_change ch = {op, id, NULL, 0};
+  size_t i, k = 0;
+  rf_buf ctx;
+  int rc;
+  if (op == RAFT_CONF_ADD_LEARNER) {
+    next.learners[next.n_learners++] = id;
+  } else { /* promote or remove: id leaves the learners (and voters) */
+    for (i = 0; i < st->conf.n_learners; i++)
+      if (st->conf.learners[i] != id) next.learners[k++] = st->conf.learners[i];
+    next.n_learners = k;
+    if (op == RAFT_CONF_ADD_VOTER) next.voters[next.n_voters++] = id;
+    for (i = 0, k = 0; op == RAFT_CONF_REMOVE && i < st->conf.n_voters; i++)
+      if (st->conf.voters[i] != id) next.voters[k++] = st->conf.voters[i];
+    if (op == RAFT_CONF_REMOVE) next.n_voters = k;
+  }
+  rf_buf_init(&ctx);
+  if ((rc = rf_membership_context(c->ms, &next, extra, &ctx)) == 0 &&
+      ctx.n > RAFT_CONF_CONTEXT_MAX)
+    rc = RF_ETOOBIG;
+  ch.context = ctx.p;
+  ch.context_len = ctx.n;
+  if (rc == 0) rc = rf_driver_change(c->drv, &ch, on_changed, req, NULL, NULL);
+  rf_buf_free(&ctx);
+  if (rc == 0) return;
+  if (rc == RF_EBUSY)
+    rf_http_json_error(req, 409, "change_pending", st->transferee
+                       ? "a leadership transfer is under way; retry"
+                       : "another membership change is not committed yet, "
+                         "or this leader has not committed an entry of its "
+                         "term yet; retry");
+  else if (rc == RF_ENOTLEADER) {
+    rf_http_add_header(req, "Retry-After", "1");
+    rf_http_json_error(req, 503, "not_leader", "leadership moved; retry");
+  } else
+    rf_http_json_error(req, rc == RF_EINVAL ? 400 : 500, rc == RF_EINVAL
+                       ? "bad_change" : "internal", rf_strerror(rc));
+}
+
+/* Refused before asking the core: 409 while a change is pending. */
+static int pending(rf_http_req *req, const raft_status *st) {
+  if (!st->conf_pending) return 0;
+  rf_http_json_error(req, 409, "change_pending", "another membership change "
+                     "is not committed yet; retry once GET /cluster shows "
+                     "\"pending\": false");
+  return 1;
+}
+
+static int body_id(json_t *o, uint64_t *id) {
+  json_t *v = json_object_get(o, "id");
+  if (!json_is_integer(v) || json_integer_value(v) <= 0) return -1;
+  *id = (uint64_t)json_integer_value(v);
+  return 0;
+}
+
+/* A node without a membership (a test's API alone) cannot change it. */
+static int no_membership(rf_cluster *c, rf_http_req *req) {
+  if (c->ms != NULL) return 0;
+  rf_http_json_error(req, 501, "not_supported", "membership changes are not "
+                     "available on this server");
+  return 1;
+}
+
+void rf_cluster_add(rf_cluster *c, rf_http_req *req) {
+  raft_status st;
+  json_t *o = json_loadb(req->body, req->body_len, 0, NULL);
+  const char *peer = json_string_value(json_object_get(o, "peer"));
+  const char *http = json_string_value(json_object_get(o, "http"));
+  char why[200], msg[300];
+  rf_member m;
+  uint64_t id = 0, other;
+  if (no_membership(c, req)) {
+    json_decref(o);
+    return;
+  }
+  if (!json_is_object(o) || body_id(o, &id) < 0 || !peer || !http ||
+      json_object_size(o) != 3) {
+    json_decref(o);
+    rf_http_json_error(req, 400, "bad_request", "the body must be {\"id\": N, "
+                       "\"peer\": \"host:port\", \"http\": \"host:port\"}");
+    return;
+  }
+  if (rf_member_parse(&m, id, peer, http, why, sizeof(why)) < 0) {
+    json_decref(o);
+    rf_http_json_error(req, 400, "bad_request", why);
+    return;
+  }
+  json_decref(o);
+  rf_driver_status(c->drv, &st);
+  if (st.conf.n_voters + st.conf.n_learners >= RAFT_MAX_NODES) {
+    rf_http_json_error(req, 400, "too_many_members", "the cluster has the "
+                       "most members rafting supports");
+    return;
+  }
+  if (raft_conf_is_voter(&st.conf, id) || raft_conf_is_learner(&st.conf, id)) {
+    snprintf(msg, sizeof(msg), "node %" PRIu64 " is a member already", id);
+    rf_http_json_error(req, 400, "already_member", msg);
+    return;
+  }
+  if ((other = rf_membership_clash(c->ms, &st.conf, &m)) != RAFT_NONE) {
+    snprintf(msg, sizeof(msg), "node %" PRIu64 " uses that address", other);
+    rf_http_json_error(req, 400, "address_in_use", msg);
+    return;
+  }
+  if (!pending(req, &st)) change(c, req, &st, RAFT_CONF_ADD_LEARNER, id, &m);
+}
+
+static const raft_peer_status *peer_of(const raft_status *st, uint64_t id) {
+  for (size_t i = 0; i < st->n_peers; i++)
+    if (st->peers[i].id == id) return &st->peers[i];
+  return NULL;
+}
+
+/* A learner more than RF_PROMOTE_MAX_LAG entries behind, or silent, would
+** stall every commit that needs it once a voter (docs/membership.md). */
+static int far_behind(rf_http_req *req, const raft_status *st, uint64_t id) {
+  const raft_peer_status *p = peer_of(st, id);
+  uint64_t lag = p ? st->last_index - p->match : st->last_index;
+  char msg[300];
+  if (p && p->active && lag <= RF_PROMOTE_MAX_LAG) return 0;
+  if (lag > RF_PROMOTE_MAX_LAG)
+    snprintf(msg, sizeof(msg), "learner %" PRIu64 " is %" PRIu64 " entries "
+             "behind the leader (it has %" PRIu64 " of %" PRIu64 "); promote "
+             "it once it is within %d", id, lag, p ? p->match : 0,
+             st->last_index, RF_PROMOTE_MAX_LAG);
+  else
+    snprintf(msg, sizeof(msg), "learner %" PRIu64 " has not answered the "
+             "leader within an election timeout", id);
+  rf_http_json_error(req, 409, "learner_behind", msg);
+  return 1;
+}
+
+/* /cluster/members/{id}[/promote] -> id, *promote; 0 after a 404. */
+static uint64_t path_id(rf_http_req *req, int *promote) {
+  static const char pre[] = "/cluster/members/", suf[] = "/promote";
+  const char *p = req->path + sizeof(pre) - 1;
+  size_t n = req->path_len - (sizeof(pre) - 1), k = 0;
+  uint64_t id = 0;
+  while (k < n && k < 19 && isdigit((unsigned char)p[k]))
+    id = id * 10 + (uint64_t)(p[k++] - '0');
+  *promote = n - k == sizeof(suf) - 1 && memcmp(p + k, suf, n - k) == 0;
+  if (k == 0 || id == 0 || (k < n && !*promote)) {
+    rf_http_json_error(req, k == 0 || id == 0 ? 400 : 404, k == 0 || id == 0
+                       ? "bad_request" : "not_found", k == 0 || id == 0
+                       ? "not a node id" : "no such route");
+    return 0;
+  }
+  return id;
+}
+
+void rf_cluster_member(rf_cluster *c, rf_http_req *req, int del) {
+  raft_status st;
+  char msg[200];
+  int promote, voter;
+  uint64_t id;
+  if (no_membership(c, req) || (id = path_id(req, &promote)) == 0) return;
+  if (promote == del) { /* POST .../promote or DELETE .../{id} */
+    rf_http_add_header(req, "Allow", promote ? "POST" : "DELETE");
+    rf_http_json_error(req, 405, "method_not_allowed", promote
+                       ? "use POST to promote" : "use DELETE to remove");
+    return;
+  }
+  rf_driver_status(c->drv, &st);
+  voter = raft_conf_is_voter(&st.conf, id);
+  if (!voter && !raft_conf_is_learner(&st.conf, id)) {
+    snprintf(msg, sizeof(msg), "node %" PRIu64 " is not a member", id);
+    rf_http_json_error(req, 404, "unknown_node", msg);
+    return;
+  }
+  if (promote && voter) {
+    snprintf(msg, sizeof(msg), "node %" PRIu64 " is a voter already", id);
+    rf_http_json_error(req, 400, "already_voter", msg);
+    return;
+  }
+  if (del && voter && st.conf.n_voters == 1) {
+    rf_http_json_error(req, 400, "last_voter", "the last voter cannot be "
+                       "removed");
+    return;
+  }
+  if (pending(req, &st) || (promote && far_behind(req, &st, id))) return;
+  change(c, req, &st, promote ? RAFT_CONF_ADD_VOTER : RAFT_CONF_REMOVE, id,
+         NULL);
 }

@@ -268,6 +268,23 @@ static int l_defaults (lua_State *L) {
   return 1;
 }
 
+/* core.conf_decode(data) -> {voters=, learners=}, context | nil: a CONF
+** entry's payload as the C core reads it (raft_conf_context) */
+static int l_conf_decode (lua_State *L) {
+  size_t len, ctx_len;
+  const uint8_t *data = (const uint8_t *)luaL_checklstring(L, 1, &len);
+  const uint8_t *ctx;
+  raft_conf c;
+  if (raft_conf_decode(data, len, &c) != RAFT_OK ||
+      raft_conf_context(data, len, &ctx, &ctx_len) != RAFT_OK) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  lraft_pushconf(L, &c);
+  lua_pushlstring(L, (const char *)ctx, ctx_len);
+  return 2;
+}
+
 static const luaL_Reg node_methods[] = {
   {"tick", l_tick},
   {"step", l_step},
@@ -298,6 +315,7 @@ static const luaL_Reg node_meta[] = {
 static const luaL_Reg funcs[] = {
   {"new", l_new},
   {"defaults", l_defaults},
+  {"conf_decode", l_conf_decode},
   {NULL, NULL}
 };
 

@@ -13,7 +13,7 @@
 **   io.compact(index, term)
 ** Requests: d:propose(data, cb) calls cb(status, index, term, result) once;
 ** d:read(cb) calls cb(status) once; status is nil (ok) or an error name.
-** Membership: d:change(op, id, cb) (as propose), d:transfer(id),
+** Membership: d:change(op, id, cb[, context]) (as propose), d:transfer(id),
 ** d:conf_at(index); io.save gets a 6th argument, the adopted snapshot's
 ** configuration {voters=, learners=} (or nil).
 **
@@ -403,8 +403,9 @@ static int l_propose (lua_State *L) {
   return leave(ld, 2);
 }
 
-/* d:change(op, id, cb) -> index, term | nil, err, message; op is
-** "add_learner", "add_voter" or "remove"; cb as propose's */
+/* d:change(op, id, cb[, context]) -> index, term | nil, err, message; op
+** is "add_learner", "add_voter" or "remove"; cb as propose's; context: a
+** string stored after the configuration in the entry */
 static int l_change (lua_State *L) {
   static const char *const ops[] = {"add_learner", "add_voter", "remove", NULL};
   LDriver *ld = check(L);
@@ -417,6 +418,7 @@ static int l_change (lua_State *L) {
   id = luaL_checkinteger(L, 3);
   luaL_argcheck(L, id > 0, 3, "not a node id");
   c.id = (uint64_t)id;
+  c.context = luaL_optlstring(L, 5, NULL, &c.context_len);
   luaL_checktype(L, 4, LUA_TFUNCTION);
   key = parkreq(L, ld, 4);
   enter(L);

@@ -176,13 +176,41 @@ static void put_body(Env *env, body *b, const raft_msg *m,
   }
 }
 
+static int pack(const Env *env, uint8_t **out, size_t *len) {
+  size_t n = rafting__envelope__get_packed_size(env);
+  uint8_t *buf = n <= UINT32_MAX ? malloc(RF_FRAME_HEADER + n) : NULL;
+  if (buf == NULL) return n <= UINT32_MAX ? RF_CODEC_ENOMEM : RF_CODEC_ERANGE;
+  rf_frame_put_len(buf, (uint32_t)n);
+  rafting__envelope__pack(env, buf + RF_FRAME_HEADER);
+  *out = buf;
+  *len = RF_FRAME_HEADER + n;
+  return 0;
+}
+
+int rf_codec_encode_hello(const char *cluster, uint64_t from, uint64_t to,
+                          const char *addr, uint8_t **out, size_t *len) {
+  Env env = RAFTING__ENVELOPE__INIT;
+  Rafting__Hello h = RAFTING__HELLO__INIT;
+  if (cluster == NULL || *cluster == '\0' || addr == NULL || out == NULL ||
+      len == NULL)
+    return RF_CODEC_EINVAL;
+  if (from == RAFT_NONE || to == RAFT_NONE || from >= RAFT_TERM_LIMIT ||
+      to >= RAFT_TERM_LIMIT)
+    return RF_CODEC_ERANGE;
+  env.cluster = (char *)cluster; /* only read by pack */
+  env.from = from;
+  env.to = to;
+  h.peer = (char *)addr;
+  env.body_case = RAFTING__ENVELOPE__BODY_HELLO;
+  env.hello = &h;
+  return pack(&env, out, len);
+}
+
 int rf_codec_encode(const char *cluster, const raft_msg *m, uint8_t **out,
                     size_t *len) {
   Env env = RAFTING__ENVELOPE__INIT;
   body b;
   Rafting__Entry *ents = NULL;
-  size_t n;
-  uint8_t *buf;
   int rc;
 
   if (cluster == NULL || *cluster == '\0' || m == NULL || out == NULL ||
@@ -198,19 +226,9 @@ int rf_codec_encode(const char *cluster, const raft_msg *m, uint8_t **out,
   env.to = m->to;
   env.term = m->term;
   put_body(&env, &b, m, ents);
-
-  n = rafting__envelope__get_packed_size(&env);
-  buf = n <= UINT32_MAX ? malloc(RF_FRAME_HEADER + n) : NULL;
-  if (buf == NULL) {
-    free(ents);
-    return n <= UINT32_MAX ? RF_CODEC_ENOMEM : RF_CODEC_ERANGE;
-  }
-  rf_frame_put_len(buf, (uint32_t)n);
-  rafting__envelope__pack(&env, buf + RF_FRAME_HEADER);
+  rc = pack(&env, out, len);
   free(ents);
-  *out = buf;
-  *len = RF_FRAME_HEADER + n;
-  return 0;
+  return rc;
 }
 
 /* ---- decode --------------------------------------------------------- */
@@ -293,6 +311,10 @@ static int get_body(rf_decoded *d, const Env *env) {
   case RAFTING__ENVELOPE__BODY_TIMEOUT_NOW:
     m->type = RAFT_MSG_TIMEOUT_NOW;
     return 0;
+  case RAFTING__ENVELOPE__BODY_HELLO: /* ids and an address, nothing else */
+    d->hello = env->hello->peer != NULL ? env->hello->peer : "";
+    m->term = 0;
+    return 0;
   default:
     return RF_CODEC_ETYPE; /* not set, or a case this build does not know */
   }
@@ -316,7 +338,12 @@ int rf_codec_decode(const uint8_t *buf, size_t len, const char *cluster,
     d->msg.to = env->to;
     d->msg.term = env->term;
     rc = get_body(d, env);
-    if (rc == 0) rc = check_msg(&d->msg);
+    if (rc == 0 && d->hello != NULL) /* ids only: no Raft fields */
+      rc = d->msg.from == RAFT_NONE || d->msg.to == RAFT_NONE ||
+           d->msg.from >= RAFT_TERM_LIMIT || d->msg.to >= RAFT_TERM_LIMIT
+               ? RF_CODEC_ERANGE : 0;
+    else if (rc == 0)
+      rc = check_msg(&d->msg);
   }
   if (rc != 0) rf_decoded_free(d);
   return rc;

@@ -60,10 +60,11 @@ typedef struct wreq {
   size_t len;
 } wreq;
 
-struct peer {
+struct peer {             /* malloc'd alone: added and removed at run time */
   rf_transport *t;
   uint64_t id;
   char *host;
+  char addr_text[RF_ADDR_MAX]; /* host:port, for the hello */
   int port;
   struct sockaddr_storage addr;
   uv_timer_t timer;      /* redial */
@@ -71,6 +72,8 @@ struct peer {
   int up;                /* conn is connected */
   unsigned fails;        /* failed dials since the last connection */
   uint64_t sent, dropped;
+  int removed;           /* rf_transport_remove_peer: closing, not in t->peers */
+  int legacy_hello;      /* an empty hello frame, as nodes before Hello */
 };
 
 typedef struct inconn { /* accepted: we only read frames from it */
@@ -105,10 +108,14 @@ struct rf_transport {
   void (*recv)(void *, const raft_msg *);
   void (*peer_state)(void *, uint64_t, int);
   void (*log)(void *, int, const char *);
+  void (*learn)(void *, uint64_t, const char *, int);
+  int learning;          /* hellos from unknown nodes are reported */
+  char *advertise;       /* "host:port" this node's hellos carry, or "" */
   uv_tcp_t listener;
   int port;
-  peer *peers;
-  size_t n_peers;
+  peer **peers;
+  size_t n_peers, cap_peers;
+  int auto_in;           /* max_in follows the number of peers */
   inconn *in;            /* open inbound connections */
   size_t n_in, max_in;
   unsigned first_ms, frame_ms;
@@ -161,14 +168,21 @@ static char *dupstr(const char *s) {
 
 static peer *find_peer(const rf_transport *t, uint64_t id) {
   for (size_t i = 0; i < t->n_peers; i++)
-    if (t->peers[i].id == id) return &t->peers[i];
+    if (t->peers[i]->id == id) return t->peers[i];
   return NULL;
 }
 
+static void free_peer(peer *p) {
+  free(p->host);
+  free(p);
+}
+
+/* Peers still listed own no handle (close() empties the list). */
 static void free_transport(rf_transport *t) {
-  for (size_t i = 0; i < t->n_peers; i++) free(t->peers[i].host);
+  for (size_t i = 0; i < t->n_peers; i++) free_peer(t->peers[i]);
   free(t->peers);
   free(t->cluster);
+  free(t->advertise);
   free(t);
 }
 
@@ -183,8 +197,12 @@ static void handle_gone(rf_transport *t) {
 
 static void on_handle_closed(uv_handle_t *h) { handle_gone(h->data); }
 
+/* A peer's timer closes last: the peer goes with it. */
 static void on_timer_closed(uv_handle_t *h) {
-  handle_gone(((peer *)h->data)->t);
+  peer *p = h->data;
+  rf_transport *t = p->t;
+  free_peer(p);
+  handle_gone(t);
 }
 
 /* ---- outbound ------------------------------------------------------- */
@@ -218,7 +236,9 @@ static void out_drop(outconn *c, const char *what, int err) {
          uv_strerror(err));
     if (t->peer_state != NULL) t->peer_state(t->ud, p->id, 0);
     if (t->closing) return; /* the callback closed us */
-  } else {
+  }
+  if (p->removed) return; /* its timer is closing: no redial */
+  if (!was_up) {
     /* Log the first failure of a series; the rest only at debug. */
     tlog(t, p->fails == 0 ? RF_LOG_INFO : RF_LOG_DEBUG,
          "peer %" PRIu64 " (%s:%d) unreachable: %s: %s", p->id, p->host,
@@ -304,17 +324,26 @@ static int out_tls_recv(void *ud, const uint8_t *b, size_t n) {
   return UV_EPROTO; /* the peer must not send us frames here */
 }
 
-/* An empty frame (length 0) is a hello: the dialer sends one as soon as the
-** connection carries frames (after the TLS handshake), so an inbound
-** connection that stays silent past first_ms is not a peer.  A failure
-** needs no handling: the peer closes us at its deadline and we redial. */
+/* The hello goes first as soon as the connection carries frames (after
+** the TLS handshake): who we are and where we listen (proto/raft.proto),
+** and an inbound connection that stays silent past first_ms is not a peer.
+** A failure needs no handling: the peer closes us at its deadline and we
+** redial. */
 static void send_hello(outconn *c) {
-  static const uint8_t zero[RF_FRAME_HEADER];
+  rf_transport *t = c->t;
   uint8_t *hello;
+  size_t len = RF_FRAME_HEADER;
+  if (c->peer->legacy_hello) { /* length 0: every version skips it */
+    if ((hello = calloc(1, len)) == NULL) return;
+  } else if (rf_codec_encode_hello(t->cluster, t->self, c->peer->id,
+                                   t->advertise, &hello, &len) < 0) {
+    return;
+  }
   if (c->tls != NULL) {
-    (void)rf_tls_write(c->tls, zero, sizeof(zero));
-  } else if ((hello = calloc(1, RF_FRAME_HEADER)) != NULL) {
-    (void)out_write(c, hello, RF_FRAME_HEADER);
+    (void)rf_tls_write(c->tls, hello, len);
+    free(hello);
+  } else {
+    (void)out_write(c, hello, len);
   }
 }
 
@@ -462,6 +491,26 @@ static void on_in_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
+/* A hello (cluster, recipient and with TLS the certificate already
+** checked).  While learning, a node we have no address for is reported to
+** learn; a known address is never replaced.  0 or <0. */
+static int hello(inconn *c, uint64_t from, const char *addr) {
+  rf_transport *t = c->t;
+  char host[RF_ADDR_MAX], why[160];
+  int port;
+  if (find_peer(t, from) != NULL || t->learn == NULL || !t->learning ||
+      *addr == '\0')
+    return 0;
+  if (rf_addr_split(addr, host, sizeof(host), &port, why, sizeof(why)) < 0) {
+    in_fail(c, "hello from node %" PRIu64 ": %s", from, why);
+    return UV_EINVAL;
+  }
+  tlog(t, RF_LOG_DEBUG, "hello from node %" PRIu64 " (no peer) at %s", from,
+       addr);
+  t->learn(t->ud, from, host, port);
+  return c->closing ? UV_ECANCELED : 0;
+}
+
 /* One complete frame: decode, check, hand to recv. 0 = keep reading. */
 static int deliver(inconn *c, const uint8_t *p, size_t n) {
   rf_transport *t = c->t;
@@ -475,9 +524,14 @@ static int deliver(inconn *c, const uint8_t *p, size_t n) {
     in_fail(c, "frame for node %" PRIu64 ", this is %" PRIu64, d.msg.to,
             t->self);
     rc = UV_EINVAL;
-  } else if (find_peer(t, d.msg.from) == NULL) {
-    in_fail(c, "frame from unknown node %" PRIu64, d.msg.from);
-    rc = UV_EINVAL;
+  } else if (c->tls != NULL && c->auth == 0 &&
+             (d.hello == NULL || !rf_tls_peer_is_node(c->tls, d.msg.from))) {
+    in_fail(c, "its certificate names no node this one knows, and it did not "
+            "say hello as the node it names");
+    rc = UV_EPROTO;
+  } else if (c->tls != NULL && c->auth == 0) {
+    c->auth = d.msg.from; /* a node to learn: its certified hello */
+    rc = hello(c, d.msg.from, d.hello);
   } else if (c->tls != NULL && d.msg.from != c->auth) {
     /* Log the first, count the rest: a flood must not flood the log. */
     c->spoofed++;
@@ -485,6 +539,11 @@ static int deliver(inconn *c, const uint8_t *p, size_t n) {
          "dropped a frame from %s: it claims node %" PRIu64 " but the "
          "certificate is node %" PRIu64 " (%" PRIu64 " dropped)", c->name,
          d.msg.from, c->auth, c->spoofed);
+  } else if (d.hello != NULL) {
+    rc = hello(c, d.msg.from, d.hello);
+  } else if (find_peer(t, d.msg.from) == NULL) {
+    in_fail(c, "frame from unknown node %" PRIu64, d.msg.from);
+    rc = UV_EINVAL;
   } else {
     t->recv(t->ud, &d.msg);
   }
@@ -558,8 +617,10 @@ static void start_sweep(rf_transport *t) {
 static int in_auth(inconn *c) {
   rf_transport *t = c->t;
   for (size_t i = 0; c->auth == 0 && i < t->n_peers; i++)
-    if (rf_tls_peer_is_node(c->tls, t->peers[i].id)) c->auth = t->peers[i].id;
-  if (c->auth != 0) return 0;
+    if (rf_tls_peer_is_node(c->tls, t->peers[i]->id))
+      c->auth = t->peers[i]->id;
+  /* a node we may learn: its hello says which, deliver() checks it */
+  if (c->auth != 0 || (t->learn != NULL && t->learning)) return 0;
   in_fail(c, "its certificate names no other node of this cluster");
   return UV_EPROTO;
 }
@@ -738,22 +799,62 @@ static int check_config(const rf_transport_config *cfg) {
   return 0;
 }
 
+/* A peer's address: resolved (numeric) and copied.  0 or <0. */
+static int set_addr(peer *p, const char *host, int port) {
+  struct sockaddr_storage ss;
+  char *h;
+  if (host == NULL || port <= 0 || port > 65535 ||
+      rf_addr_resolve(host, port, &ss) < 0)
+    return UV_EINVAL;
+  if ((h = dupstr(host)) == NULL) return UV_ENOMEM;
+  free(p->host);
+  p->host = h;
+  p->port = port;
+  p->addr = ss;
+  return 0;
+}
+
+/* A new peer in t->peers (no handle yet).  0 or <0. */
+static int new_peer(rf_transport *t, uint64_t id, const char *host, int port,
+                    peer **out) {
+  peer *p;
+  int rc;
+  if (t->n_peers == t->cap_peers) {
+    size_t cap = t->cap_peers ? 2 * t->cap_peers : 8;
+    peer **np = realloc(t->peers, cap * sizeof(*np));
+    if (np == NULL) return UV_ENOMEM;
+    t->peers = np;
+    t->cap_peers = cap;
+  }
+  if ((p = calloc(1, sizeof(*p))) == NULL) return UV_ENOMEM;
+  if ((rc = set_addr(p, host, port)) < 0) {
+    free(p);
+    return rc;
+  }
+  p->t = t;
+  p->id = id;
+  t->peers[t->n_peers++] = p;
+  if (t->auto_in) t->max_in = DEF_IN_PER_NODE * (t->n_peers + 1);
+  *out = p;
+  return 0;
+}
+
 static int copy_peers(rf_transport *t, const rf_transport_config *cfg) {
-  t->peers = calloc(cfg->n_peers ? cfg->n_peers : 1, sizeof(*t->peers));
-  if (t->peers == NULL) return UV_ENOMEM;
+  peer *p;
   for (size_t i = 0; i < cfg->n_peers; i++) {
-    peer *p = &t->peers[i];
     const rf_peer_addr *a = &cfg->peers[i];
-    int rc = rf_addr_resolve(a->host, a->port, &p->addr);
+    int rc = new_peer(t, a->id, a->host, a->port, &p);
     if (rc < 0) return rc;
-    p->host = dupstr(a->host);
-    if (p->host == NULL) return UV_ENOMEM;
-    p->t = t;
-    p->id = a->id;
-    p->port = a->port;
-    t->n_peers = i + 1;
   }
   return 0;
+}
+
+/* Its redial timer, then the first dial. */
+static void start_peer(peer *p) {
+  uv_timer_init(p->t->loop, &p->timer); /* cannot fail */
+  p->timer.data = p;
+  p->t->handles++;
+  dial(p);
 }
 
 static rf_transport *new_transport(uv_loop_t *loop,
@@ -768,6 +869,7 @@ static rf_transport *new_transport(uv_loop_t *loop,
   if (t->queue_bound == 0) /* default: 8 MiB, or one max frame if larger */
     t->queue_bound = t->max_frame + RF_FRAME_HEADER > DEF_QUEUE
                          ? t->max_frame + RF_FRAME_HEADER : DEF_QUEUE;
+  t->auto_in = cfg->max_inbound == 0;
   t->max_in = cfg->max_inbound ? cfg->max_inbound
                                : DEF_IN_PER_NODE * (cfg->n_peers + 1);
   t->first_ms = cfg->first_frame_ms ? cfg->first_frame_ms : DEF_FIRST_FRAME_MS;
@@ -784,6 +886,9 @@ static rf_transport *new_transport(uv_loop_t *loop,
   t->recv = cfg->recv;
   t->peer_state = cfg->peer_state;
   t->log = cfg->log;
+  t->learn = cfg->learn;
+  t->learning = 1;
+  t->advertise = dupstr(cfg->advertise ? cfg->advertise : "");
   t->tls_server = cfg->tls_server;
   t->tls_client = cfg->tls_client;
   return t;
@@ -819,7 +924,7 @@ int rf_transport_start(uv_loop_t *loop, const rf_transport_config *cfg,
       t->queue_bound < RF_FRAME_HEADER + t->max_frame || /* one must fit */
       t->in_cap < RF_FRAME_HEADER + t->max_frame)
     rc = UV_EINVAL;
-  else if (t->cluster == NULL)
+  else if (t->cluster == NULL || t->advertise == NULL)
     rc = UV_ENOMEM;
   else if ((rc = copy_peers(t, cfg)) == 0)
     rc = open_listener(t, cfg);
@@ -829,14 +934,56 @@ int rf_transport_start(uv_loop_t *loop, const rf_transport_config *cfg,
     else uv_close((uv_handle_t *)&t->listener, on_handle_closed);
     return rc;
   }
-  for (size_t i = 0; i < t->n_peers; i++) {
-    uv_timer_init(loop, &t->peers[i].timer); /* cannot fail */
-    t->peers[i].timer.data = &t->peers[i];
-    t->handles++;
-  }
   start_sweep(t);
-  for (size_t i = 0; i < t->n_peers; i++) dial(&t->peers[i]);
+  for (size_t i = 0; i < t->n_peers; i++) start_peer(t->peers[i]);
   *out = t;
+  return 0;
+}
+
+int rf_transport_add_peer(rf_transport *t, uint64_t id, const char *host,
+                          int port) {
+  peer *p;
+  int rc;
+  if (t->closing) return RF_TRANSPORT_ECLOSING;
+  if (id == RAFT_NONE || id == t->self) return UV_EINVAL;
+  if ((p = find_peer(t, id)) != NULL) {
+    if (host != NULL && p->port == port && strcmp(p->host, host) == 0)
+      return 0;
+    if ((rc = set_addr(p, host, port)) < 0) return rc;
+    tlog(t, RF_LOG_INFO, "peer %" PRIu64 " moved to %s:%d", id, host, port);
+    if (p->conn != NULL) out_drop(p->conn, "address changed", UV_ECANCELED);
+    uv_timer_stop(&p->timer);
+    p->fails = 0;
+    dial(p);
+    return 0;
+  }
+  if ((rc = new_peer(t, id, host, port, &p)) < 0) return rc;
+  tlog(t, RF_LOG_DEBUG, "peer %" PRIu64 " added (%s:%d)", id, host, port);
+  start_peer(p);
+  return 0;
+}
+
+void rf_transport_learning(rf_transport *t, int on) { t->learning = on; }
+
+int rf_transport_legacy_hello(rf_transport *t, uint64_t id, int on) {
+  peer *p = find_peer(t, id);
+  if (p == NULL) return RF_TRANSPORT_ENOPEER;
+  p->legacy_hello = on; /* from the next connection on */
+  return 0;
+}
+
+int rf_transport_remove_peer(rf_transport *t, uint64_t id) {
+  peer *p = find_peer(t, id);
+  size_t i;
+  if (t->closing) return RF_TRANSPORT_ECLOSING;
+  if (p == NULL) return RF_TRANSPORT_ENOPEER;
+  for (i = 0; t->peers[i] != p; i++) continue;
+  t->peers[i] = t->peers[--t->n_peers];
+  if (t->auto_in) t->max_in = DEF_IN_PER_NODE * (t->n_peers + 1);
+  p->removed = 1; /* out_drop reports it down but does not redial */
+  if (p->conn != NULL) out_drop(p->conn, "removed", UV_ECANCELED);
+  uv_close((uv_handle_t *)&p->timer, on_timer_closed); /* frees p */
+  tlog(t, RF_LOG_DEBUG, "peer %" PRIu64 " removed", id);
   return 0;
 }
 
@@ -903,10 +1050,11 @@ int rf_transport_close(rf_transport *t, void (*done)(void *), void *ud) {
   uv_close((uv_handle_t *)&t->listener, on_handle_closed);
   uv_close((uv_handle_t *)&t->sweep, on_handle_closed);
   for (size_t i = 0; i < t->n_peers; i++) {
-    peer *p = &t->peers[i];
-    uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+    peer *p = t->peers[i];
     if (p->conn != NULL) out_drop(p->conn, "close", 0);
+    uv_close((uv_handle_t *)&p->timer, on_timer_closed); /* frees p */
   }
+  t->n_peers = 0; /* each peer goes with its timer */
   while (t->in != NULL) in_close(t->in);
   return 0;
 }

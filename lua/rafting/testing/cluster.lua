@@ -405,6 +405,11 @@ function C:start_node(id, opts)
     argv[#argv + 1] = "--log-format"
     argv[#argv + 1] = self.log_format
   end
+  -- a node added with add_node: its addresses and --join on the first
+  -- start only; later it finds them in its data directory
+  for _, a in ipairs(n.starts == 0 and n.join_args or {}) do
+    argv[#argv + 1] = a
+  end
   n.starts = n.starts + 1
   local f = io.open(n.log, "a")
   if f then
@@ -541,6 +546,97 @@ function C:members(id)
   local code, body = self:http(id, "GET", "/cluster")
   if code ~= 200 then return nil, ("GET /cluster on node %s: %s %s"):format(id, code, body) end
   return cjson.decode(body)
+end
+
+-- Send method path body to the leader until it answers something other
+-- than 503 (no leader, leadership moved) or 409 (busy, when retry_busy):
+-- code, decoded body.
+function C:to_leader(method, path, body, retry_busy, timeout_ms, what)
+  return self:wait_for(function()
+    local l = self:agreed_leader(self:members_running())
+    if not l then return false, "no leader" end
+    local code, data = self:http(l, method, path, body)
+    if not code then return false, data end
+    if code == 503 or (retry_busy and code == 409) then
+      return false, ("%s %s: %d %s"):format(method, path, code, data)
+    end
+    local ok, t = pcall(cjson.decode, data)
+    return code, ok and t or data
+  end, timeout_ms, what or (method .. " " .. path .. " answered by the leader"))
+end
+
+-- Running nodes that are members (a node still joining knows no leader).
+function C:members_running()
+  local out = {}
+  for _, id in ipairs(self:running()) do
+    if not self.nodes[id].joining then out[#out + 1] = id end
+  end
+  return out
+end
+
+-- c:add_node([{ voter = true, timeout_ms }]) -> id: a fresh node (the next
+-- id, new ports, empty data) started with --join, added as a learner,
+-- caught up, then promoted (unless voter = false).
+function C:add_node(opts)
+  opts = opts or {}
+  local id = 0
+  for _, k in ipairs(self.ids) do id = math.max(id, k) end
+  id = id + 1
+  local pp, hp = proc.free_port(2)
+  local peer, http = "127.0.0.1:" .. pp, "127.0.0.1:" .. hp
+  add_node(self, id, peer, http)
+  local n = self.nodes[id]
+  n.join_args = { "--peer", peer, "--http", http, "--join" }
+  n.joining = true
+  self:start_node(id, { timeout_ms = opts.timeout_ms })
+  local code, body = self:to_leader("POST", "/cluster/members",
+    cjson.encode({ id = id, peer = peer, http = http }), true, opts.timeout_ms,
+    "node " .. id .. " added as a learner")
+  if code ~= 200 then
+    error(self:describe(("adding node %d: %s %s"):format(id, code,
+                        cjson.encode(body))), 2)
+  end
+  n.joining = nil
+  self:wait_for(function()
+    local s = self:status(id)
+    return s and s.applied >= body.index and s.leader ~= nil,
+           s and ("applied " .. s.applied) or "no status"
+  end, opts.timeout_ms, "learner " .. id .. " to catch up")
+  if opts.voter == false then return id end
+  self:promote(id, opts.timeout_ms)
+  return id
+end
+
+-- c:promote(id) -> 200, body once the learner is a voter (retries while the
+-- leader says it is behind or busy).
+function C:promote(id, timeout_ms)
+  local code, body = self:to_leader("POST", "/cluster/members/" .. id ..
+    "/promote", "", true, timeout_ms, "learner " .. id .. " promoted")
+  if code ~= 200 then
+    error(self:describe(("promoting node %d: %s %s"):format(id, code,
+                        cjson.encode(body))), 2)
+  end
+  return code, body
+end
+
+-- c:remove_node(id [, timeout_ms]) -> the change's index: DELETE
+-- /cluster/members/{id} on the leader; if the node runs, waits until it
+-- exits (0) on its own.
+function C:remove_node(id, timeout_ms)
+  local code, body = self:to_leader("DELETE", "/cluster/members/" .. id, nil,
+    true, timeout_ms, "node " .. id .. " removed")
+  if code ~= 200 then
+    error(self:describe(("removing node %d: %s %s"):format(id, code,
+                        cjson.encode(body))), 2)
+  end
+  local n = self:node(id)
+  if live(n) then
+    self:wait_for(function()
+      self:reap()
+      return n.state == "exited", n.state
+    end, timeout_ms, "removed node " .. id .. " to exit")
+  end
+  return body.index
 end
 
 -- c:transfer(to, via) -> status, decoded body: POST /cluster/leader
