@@ -367,6 +367,7 @@ static int start_driver(rf_node *n) {
   o.core.check_quorum = n->cfg->check_quorum;
   o.core.max_msg_bytes = n->cfg->max_msg_bytes;
   o.core.max_inflight = n->cfg->max_inflight;
+  o.core.max_inflight_bytes = n->cfg->max_inflight_bytes;
   o.core.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
   o.request_ticks = (n->cfg->commit_timeout_ms + n->cfg->tick_ms - 1) /
                     n->cfg->tick_ms;

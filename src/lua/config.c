@@ -70,6 +70,7 @@ typedef struct limit_def {
 static const limit_def limit_defs[] = {
     LIM(max_frame_bytes, 0, 4 << 20),  LIM(max_msg_bytes, 0, 2 << 20),
     LIM(max_inflight, 1, 64),          LIM(send_queue_bytes, 0, 8 << 20),
+    LIM(max_inflight_bytes, 0, 4 << 20),
     LIM(max_body_bytes, 0, 1 << 20),   LIM(max_header_bytes, 0, 8 << 10),
     LIM(max_url_bytes, 0, 4 << 10),    LIM(max_connections, 1, 1024),
     LIM(idle_timeout_ms, 1, 30000),    LIM(request_timeout_ms, 1, 10000),
