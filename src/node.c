@@ -292,6 +292,9 @@ static void status_json(void *ud, rf_buf *b) {
                 (unsigned long long)st.last_term,
                 (unsigned long long)st.first_index);
   rf_buf_json_str(b, n->storage->ops->name, strlen(n->storage->ops->name));
+  rf_buf_printf(b, ",\"store\":{\"keys\":%llu,\"bytes\":%llu}",
+                (unsigned long long)rf_store_count(rf_sm_store(n->sm)),
+                (unsigned long long)rf_store_bytes(rf_sm_store(n->sm)));
   rf_snaps_status_json(n->snaps, b);
   if (failed) {
     rf_buf_str(b, ",\"storage_error\":");
