@@ -53,6 +53,7 @@ struct rf_node {
   uint64_t last_leader;
   int storage_logged;
   uint64_t replay_to;   /* commit restored at start; "node ready" once applied */
+  int final_snap;       /* rf_node_stop: the snapshot before stopping asked */
   uint64_t start_ns;
   int ready_logged;
 };
@@ -630,12 +631,22 @@ static void on_handle_closed(uv_handle_t *h) { release(h->data); }
 ** server still runs, and waits for an in-flight save), then the rest. */
 struct rf_driver *rf_node_driver(rf_node *n) { return n->drv; }
 
+static void on_final_snapshot(void *ud) {
+  rf_node *n = ud;
+  rf_node_stop(n, n->stop_done, n->stop_ud);
+}
+
+/* A clean stop snapshots first when the log since the last snapshot is
+** long (rf_snaps_final): the restart loads it instead of replaying.  A
+** second call meanwhile stops at once. */
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   if (n->closing) return;
-  n->closing = 1;
-  rf_log_set_term(NULL, NULL); /* the driver goes away */
   n->stop_done = done;
   n->stop_ud = ud;
+  if (!n->final_snap++ && rf_snaps_final(n->snaps, on_final_snapshot, n))
+    return;
+  n->closing = 1;
+  rf_log_set_term(NULL, NULL); /* the driver goes away */
   n->pending = 7;
   rf_driver_close(n->drv, on_part_closed, n);
   uv_close((uv_handle_t *)&n->tick, on_handle_closed);
