@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "rafting/bytes.h"
 #include "rafting/driver.h"
 #include "rafting/log.h"
 #include "rafting/metrics.h"
@@ -26,6 +27,12 @@
 #include "snaps.h"
 
 #define STALL_MS 10000 /* a transfer with no progress for this long ends */
+/* The amortized trigger waits up to this much (%) more, drawn anew per
+** snapshot: replicas apply the same log, and without it all of them fork
+** and write at the same index, which slows a commit's whole quorum at
+** once (measured in bench/bigstate). Later, never earlier: the bound on
+** snapshot bytes per byte of log only improves. */
+#define JITTER_PCT 25
 
 typedef struct sender {
   uint64_t to;          /* 0: idle */
@@ -57,6 +64,8 @@ struct rf_snaps {
   uint64_t save_t0;     /* when it started (rafting_snapshot_duration) */
   uint64_t since_entries, since_bytes;
   uint64_t last_index, last_term; /* the last entry applied */
+  uint64_t rng;                   /* splitmix64 state, for jitter */
+  unsigned jitter;                /* this interval's extra, % of need */
   void (*final_cb)(void *);       /* rf_snaps_final: once it is taken */
   void *final_ud;
   rf_progress rx_prog;  /* "snapshot receive" progress lines */
@@ -72,6 +81,12 @@ struct rf_snaps {
 static uint64_t now(rf_snaps *s) { return uv_now(s->loop); }
 
 /* ------------------------------------------------------------ taking */
+
+/* The log since the last snapshot starts again from nothing. */
+static void new_interval(rf_snaps *s) {
+  s->since_entries = s->since_bytes = 0;
+  s->jitter = (unsigned)(rf_splitmix64(&s->rng) % (JITTER_PCT + 1));
+}
 
 /* Drop the log up to `snapshot index - trailing`, in the core and the WAL. */
 static void compact(rf_snaps *s, uint64_t index) {
@@ -133,7 +148,7 @@ static void take_here(rf_snaps *s, const raft_entry *e) {
     return;
   }
   p = rf_buf_take(&b, &len);
-  s->since_entries = s->since_bytes = 0;
+  new_interval(s);
   if (rf_snapstore_save(s->store, p, len, &m, on_saved, s) == 0)
     s->saving = 1;
 }
@@ -164,7 +179,7 @@ static void take(rf_snaps *s, const raft_entry *e) {
   if ((fd = rf_snapstore_save_fd(s->store, e->index, e->term)) < 0) {
     if (fd == RF_SNAP_EBUSY) return; /* a failed one's file is going */
     rf_log(RF_ERROR, "snapshot: %s", rf_snapstore_errmsg(s->store));
-    s->since_entries = s->since_bytes = 0; /* not at every entry */
+    new_interval(s); /* not at every entry */
     return;
   }
   s->child_m = (rf_snap_meta){e->index, e->term, 0, 0};
@@ -185,7 +200,7 @@ static void take(rf_snaps *s, const raft_entry *e) {
   rf_log_u64(&r, "log_bytes", s->since_bytes); /* since the last one */
   rf_log_u64(&r, "fork_us", pause / 1000);
   rf_log_end(&r);
-  s->since_entries = s->since_bytes = 0;
+  new_interval(s);
 }
 
 /* Enough log since the last snapshot: a share of the state's size (so the
@@ -200,6 +215,7 @@ static int due(rf_snaps *s) {
   need = rf_store_bytes(rf_sm_store(s->deps.sm)) / 100 *
          c->snapshot_log_percent;
   if (need < c->snapshot_min_log_bytes) need = c->snapshot_min_log_bytes;
+  need += need / 100 * s->jitter;
   return s->since_bytes >= need;
 }
 
@@ -583,7 +599,7 @@ static int install_preloaded(rf_snaps *s, uint64_t index, uint64_t term) {
   rf_store_swap(rf_sm_store(s->deps.sm), s->pre);
   free_off_loop(s, s->pre);
   s->pre = NULL;
-  s->since_entries = s->since_bytes = 0;
+  new_interval(s);
   rf_sm_restored(s->deps.sm, index); /* applied index, watches (410) */
   rf_log_begin(&r, RF_INFO, "snapshot installed");
   rf_log_u64(&r, "index", index);
@@ -619,7 +635,7 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
     rf_log_end(&r);
     return rc;
   }
-  s->since_entries = s->since_bytes = 0;
+  new_interval(s);
   rf_sm_restored(s->deps.sm, index);
   rf_log_begin(&r, RF_INFO, "snapshot installed");
   rf_log_u64(&r, "index", index);
@@ -683,6 +699,8 @@ int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
   if (s == NULL) return UV_ENOMEM;
   s->deps = *deps;
   s->loop = loop;
+  s->rng = deps->id ^ uv_hrtime();
+  s->jitter = (unsigned)(rf_splitmix64(&s->rng) % (JITTER_PCT + 1));
   if (dir != NULL && (s->dir = strdup(dir)) == NULL) {
     free(s);
     return UV_ENOMEM;

@@ -255,6 +255,29 @@ describe("snapshots written by a child process", function()
     assert(snap_total <= 2 * log_total, "more than 2 bytes of snapshot per byte of log")
   end)
 
+  it("replicas do not all snapshot at the same index: the trigger waits a random 0-25 % more", function()
+    c = D.start{ nodes = 3, limits = { snapshot_log_percent = 50,
+                                        snapshot_min_log_bytes = 32768 } }
+    w = D.writers(c, { n = 4, prefix = "j.", max = 3000, deadline_ms = 120000,
+                       seed = 13, value_bytes = 100 })
+    local acks = w:stop(true)
+    w = nil
+    local top = top_index(acks)
+    local sets = {}
+    for _, id in ipairs(c.ids) do
+      D.wait_applied(c, id, top)
+      local idx = {}
+      for i in c:log(id):gmatch('msg="snapshot started" index=(%d+)') do idx[#idx + 1] = i end
+      assert(#idx >= 3, ("node %d took %d snapshots"):format(id, #idx))
+      sets[id] = table.concat(idx, ",")
+    end
+    D.report("snapfork: snapshot indexes per node: %s | %s | %s", sets[1], sets[2], sets[3])
+    -- the same log and state on every replica: without the jitter the
+    -- lists are equal (the chance that they are with it: below 1e-6)
+    assert(not (sets[1] == sets[2] and sets[2] == sets[3]),
+           "every replica snapshotted at the same indexes: " .. sets[1])
+  end)
+
   it("a clean stop with a long log since the last snapshot takes one first: the restart loads it", function()
     -- percent 0: no snapshot while writing (ceilings of 1 GiB); the floor
     -- is what decides at the stop
