@@ -114,6 +114,7 @@ static void on_saved(void *ud, int status) {
 static void saved(rf_snaps *s, int status) {
   rf_snap_meta m;
   rf_logrec r;
+  uint64_t t0;
   s->saving = 0;
   if (status == UV_ECANCELED || s->closing) return;
   if (status == RF_SNAP_ESTALE) return; /* a newer one was installed */
@@ -126,12 +127,14 @@ static void saved(rf_snaps *s, int status) {
   if (rf_snapstore_latest(s->store, &m) != 0) return;
   rf_histo_since(&rf_metrics_g.snapshot, s->save_t0);
   RF_METRIC_SET(snapshot_bytes, m.size);
+  t0 = uv_hrtime();
+  compact(s, m.index); /* on the loop: frees the log's entries */
   rf_log_begin(&r, RF_INFO, "snapshot taken");
   rf_log_u64(&r, "index", m.index);
   rf_log_u64(&r, "keys", m.nkeys);
   rf_log_u64(&r, "bytes", m.size);
+  rf_log_u64(&r, "compact_us", (uv_hrtime() - t0) / 1000);
   rf_log_end(&r);
-  compact(s, m.index);
 }
 
 /* Memory nodes (and a failed fork): serialize on the loop, save off it. */
