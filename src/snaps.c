@@ -65,7 +65,7 @@ struct rf_snaps {
   uint64_t since_entries, since_bytes;
   uint64_t last_index, last_term; /* the last entry applied */
   uint64_t rng;                   /* splitmix64 state, for jitter */
-  uint64_t compact_to;            /* log still to drop, a step a tick */
+  uint64_t compact_goal;          /* drop the log up to here, a step a tick */
   unsigned jitter;                /* this interval's extra, % of need */
   void (*final_cb)(void *);       /* rf_snaps_final: once it is taken */
   void *final_ud;
@@ -96,38 +96,50 @@ static void new_interval(rf_snaps *s) {
 ** million entries). */
 #define COMPACT_STEP 32768
 
-static void compact_step(rf_snaps *s, uint64_t step) {
-  uint64_t to = s->compact_to;
-  raft_status st;
-  if (to == 0) return;
-  rf_driver_status(s->drv, &st);
-  if (st.first_index > 0 && to > st.first_index - 1 &&
-      to - (st.first_index - 1) > step)
-    to = st.first_index - 1 + step;
-  /* refused when the log no longer holds that entry: already gone */
-  if (rf_driver_compact(s->drv, to) < 0 || to == s->compact_to)
-    s->compact_to = 0;
-}
-
-/* Drop the log up to `snapshot index - trailing`, in the core and the WAL.
-** A leader keeps what a live follower that is replicating still needs: cut
-** off, one catching up after a restart or a snapshot would need the whole
-** state sent again.  It installed a snapshot or held the log before the
-** previous one, so at most about two intervals of log stay. */
-static void compact(rf_snaps *s, uint64_t index) {
-  const rf_config *cfg = s->deps.cfg;
-  uint64_t to;
-  raft_status st;
-  if (index <= cfg->snapshot_trailing) return;
-  to = index - cfg->snapshot_trailing;
-  rf_driver_status(s->drv, &st);
-  for (size_t i = 0; st.role == RAFT_LEADER && i < st.n_peers; i++) {
-    const raft_peer_status *p = &st.peers[i];
-    if (p->id != st.id && p->state == RAFT_PR_REPLICATE && p->active &&
+/* How far the log may be dropped now: the goal, or less on a leader while
+** a live follower in the replicating state still needs entries.  Cut off,
+** one catching up after a restart or a snapshot install would need the
+** whole state sent again; it installed a snapshot or held the log before
+** the previous one, so about two intervals of log stay at most.  A
+** follower that is down or paused stops counting within two election
+** timeouts (it is no longer active). */
+static uint64_t compact_limit(const rf_snaps *s, const raft_status *st) {
+  uint64_t to = s->compact_goal;
+  for (size_t i = 0; st->role == RAFT_LEADER && i < st->n_peers; i++) {
+    const raft_peer_status *p = &st->peers[i];
+    if (p->id != st->id && p->state == RAFT_PR_REPLICATE && p->active &&
         p->match < to)
       to = p->match;
   }
-  s->compact_to = to;
+  return to;
+}
+
+/* Drop up to step more entries towards compact_goal (a tick retries while
+** a follower holds it back). */
+static void compact_step(rf_snaps *s, uint64_t step) {
+  uint64_t done, to;
+  raft_status st;
+  if (s->compact_goal == 0) return;
+  rf_driver_status(s->drv, &st);
+  done = st.first_index > 0 ? st.first_index - 1 : 0;
+  if (done >= s->compact_goal) {
+    s->compact_goal = 0;
+    return;
+  }
+  if ((to = compact_limit(s, &st)) <= done) return;
+  if (to - done > step) to = done + step;
+  /* refused when the log no longer holds that entry: a snapshot replaced
+  ** it, nothing left to do */
+  if (rf_driver_compact(s->drv, to) < 0 || to >= s->compact_goal)
+    s->compact_goal = 0;
+}
+
+/* Drop the log up to `snapshot index - trailing`, in the core and the WAL:
+** a step now, the rest with the ticks. */
+static void compact(rf_snaps *s, uint64_t index) {
+  const rf_config *cfg = s->deps.cfg;
+  if (index <= cfg->snapshot_trailing) return;
+  s->compact_goal = index - cfg->snapshot_trailing;
   /* before a stop, all at once: nobody waits on this node any more */
   compact_step(s, s->final_cb ? UINT64_MAX : COMPACT_STEP);
 }
