@@ -187,6 +187,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   rf_logrec l;
   if (r->stopping) {
     if (r->handover) rf_handover_cancel(r->handover);
+    if (r->stopping == 2) rf_node_stop(r->node, on_stopped, r); /* now */
     return;
   }
   r->stopping = 1;

@@ -55,6 +55,7 @@ struct rf_node {
   uint64_t last_leader;
   int storage_logged;
   uint64_t replay_to;   /* commit restored at start; "node ready" once applied */
+  int final_snap;       /* rf_node_stop: the snapshot before stopping asked */
   uint64_t start_ns;
   int ready_logged;
 };
@@ -301,6 +302,9 @@ static void status_json(void *ud, rf_buf *b) {
                 (unsigned long long)st.last_term,
                 (unsigned long long)st.first_index);
   rf_buf_json_str(b, n->storage->ops->name, strlen(n->storage->ops->name));
+  rf_buf_printf(b, ",\"store\":{\"keys\":%llu,\"bytes\":%llu}",
+                (unsigned long long)rf_store_count(rf_sm_store(n->sm)),
+                (unsigned long long)rf_store_bytes(rf_sm_store(n->sm)));
   rf_snaps_status_json(n->snaps, b);
   if (failed) {
     rf_buf_str(b, ",\"storage_error\":");
@@ -386,6 +390,7 @@ static int start_driver(rf_node *n) {
   o.core.check_quorum = n->cfg->check_quorum;
   o.core.max_msg_bytes = n->cfg->max_msg_bytes;
   o.core.max_inflight = n->cfg->max_inflight;
+  o.core.max_inflight_bytes = n->cfg->max_inflight_bytes;
   o.core.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
   o.request_ticks = (n->cfg->commit_timeout_ms + n->cfg->tick_ms - 1) /
                     n->cfg->tick_ms;
@@ -682,8 +687,6 @@ static void release(rf_node *n) {
 static void on_part_closed(void *ud) { release(ud); }
 static void on_handle_closed(uv_handle_t *h) { release(h->data); }
 
-/* The driver first (its close answers waiting requests while the HTTP
-** server still runs, and waits for an in-flight save), then the rest. */
 struct rf_driver *rf_node_driver(rf_node *n) { return n->drv; }
 
 void rf_node_drain(rf_node *n) { rf_api_drain(n->api); }
@@ -696,12 +699,24 @@ int rf_node_peer_connected(const rf_node *n, uint64_t peer) {
   return rf_transport_connected(n->transport, peer);
 }
 
+static void on_final_snapshot(void *ud) {
+  rf_node *n = ud;
+  rf_node_stop(n, n->stop_done, n->stop_ud);
+}
+
+/* A clean stop snapshots first when the log since the last snapshot is
+** long (rf_snaps_final): the restart loads it instead of replaying.  A
+** second call meanwhile stops at once.
+** The driver closes first (its close answers waiting requests while the
+** HTTP server still runs, and waits for an in-flight save), then the rest. */
 void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
   if (n->closing) return;
-  n->closing = 1;
-  rf_log_set_term(NULL, NULL); /* the driver goes away */
   n->stop_done = done;
   n->stop_ud = ud;
+  if (!n->final_snap++ && rf_snaps_final(n->snaps, on_final_snapshot, n))
+    return;
+  n->closing = 1;
+  rf_log_set_term(NULL, NULL); /* the driver goes away */
   n->pending = 7;
   rf_driver_close(n->drv, on_part_closed, n);
   uv_close((uv_handle_t *)&n->tick, on_handle_closed);

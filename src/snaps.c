@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "rafting/bytes.h"
 #include "rafting/driver.h"
 #include "rafting/log.h"
 #include "rafting/metrics.h"
@@ -26,6 +27,12 @@
 #include "snaps.h"
 
 #define STALL_MS 10000 /* a transfer with no progress for this long ends */
+/* The amortized trigger waits up to this much (%) more, drawn anew per
+** snapshot: replicas apply the same log, and without it all of them fork
+** and write at the same index, which slows a commit's whole quorum at
+** once (measured in bench/bigstate). Later, never earlier: the bound on
+** snapshot bytes per byte of log only improves. */
+#define JITTER_PCT 25
 
 typedef struct sender {
   uint64_t to;          /* 0: idle */
@@ -59,6 +66,11 @@ struct rf_snaps {
   uint64_t applied_index, applied_term; /* the last entry applied */
   void (*saved_cb)(void *ud, int status); /* rf_snaps_on_saved */
   void *saved_ud;
+  uint64_t rng;                   /* splitmix64 state, for jitter */
+  uint64_t compact_goal;          /* drop the log up to here, a step a tick */
+  unsigned jitter;                /* this interval's extra, % of need */
+  void (*final_cb)(void *);       /* rf_snaps_final: once it is taken */
+  void *final_ud;
   rf_progress rx_prog;  /* "snapshot receive" progress lines */
   sender tx[RAFT_MAX_NODES];
   receiver rx;
@@ -73,25 +85,93 @@ static uint64_t now(rf_snaps *s) { return uv_now(s->loop); }
 
 /* ------------------------------------------------------------ taking */
 
-/* Drop the log up to `snapshot index - trailing`, in the core and the WAL. */
+/* The log since the last snapshot starts again from nothing. */
+static void new_interval(rf_snaps *s) {
+  s->since_entries = s->since_bytes = 0;
+  s->jitter = (unsigned)(rf_splitmix64(&s->rng) % (JITTER_PCT + 1));
+}
+
+/* Drop up to COMPACT_STEP more entries towards compact_to.  Dropping the
+** log a snapshot covers frees every entry on the loop: 100-240 ms for
+** 500,000-700,000 entries in bench/bigstate, all at once; a step a tick
+** spreads it (the rest of the log moves down once a step, ~3 ms per
+** million entries). */
+#define COMPACT_STEP 32768
+
+/* How far the log may be dropped now: the goal, or less on a leader while
+** a live follower in the replicating state still needs entries.  Cut off,
+** one catching up after a restart or a snapshot install would need the
+** whole state sent again; it installed a snapshot or held the log before
+** the previous one, so about two intervals of log stay at most.  A
+** follower that is down or paused stops counting within two election
+** timeouts (it is no longer active). */
+static uint64_t compact_limit(const rf_snaps *s, const raft_status *st) {
+  uint64_t to = s->compact_goal;
+  for (size_t i = 0; st->role == RAFT_LEADER && i < st->n_peers; i++) {
+    const raft_peer_status *p = &st->peers[i];
+    if (p->id != st->id && p->state == RAFT_PR_REPLICATE && p->active &&
+        p->match < to)
+      to = p->match;
+  }
+  return to;
+}
+
+/* Drop up to step more entries towards compact_goal (a tick retries while
+** a follower holds it back). */
+static void compact_step(rf_snaps *s, uint64_t step) {
+  uint64_t done, to;
+  raft_status st;
+  if (s->compact_goal == 0) return;
+  rf_driver_status(s->drv, &st);
+  done = st.first_index > 0 ? st.first_index - 1 : 0;
+  if (done >= s->compact_goal) {
+    s->compact_goal = 0;
+    return;
+  }
+  if ((to = compact_limit(s, &st)) <= done) return;
+  if (to - done > step) to = done + step;
+  /* refused when the log no longer holds that entry: a snapshot replaced
+  ** it, nothing left to do */
+  if (rf_driver_compact(s->drv, to) < 0 || to >= s->compact_goal)
+    s->compact_goal = 0;
+}
+
+/* Drop the log up to `snapshot index - trailing`, in the core and the WAL:
+** a step now, the rest with the ticks. */
 static void compact(rf_snaps *s, uint64_t index) {
   const rf_config *cfg = s->deps.cfg;
   if (index <= cfg->snapshot_trailing) return;
-  /* refused when the log no longer holds that entry: already gone */
-  rf_driver_compact(s->drv, index - cfg->snapshot_trailing);
+  s->compact_goal = index - cfg->snapshot_trailing;
+  /* before a stop, all at once: nobody waits on this node any more */
+  compact_step(s, s->final_cb ? UINT64_MAX : COMPACT_STEP);
 }
 
-static void saved(rf_snaps *s, int status) {
+static void notify_saved(rf_snaps *s, int status) {
   if (s->saved_cb && !s->closing) s->saved_cb(s->saved_ud, status);
 }
 
+/* The snapshot rf_snaps_final waits for is taken, or failed. */
+static void final_done(rf_snaps *s) {
+  void (*cb)(void *) = s->final_cb;
+  s->final_cb = NULL;
+  if (cb != NULL && !s->closing) cb(s->final_ud);
+}
+
+static void saved(rf_snaps *s, int status);
+
 static void on_saved(void *ud, int status) {
   rf_snaps *s = ud;
+  saved(s, status);
+  final_done(s);
+}
+
+static void saved(rf_snaps *s, int status) {
   rf_snap_meta m;
   rf_logrec r;
+  uint64_t t0;
   s->saving = 0;
   if (status == UV_ECANCELED || s->closing) return;
-  saved(s, status == RF_SNAP_ESTALE ? 0 : status);
+  notify_saved(s, status == RF_SNAP_ESTALE ? 0 : status);
   if (status == RF_SNAP_ESTALE) return; /* a newer one was installed */
   if (status < 0) {
     rf_log_begin(&r, RF_ERROR, "snapshot save failed");
@@ -102,12 +182,14 @@ static void on_saved(void *ud, int status) {
   if (rf_snapstore_latest(s->store, &m) != 0) return;
   rf_histo_since(&rf_metrics_g.snapshot, s->save_t0);
   RF_METRIC_SET(snapshot_bytes, m.size);
+  t0 = uv_hrtime();
+  compact(s, m.index); /* on the loop: frees the log's entries */
   rf_log_begin(&r, RF_INFO, "snapshot taken");
   rf_log_u64(&r, "index", m.index);
   rf_log_u64(&r, "keys", m.nkeys);
   rf_log_u64(&r, "bytes", m.size);
+  rf_log_u64(&r, "compact_us", (uv_hrtime() - t0) / 1000);
   rf_log_end(&r);
-  compact(s, m.index);
 }
 
 /* What a snapshot at index records beside the state: the configuration
@@ -154,12 +236,12 @@ static void take_here(rf_snaps *s, const raft_entry *e) {
     rf_buf_free(&b);
     rf_log(RF_ERROR, "snapshot: %s", rf_snap_strerror(rc < 0 ? rc
                                                       : UV_ENOMEM));
-    s->since_entries = s->since_bytes = 0; /* not at every entry */
-    saved(s, rc < 0 ? rc : UV_ENOMEM);
+    new_interval(s); /* not at every entry */
+    notify_saved(s, rc < 0 ? rc : UV_ENOMEM);
     return;
   }
   p = rf_buf_take(&b, &len);
-  s->since_entries = s->since_bytes = 0;
+  new_interval(s);
   if (rf_snapstore_save(s->store, p, len, &m, on_saved, s) == 0)
     s->saving = 1;
 }
@@ -171,6 +253,7 @@ static void on_child(void *ud, int status, const rf_snap_meta *m) {
       status < 0) {
     s->saving = 0;
     if (status < 0) on_saved(s, status);
+    else final_done(s);
   }
 }
 
@@ -192,16 +275,16 @@ static void take(rf_snaps *s, const raft_entry *e) {
   rf_buf_init(&blob);
   if ((rc = extra_at(s, e->index, &conf, &blob, &x)) < 0) {
     rf_buf_free(&blob);
-    s->since_entries = s->since_bytes = 0;
-    saved(s, rc);
+    new_interval(s);
+    notify_saved(s, rc);
     return;
   }
   if ((fd = rf_snapstore_save_fd(s->store, e->index, e->term)) < 0) {
     rf_buf_free(&blob);
     if (fd == RF_SNAP_EBUSY) return; /* a failed one's file is going */
     rf_log(RF_ERROR, "snapshot: %s", rf_snapstore_errmsg(s->store));
-    s->since_entries = s->since_bytes = 0; /* not at every entry */
-    saved(s, fd);
+    new_interval(s); /* not at every entry */
+    notify_saved(s, fd);
     return;
   }
   memset(&s->child_m, 0, sizeof(s->child_m));
@@ -225,7 +308,7 @@ static void take(rf_snaps *s, const raft_entry *e) {
   rf_log_u64(&r, "log_bytes", s->since_bytes); /* since the last one */
   rf_log_u64(&r, "fork_us", pause / 1000);
   rf_log_end(&r);
-  s->since_entries = s->since_bytes = 0;
+  new_interval(s);
 }
 
 /* Enough log since the last snapshot: a share of the state's size (so the
@@ -240,6 +323,7 @@ static int due(rf_snaps *s) {
   need = rf_store_bytes(rf_sm_store(s->deps.sm)) / 100 *
          c->snapshot_log_percent;
   if (need < c->snapshot_min_log_bytes) need = c->snapshot_min_log_bytes;
+  need += need / 100 * s->jitter;
   return s->since_bytes >= need;
 }
 
@@ -673,12 +757,12 @@ static int install_preloaded(rf_snaps *s, uint64_t index, uint64_t term) {
   rf_store_swap(rf_sm_store(s->deps.sm), s->pre);
   free_off_loop(s, s->pre);
   s->pre = NULL;
-  s->since_entries = s->since_bytes = 0;
+  new_interval(s);
   s->applied_index = index;
   s->applied_term = term;
   rf_sm_restored(s->deps.sm, index); /* applied index, watches (410) */
   members_restored(s, index);
-  saved(s, 0);
+  notify_saved(s, 0);
   rf_log_begin(&r, RF_INFO, "snapshot installed");
   rf_log_u64(&r, "index", index);
   rf_log_u64(&r, "keys", rf_store_count(rf_sm_store(s->deps.sm)));
@@ -713,12 +797,12 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
     rf_log_end(&r);
     return rc;
   }
-  s->since_entries = s->since_bytes = 0;
+  new_interval(s);
   s->applied_index = index;
   s->applied_term = term;
   rf_sm_restored(s->deps.sm, index);
   members_restored(s, index);
-  saved(s, 0);
+  notify_saved(s, 0);
   rf_log_begin(&r, RF_INFO, "snapshot installed");
   rf_log_u64(&r, "index", index);
   rf_log_u64(&r, "keys", m.nkeys);
@@ -731,6 +815,7 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
 void rf_snaps_tick(rf_snaps *s) {
   int leader = rf_driver_role(s->drv) == RAFT_LEADER;
   uint64_t t = now(s);
+  compact_step(s, COMPACT_STEP);
   for (size_t i = 0; i < RAFT_MAX_NODES; i++) {
     sender *x = &s->tx[i];
     if (x->to == 0 || x->reading) continue;
@@ -781,6 +866,8 @@ int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
   if (s == NULL) return UV_ENOMEM;
   s->deps = *deps;
   s->loop = loop;
+  s->rng = deps->id ^ uv_hrtime();
+  s->jitter = (unsigned)(rf_splitmix64(&s->rng) % (JITTER_PCT + 1));
   if (dir != NULL && (s->dir = strdup(dir)) == NULL) {
     free(s);
     return UV_ENOMEM;
@@ -823,6 +910,32 @@ static void on_store_closed(void *ud) {
   if (s->done) s->done(s->done_ud);
   free(s->dir);
   free(s);
+}
+
+/* A clean stop: when a restart would replay snapshot_min_log_bytes of log
+** or more, snapshot what is applied first, so that the next start loads
+** the snapshot instead of replaying (through the state machine's Lua, ~10
+** us an entry).  A snapshot already being written is waited for. */
+int rf_snaps_final(rf_snaps *s, void (*cb)(void *ud), void *ud) {
+  raft_entry e;
+  rf_logrec r;
+  if (s->dir == NULL || s->closing || s->rx.from || s->finishing) return 0;
+  if (!s->saving) {
+    if (s->applied_index == 0 ||
+        s->since_bytes < s->deps.cfg->snapshot_min_log_bytes)
+      return 0;
+    rf_log_begin(&r, RF_INFO, "snapshot before stopping");
+    rf_log_u64(&r, "log_bytes", s->since_bytes);
+    rf_log_end(&r);
+    memset(&e, 0, sizeof(e));
+    e.index = s->applied_index;
+    e.term = s->applied_term;
+    take(s, &e);
+    if (!s->saving) return 0; /* could not start one */
+  }
+  s->final_cb = cb;
+  s->final_ud = ud;
+  return 1;
 }
 
 void rf_snaps_close(rf_snaps *s, void (*done)(void *ud), void *ud) {

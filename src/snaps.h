@@ -46,6 +46,9 @@ int rf_snaps_open(const rf_snaps_deps *deps, uv_loop_t *loop, const char *dir,
 /* The driver, once it exists (it restores from the snapshots first). */
 void rf_snaps_attach(rf_snaps *s, rf_driver *drv);
 void rf_snaps_close(rf_snaps *s, void (*done)(void *ud), void *ud);
+/* Before a clean stop: 1 if a snapshot is being taken first (cb runs once
+** it is done or failed, not after rf_snaps_close), 0 if none is needed. */
+int rf_snaps_final(rf_snaps *s, void (*cb)(void *ud), void *ud);
 
 /* Start-up: restore the latest snapshot into the state machine's (empty)
 ** store and hand its membership blob to members_restored.  0 with *m

@@ -64,6 +64,7 @@ typedef struct rf_config {
   size_t max_frame_bytes;    /* peer frame, default 4 MiB */
   size_t max_msg_bytes;      /* entry bytes per AppendEntries, default 2 MiB */
   int max_inflight;          /* appends in flight per follower, default 64 */
+  size_t max_inflight_bytes; /* ... and their entry bytes, default 4 MiB */
   size_t send_queue_bytes;   /* per peer, default 8 MiB */
   size_t max_body_bytes;     /* HTTP body, default 1 MiB */
   size_t max_header_bytes;   /* HTTP headers in total, default 8 KiB */

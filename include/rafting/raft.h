@@ -202,6 +202,10 @@ typedef struct raft_config {
   uint64_t seed;            /* election jitter; same seed, same run */
   size_t max_msg_bytes;     /* bound on entry bytes per APPEND (>= 1 entry) */
   int max_inflight;         /* APPENDs in flight per follower when replicating */
+  size_t max_inflight_bytes; /* ... and their entry bytes (0: no bound): an
+                            ** APPEND goes while under it and takes what is
+                            ** left, but at least one entry, so in flight
+                            ** stays below this plus one entry */
   size_t max_apply;         /* committed entries per ready (0: 4096), so a
                             ** long replay does not stall the runtime */
   int pre_vote;             /* §9.6 pre-vote, on by default */
@@ -214,8 +218,8 @@ typedef struct raft_config {
   void *realloc_ud;
 } raft_config;
 
-/* Fill a config with the defaults (10/1 ticks, 1 MiB, 256, both switches on,
-** the C library's allocator). */
+/* Fill a config with the defaults (10/1 ticks, 1 MiB, 256, no byte bound in
+** flight, both switches on, the C library's allocator). */
 void raft_config_default(raft_config *c);
 
 typedef struct raft_read_state {
@@ -256,6 +260,7 @@ typedef struct raft_peer_status {
   int state;        /* raft_progress_state */
   int active;       /* heard from within the last election timeout */
   int inflight;
+  size_t inflight_bytes; /* entry bytes of those APPENDs */
   int voter;        /* 0: a learner (or this node when not a member) */
 } raft_peer_status;
 

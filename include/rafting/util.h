@@ -1,7 +1,8 @@
 /*
 ** util.h -- small helpers shared by the runtime, the launcher and the Lua
 ** modules: UTF-8 and JSON string quoting (src/util/json.c), "host:port"
-** addresses (src/util/addr.c) and clocks (src/util/clock.c).
+** addresses (src/util/addr.c), clocks (src/util/clock.c) and removing
+** large files a step at a time (src/util/trim.c).
 ** Byte order, varints and splitmix64 are header-only in rafting/bytes.h.
 **
 ** Plain libc, no libuv or Lua, so any target may link raftutil.  Nothing
@@ -54,5 +55,18 @@ int rf_addr_format(char *out, size_t len, const char *host, int port);
 int64_t rf_now_ms(void);
 /* Milliseconds since the Unix epoch: for timestamps, never for intervals. */
 int64_t rf_wall_ms(void);
+
+/* -- removing large files (trim.c) -- */
+
+/* Shrink the file by step bytes (to 0 at most): 1 while some is left, 0
+** once empty, or -errno.  The caller makes each step durable (fdatasync). */
+int rf_trim_step(int fd, size_t step);
+
+/* Rename dirfd/name to name.tmp and sync the directory, then shrink it
+** step bytes at a time with an fdatasync after each, then unlink it: the
+** blocks are freed in small journal commits, not one large one that every
+** other fsync would wait behind.  0 or -errno (of the rename, the
+** directory sync or the unlink); the caller syncs the directory after. */
+int rf_remove_gradually(int dirfd, const char *name, size_t step);
 
 #endif

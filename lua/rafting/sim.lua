@@ -144,10 +144,12 @@ local defaults = {
   check_quorum = true,
   max_inflight = 256,
   max_msg_bytes = 1024 * 1024,
+  max_inflight_bytes = 0,
 }
 
 -- sim.new{ n=3 | ids={...}, seed=, election_ticks=, heartbeat_ticks=,
 --   pre_vote=, check_quorum=, max_inflight=, max_msg_bytes=,
+--   max_inflight_bytes= (0: no bound),
 --   net={min_delay=1, max_delay=1, drop=0, dup=0, reorder=false},
 --   async=0 (probability a ready's write is deferred), io_delay=3 (ticks),
 --   compact_every=nil (snapshot every K applied entries), trailing=0 (log
@@ -333,6 +335,7 @@ function Sim:_start(n)
     pre_vote = self.cfg.pre_vote, check_quorum = self.cfg.check_quorum,
     max_inflight = self.cfg.max_inflight,
     max_msg_bytes = self.cfg.max_msg_bytes,
+    max_inflight_bytes = self.cfg.max_inflight_bytes,
     hard_state = n.hs, log = log,
     voters = n.boot,
     snapshot = c > 0 and { index = c, term = n.log_snap_term,
@@ -1728,6 +1731,11 @@ function M.fuzz(seed, opts)
   if opts.membership ~= nil then membership = opts.membership end
   local voters = {}
   for i = 1, size do voters[i] = i end
+  -- a byte bound on appends in flight in half the runs, also from a stream
+  -- of its own
+  local bpick = M.rng(seed ~ 0xA54FF53A5F1D36F1)
+  local inflight_bytes = bpick:chance(0.5) and bpick:pick({ 64, 512, 4096 })
+                         or 0
   local s = M.new{
     n = size + (membership and 2 or 0), voters = voters,
     seed = seed, replay = opts.replay,
@@ -1737,6 +1745,7 @@ function M.fuzz(seed, opts)
     check_quorum = pick:chance(0.75),
     max_inflight = pick:range(1, 8),
     max_msg_bytes = pick:pick({ 16, 128, 512, 4096 }),
+    max_inflight_bytes = inflight_bytes,
     async = pick:chance(0.5) and 0.3 or 0,
     net = { min_delay = 1, max_delay = pick:range(1, 4), drop = 0, dup = 0,
             reorder = pick:chance(0.7) },
@@ -1862,10 +1871,22 @@ function M.fuzz(seed, opts)
            .. "after the faults stopped", 2 * et, elect_bound)
   end
   -- A round trip: two delays and a tick at each end.  Entries go out
-  -- max_inflight APPENDs per round trip, at worst one entry each.
+  -- max_inflight APPENDs per round trip, at worst one entry each; under a
+  -- byte bound, as many of the largest entries (with their framing) as it
+  -- holds, at least one.
   local rtt = 2 * s.net.max_delay + 2
+  local window = s.cfg.max_inflight
   local function trips(entries)
-    return rtt * (entries // s.cfg.max_inflight + 3)
+    return rtt * (entries // window + 3)
+  end
+  local function bound_window()
+    if s.cfg.max_inflight_bytes == 0 then return end
+    local largest = 32 -- the final proposals below
+    for _, e in pairs(s.nodes[l].log) do
+      if e.data and #e.data > largest then largest = #e.data end
+    end
+    local fit = s.cfg.max_inflight_bytes // (largest + 40)
+    window = math.max(1, math.min(s.cfg.max_inflight, fit))
   end
   local function all_applied(index, bound, what)
     local ok = s:run_until(function()
@@ -1885,6 +1906,7 @@ function M.fuzz(seed, opts)
   for _, id in ipairs(s:members(l)) do
     backlog = math.max(backlog, lead_last - s.nodes[id].applied_index)
   end
+  bound_window()
   all_applied(lead_last, 10 * et + trips(backlog), "(catching up)")
   -- the stable period: every proposal commits (the leader applies it)
   -- within a bound, and every node applies all of them within another

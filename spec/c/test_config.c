@@ -94,6 +94,7 @@ static void test_defaults(void) {
   CHECK(c.snapshot_log_percent == 50 &&
         c.snapshot_min_log_bytes == 4u << 20);
   CHECK(c.max_inflight == 64 && c.send_queue_bytes == 8u << 20);
+  CHECK(c.max_inflight_bytes == 4u << 20);
   CHECK(c.max_body_bytes == 1u << 20 && c.max_header_bytes == 8u << 10);
   CHECK(c.max_url_bytes == 4u << 10 && c.max_connections == 1024);
   CHECK(c.idle_timeout_ms == 30000 && c.request_timeout_ms == 10000);
@@ -292,6 +293,9 @@ static void test_required_and_ranges(void) {
       "{ max_connections = -1 } }",
       "limits.max_connections: must be positive");
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ snapshot_log_percent = -1 } }", /* 0 is allowed: none */
+      "limits.snapshot_log_percent: must be between 0 and");
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ idle_timeout_ms = 1 << 40 } }",
       "limits.idle_timeout_ms: must be between 1 and 2147483647");
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
@@ -452,8 +456,23 @@ static void test_lua_errors(void) {
   CHECK(strlen(small) == 7);
 }
 
+/* 0 means none for the snapshot ceilings and the amortized trigger. */
+static void test_zero_limits(void) {
+  rf_config c;
+  CHECK(good("return { cluster = 'x', nodes = {" NODE1 "}, limits = { "
+             "snapshot_log_percent = 0, snapshot_entries = 0, "
+             "snapshot_log_bytes = 0, max_inflight_bytes = 1 } }", &c));
+  CHECK(c.snapshot_log_percent == 0 && c.snapshot_entries == 0 &&
+        c.snapshot_log_bytes == 0 && c.max_inflight_bytes == 1);
+  rf_config_free(&c);
+  bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
+      "{ max_inflight_bytes = 0 } }",
+      "limits.max_inflight_bytes: must be positive, got 0");
+}
+
 int main(void) {
   test_defaults();
+  test_zero_limits();
   test_overrides();
   test_shipped();
   test_commands();

@@ -124,6 +124,65 @@ static void test_errors(void) {
   free(s.kl);
 }
 
+/* Values that grow past a node's room (a block of their own), shrink back
+** into it, become empty or tombstones, against a model: every get,
+** the iteration, count and bytes agree (and ASan sees no leak). */
+static void test_values(void) {
+  enum { K = 64, ROUNDS = 20000 };
+  static unsigned char val[K][300], buf[300];
+  size_t len[K], bytes = 0, count = 0;
+  int live[K] = {0};
+  rf_store *st = rf_store_new();
+  rf_store_iter it;
+  rf_store_kv kv;
+  char key[16];
+  const void *v;
+  size_t vl;
+  for (int r = 0; r < ROUNDS; r++) {
+    int i = rand() % K, op = rand() % 8;
+    size_t n = (size_t)(rand() % 4 == 0 ? rand() % 300 : rand() % 12);
+    snprintf(key, sizeof(key), "k%02d", i);
+    if (op < 5) { /* put */
+      for (size_t b = 0; b < n; b++) buf[b] = (unsigned char)rand();
+      CHECK(rf_store_put(st, key, 3, buf, n) == 0);
+      if (live[i]) bytes -= 3 + len[i]; else count++;
+      memcpy(val[i], buf, n);
+      len[i] = n;
+      live[i] = 1;
+      bytes += 3 + n;
+    } else if (op < 7) {
+      CHECK(rf_store_tombstone(st, key, 3) == 0);
+      if (live[i]) { bytes -= 3 + len[i]; count--; }
+      live[i] = 0;
+    } else {
+      CHECK(rf_store_delete(st, key, 3) == live[i]);
+      if (live[i]) { bytes -= 3 + len[i]; count--; }
+      live[i] = 0;
+    }
+    if (r % 1000 == 0 || r == ROUNDS - 1) {
+      CHECK(rf_store_count(st) == count && rf_store_bytes(st) == bytes);
+      for (int j = 0; j < K; j++) {
+        snprintf(key, sizeof(key), "k%02d", j);
+        int got = rf_store_get(st, key, 3, &v, &vl);
+        CHECK(got == live[j]);
+        if (got) CHECK(vl == len[j] && memcmp(v, val[j], vl) == 0);
+      }
+      rf_store_seek(st, &it, NULL, 0);
+      while (rf_store_next(&it, &kv)) {
+        const char *kc = kv.key; /* "kNN", not NUL-terminated */
+        int j = (kc[1] - '0') * 10 + (kc[2] - '0');
+        CHECK(kv.dead == !live[j]);
+        if (!kv.dead)
+          CHECK(kv.vlen == len[j] && memcmp(kv.val, val[j], kv.vlen) == 0);
+      }
+      CHECK(rf_store_check(st) >= 0);
+    }
+  }
+  rf_store_seek(st, &it, "k3", 2); /* the first key at or above */
+  CHECK(rf_store_next(&it, &kv) && memcmp(kv.key, "k3", 2) >= 0);
+  rf_store_free(st);
+}
+
 int main(void) {
   const char *env = getenv("RAFTING_SEED");
   unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
@@ -133,5 +192,6 @@ int main(void) {
   for (size_t i = 0; i < sizeof(sizes) / sizeof(*sizes); i++)
     test_size(sizes[i]);
   test_errors();
+  test_values();
   return check_summary("test_store");
 }

@@ -256,6 +256,67 @@ describe("snapshots written by a child process", function()
     assert(snap_total <= 2 * log_total, "more than 2 bytes of snapshot per byte of log")
   end)
 
+  it("replicas do not all snapshot at the same index: the trigger waits a random 0-25 % more", function()
+    c = D.start{ nodes = 3, limits = { snapshot_log_percent = 50,
+                                        snapshot_min_log_bytes = 32768 } }
+    w = D.writers(c, { n = 4, prefix = "j.", max = 3000, deadline_ms = 120000,
+                       seed = 13, value_bytes = 100 })
+    local acks = w:stop(true)
+    w = nil
+    local top = top_index(acks)
+    local sets = {}
+    for _, id in ipairs(c.ids) do
+      D.wait_applied(c, id, top)
+      local idx = {}
+      for i in c:log(id):gmatch('msg="snapshot started" index=(%d+)') do idx[#idx + 1] = i end
+      assert(#idx >= 3, ("node %d took %d snapshots"):format(id, #idx))
+      sets[id] = table.concat(idx, ",")
+    end
+    D.report("snapfork: snapshot indexes per node: %s | %s | %s", sets[1], sets[2], sets[3])
+    -- the same log and state on every replica: without the jitter the
+    -- lists are equal (the chance that they are with it: below 1e-6)
+    assert(not (sets[1] == sets[2] and sets[2] == sets[3]),
+           "every replica snapshotted at the same indexes: " .. sets[1])
+  end)
+
+  it("a clean stop with a long log since the last snapshot takes one first: the restart loads it", function()
+    -- percent 0: no snapshot while writing (ceilings of 1 GiB); the floor
+    -- is what decides at the stop
+    c = D.start{ nodes = 1, limits = { snapshot_log_percent = 0,
+                                        snapshot_min_log_bytes = 65536 } }
+    w = D.writers(c, { n = 4, prefix = "f.", max = 1500, deadline_ms = 120000,
+                       seed = 12, value_bytes = 100 })
+    local acks = w:stop(true)
+    w = nil
+    local top = top_index(acks)
+    D.wait_applied(c, 1, top)
+    assert.is_nil(c:log(1):find('msg="snapshot started"', 1, true))
+    c:stop(1)
+    local log = c:log(1)
+    assert(log:find('msg="snapshot before stopping" log_bytes=%d+'), "no snapshot at the stop")
+    local idx = tonumber(log:match('msg="snapshot taken" index=(%d+)'))
+    assert(idx and idx >= top, ("snapshot at %s, last acknowledged write at %d"):format(idx, top))
+    local files, dir = snap_files(c, 1, "%.snap$")
+    assert.are.equal(1, #files)
+    local m, inside = check_exact(dir .. "/" .. files[1], by_key(acks))
+    assert.are.equal(idx, m.index)
+    assert.are.equal(#acks, inside)
+    -- the restart loads it: nothing left to replay through the state machine
+    c:start_node(1)
+    c:wait_healthy({ 1 })
+    local again = c:log(1):match("== harness: start #2.*$")
+    local loaded = tonumber(again:match('msg="snapshot load done" unit=keys done=(%d+)'))
+    assert.are.equal(#acks, loaded)
+    local ready = tonumber(again:match('msg="node ready" applied=(%d+)'))
+    assert(ready and ready - idx <= 1, ("replayed %s entries after the snapshot"):format(
+           ready and ready - idx))
+    all_found(c, acks)
+    -- a stop with little log since (under the floor) takes none
+    c:stop(1)
+    local last = c:log(1):match("== harness: start #2.*$")
+    assert.is_nil(last:find('msg="snapshot before stopping"', 1, true))
+  end)
+
   it("a follower loading a large received snapshot keeps answering: the load runs off its loop", function()
     local cjson = require "cjson"
     local proc = require "rafting.proc"

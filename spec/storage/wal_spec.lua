@@ -559,6 +559,40 @@ describe("rafting.wal", function()
       assert.equal(1, i2.snap_term)
     end)
 
+    -- compacted segments are renamed NAME.tmp at once, then shrunk (here:
+    -- tiny, so to nothing) and unlinked one per later batch; the first
+    -- eight wait their turn, more are unlinked at once; close removes the
+    -- rest (docs/storage.md, "Removing large files")
+    it("retires compacted segments as temp files, removed batch by batch",
+       function()
+      local function tmps(dir)
+        local n, p = 0, io.popen("ls '" .. dir .. "/wal'")
+        for name in p:lines() do
+          if name:match("^%x+%-%x+%.wal%.tmp$") then n = n + 1 end
+        end
+        p:close()
+        return n
+      end
+      local dir = tmpdir()
+      local w = open(dir, { segment_bytes = 1024 })
+      for i = 1, 100 do save(w, nil, ents(i, i, 1, 100)) end
+      local before = #segments(dir)
+      assert(w:compact(95, 1))
+      local removed = before - #segments(dir)
+      assert.is_true(removed > 9, removed .. " segments compacted")
+      -- eight renamed, the rest unlinked; the compaction's batch took one
+      assert.equal(7, tmps(dir))
+      for k = 1, 7 do
+        save(w, nil, ents(100 + k, 100 + k, 1, 100))
+        assert.equal(7 - k, tmps(dir))
+      end
+      assert(w:compact(106, 1))
+      w:close()
+      assert.equal(0, tmps(dir))
+      assert.same(range(107, 107), indexes(select(2, reload(dir, {
+        segment_bytes = 1024 }))))
+    end)
+
     it("discards the whole log for a snapshot past its end", function()
       local dir, w = filled(20)
       assert(w:compact(100, 5))

@@ -221,7 +221,8 @@ static void place(raft *r, rprogress *old, size_t n_old, size_t *n,
     *p = old[j];
     old[j].id = RAFT_NONE; /* taken, ring and all */
   } else {
-    rpr_init(p, id, r->cfg.max_inflight, &r->mem); /* degrades on ENOMEM */
+    rpr_init(p, id, r->cfg.max_inflight, r->cfg.max_inflight_bytes,
+             &r->mem); /* degrades on ENOMEM */
     rpr_reset(p, rlog_last(&r->log) + 1);
     if (id == r->id) p->match = r->stable;
   }
@@ -480,7 +481,10 @@ static void become_leader(raft *r) {
 
 /* ------------------------------------------------------------ leader */
 
-static size_t entries_for(raft *r, uint64_t from, raft_entry **out) {
+/* The entries from 'from' on, at most 'limit' bytes of them but at least
+** one; *bytes is what they count. */
+static size_t entries_for(raft *r, uint64_t from, size_t limit,
+                          raft_entry **out, size_t *nbytes) {
   uint64_t last = last_index(r), i;
   size_t bytes = 0, n = 0, cap = 0;
   raft_entry *e = NULL;
@@ -490,7 +494,7 @@ static size_t entries_for(raft *r, uint64_t from, raft_entry **out) {
     rlog_view(&r->log, i, &v);
     /* count the framing of each entry too, so that many tiny entries
     ** still fit the transport's frame limit */
-    if (n > 0 && bytes + v.len + ENTRY_OVERHEAD > r->cfg.max_msg_bytes) break;
+    if (n > 0 && bytes + v.len + ENTRY_OVERHEAD > limit) break;
     if (n == cap) {
       size_t nc = cap ? cap * 2 : 8;
       raft_entry *ne = rmem_realloc(&r->mem, e, nc * sizeof(*e));
@@ -502,6 +506,7 @@ static size_t entries_for(raft *r, uint64_t from, raft_entry **out) {
     bytes += v.len + ENTRY_OVERHEAD;
   }
   *out = e;
+  *nbytes = bytes;
   return n;
 }
 
@@ -523,14 +528,17 @@ static int send_snapshot(raft *r, rprogress *p) {
 }
 
 /* §5.3: send the peer what follows its next index (a probe sends one
-** message and waits; replication pipelines up to max_inflight). */
+** message and waits; replication pipelines up to max_inflight messages
+** and max_inflight_bytes of entries, so that a follower far behind gets
+** its backlog a window at a time, not as one burst the transport drops). */
 static int send_append(raft *r, rprogress *p, int send_empty) {
   raft_msg m;
   raft_entry *ents;
-  size_t n;
+  size_t n, bytes, limit = r->cfg.max_msg_bytes, budget;
   if (rpr_paused(p)) return 0;
   if (p->next <= r->log.snap_index) return send_snapshot(r, p);
-  n = entries_for(r, p->next, &ents);
+  if ((budget = rpr_budget(p)) < limit) limit = budget;
+  n = entries_for(r, p->next, limit, &ents, &bytes);
   if (n == 0 && !send_empty) {
     rmem_free(&r->mem, ents);
     return 0;
@@ -546,7 +554,7 @@ static int send_append(raft *r, rprogress *p, int send_empty) {
   m.n_entries = n;
   if (p->state == RAFT_PR_REPLICATE && n > 0) {
     p->next = ents[n - 1].index + 1;
-    rpr_inflight_add(p, ents[n - 1].index);
+    rpr_inflight_add(p, ents[n - 1].index, bytes);
   } else if (p->state == RAFT_PR_PROBE) {
     p->probe_sent = 1;
   }
@@ -1400,6 +1408,7 @@ void raft_status_get(const raft *r, raft_status *st) {
     st->peers[i].state = p->state;
     st->peers[i].active = p->active;
     st->peers[i].inflight = p->ring_count;
+    st->peers[i].inflight_bytes = p->inflight_bytes;
     st->peers[i].voter = p->voter;
   }
   st->conf = r->conf;

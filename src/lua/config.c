@@ -70,6 +70,7 @@ typedef struct limit_def {
 static const limit_def limit_defs[] = {
     LIM(max_frame_bytes, 0, 4 << 20),  LIM(max_msg_bytes, 0, 2 << 20),
     LIM(max_inflight, 1, 64),          LIM(send_queue_bytes, 0, 8 << 20),
+    LIM(max_inflight_bytes, 0, 4 << 20),
     LIM(max_body_bytes, 0, 1 << 20),   LIM(max_header_bytes, 0, 8 << 10),
     LIM(max_url_bytes, 0, 4 << 10),    LIM(max_connections, 1, 1024),
     LIM(idle_timeout_ms, 1, 30000),    LIM(request_timeout_ms, 1, 10000),
@@ -549,6 +550,15 @@ static void load_tls(lua_State *L, const ctx *x, int top) {
   lua_settop(L, top);
 }
 
+/* Limits where 0 means "none" (docs/config.md): the snapshot ceilings and
+** the amortized trigger. */
+static lua_Integer limit_min(const char *name) {
+  return strcmp(name, "snapshot_entries") == 0 ||
+                 strcmp(name, "snapshot_log_bytes") == 0 ||
+                 strcmp(name, "snapshot_log_percent") == 0
+             ? 0 : 1;
+}
+
 static void load_limits(lua_State *L, const ctx *x, int top) {
   int t = opt_table(L, x, top, "limits");
   const char *names[sizeof limit_defs / sizeof *limit_defs];
@@ -561,7 +571,8 @@ static void load_limits(lua_State *L, const ctx *x, int top) {
     lua_Integer max = d->is_int ? INT_MAX : LUA_MAXINTEGER;
     lua_Integer dflt = d->dflt > 0 ? d->dflt
                                    : -d->dflt * (lua_Integer)x->out->n_nodes;
-    lua_Integer v = t ? opt_int(L, x, t, "limits", d->name, dflt, 1, max)
+    lua_Integer v = t ? opt_int(L, x, t, "limits", d->name, dflt,
+                                limit_min(d->name), max)
                       : dflt;
     check_max(L, x, d->name, v);
     if (d->is_int) *(int *)f = (int)v;

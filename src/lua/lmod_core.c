@@ -261,6 +261,7 @@ static int l_defaults (lua_State *L) {
   lraft_setint(L, "heartbeat_ticks", (uint64_t)c.heartbeat_ticks);
   lraft_setint(L, "max_msg_bytes", c.max_msg_bytes);
   lraft_setint(L, "max_inflight", (uint64_t)c.max_inflight);
+  lraft_setint(L, "max_inflight_bytes", (uint64_t)c.max_inflight_bytes);
   lua_pushboolean(L, c.pre_vote);
   lua_setfield(L, -2, "pre_vote");
   lua_pushboolean(L, c.check_quorum);

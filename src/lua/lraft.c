@@ -273,7 +273,7 @@ void lraft_tomsg (lua_State *L, int idx, int anchor, raft_msg *m) {
 ** The options table at 1 as a core config and what it restores from.
 ** Pushes (and leaves) the voters and log buffers; strings are anchored in
 ** 'anchor'.  Fields: id, voters, election_ticks, heartbeat_ticks, seed,
-** max_msg_bytes, max_inflight, pre_vote, check_quorum, hard_state,
+** max_msg_bytes, max_inflight, max_inflight_bytes, pre_vote, check_quorum, hard_state,
 ** snapshot = {index=, term=}, applied, log.
 */
 void lraft_toconfig (lua_State *L, int anchor, raft_config *c,
@@ -289,6 +289,8 @@ void lraft_toconfig (lua_State *L, int anchor, raft_config *c,
   c->seed = lraft_getu64(L, 1, "seed", c->id);
   c->max_msg_bytes = (size_t)lraft_getu64(L, 1, "max_msg_bytes", c->max_msg_bytes);
   c->max_inflight = lraft_getint(L, 1, "max_inflight", c->max_inflight);
+  c->max_inflight_bytes = (size_t)lraft_getu64(L, 1, "max_inflight_bytes",
+                                               c->max_inflight_bytes);
   c->pre_vote = lraft_getbool(L, 1, "pre_vote", c->pre_vote);
   c->check_quorum = lraft_getbool(L, 1, "check_quorum", c->check_quorum);
   if (lua_getfield(L, 1, "voters") != LUA_TTABLE)
@@ -364,6 +366,7 @@ int lraft_pushstatus (lua_State *L, const raft_status *s) {
     lua_pushboolean(L, p->active);
     lua_setfield(L, -2, "active");
     lraft_setint(L, "inflight", (uint64_t)p->inflight);
+    lraft_setint(L, "inflight_bytes", (uint64_t)p->inflight_bytes);
     lua_pushboolean(L, p->voter);
     lua_setfield(L, -2, "voter");
     lua_rawseti(L, -2, (lua_Integer)p->id);

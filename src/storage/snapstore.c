@@ -34,12 +34,14 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "rafting/util.h"
 #include "snap_internal.h"
 
 #define KEEP 2                      /* complete snapshots kept on disk */
 #define SUBDIR "snap"
 #define NAME_LEN 38                 /* "%016x-%016x.snap" */
 #define RECV_TMP "receiving.snap.tmp"
+#define TRIM_STEP (8u << 20)        /* old snapshots shrink by this, synced */
 
 enum { OP_SAVE, OP_READ, OP_CHUNK, OP_FINISH, OP_DROP, OP_CLOSE,
        OP_PRELOAD };
@@ -246,8 +248,10 @@ static int rotate(rf_snapstore *s, const rf_snap_meta *kept, int nkept) {
   for (size_t i = 0; i < n && rc == 0; i++) {
     if (is_kept(kept, nkept, &ids[i])) continue;
     snap_name(name, ids[i].index, ids[i].term);
-    if ((rc = hook(s, "unlink")) == 0 && unlinkat(s->dirfd, name, 0) < 0)
-      rc = -errno;
+    /* a step at a time: one unlink of 100 MB would hold the WAL's next
+    ** fdatasync for the whole journal commit that frees it */
+    if ((rc = hook(s, "unlink")) == 0)
+      rc = rf_remove_gradually(s->dirfd, name, TRIM_STEP);
     removed |= rc == 0;
   }
   free(ids);

@@ -30,6 +30,7 @@
 
 #include "rafting/log.h"
 #include "rafting/metrics.h"
+#include "rafting/util.h"
 #include "rafting/wal.h"
 #include "wal_internal.h"
 
@@ -51,6 +52,9 @@ struct wal_op {
 };
 
 typedef struct term_run { uint64_t index, term; } term_run;
+
+#define TRIM_MAX 8           /* segments waiting to be shrunk; beyond: unlink */
+#define TRIM_STEP (4u << 20) /* shrunk after each batch, freed in its commit */
 
 typedef struct wal {
   rf_storage base;       /* first: an rf_storage * is a wal * */
@@ -82,6 +86,9 @@ typedef struct wal {
   wal_seghdr ws;         /* stream state after what was written */
   int work_rc;
   uint64_t w_syncs, w_writes;
+  /* compacted segments, renamed to NAME.tmp, shrunk TRIM_STEP a batch */
+  char trim[TRIM_MAX][WAL_NAME_LEN + 5];
+  int ntrim, trim_fd;
 } wal;
 
 static const rf_storage_ops wal_ops;
@@ -232,8 +239,40 @@ static int roll(wal *w) {
   return 0;
 }
 
+/* Take a compacted segment out of the log: renamed to NAME.tmp (which an
+** open removes), then shrunk a step after each batch (trim_some) rather
+** than unlinked whole: freeing 64 MiB at once makes the next fdatasync
+** wait for a journal commit that frees it all (see src/util/trim.c). */
+static int retire(wal *w, const char *name) {
+  char *tmp;
+  if (w->ntrim == TRIM_MAX)
+    return unlinkat(w->dirfd, name, 0) < 0 ? -errno : 0;
+  tmp = w->trim[w->ntrim];
+  snprintf(tmp, sizeof(w->trim[0]), "%s.tmp", name);
+  if (renameat(w->dirfd, name, w->dirfd, tmp) < 0) return -errno;
+  w->ntrim++;
+  return 0;
+}
+
+/* One step of shrinking the oldest retired segment; unlinked once empty.
+** Best effort: a failure unlinks it whole. */
+static void trim_some(wal *w) {
+  int rc;
+  if (w->ntrim == 0) return;
+  if (w->trim_fd < 0 &&
+      (w->trim_fd = openat(w->dirfd, w->trim[0], O_WRONLY | O_CLOEXEC)) < 0)
+    rc = 0;
+  else
+    rc = rf_trim_step(w->trim_fd, TRIM_STEP);
+  if (rc > 0) return;
+  if (w->trim_fd >= 0) close(w->trim_fd);
+  w->trim_fd = -1;
+  unlinkat(w->dirfd, w->trim[0], 0);
+  memmove(w->trim[0], w->trim[1], (size_t)--w->ntrim * sizeof(w->trim[0]));
+}
+
 /* Remove the oldest segments holding only entries <= snap; never the
-** current one.  One at a time, each unlink made durable before the next,
+** current one.  One at a time, each removal made durable before the next,
 ** so a crash can never leave a hole in the sequence. */
 static int remove_old(wal *w, uint64_t snap) {
   size_t k = 0;
@@ -242,7 +281,7 @@ static int remove_old(wal *w, uint64_t snap) {
   while (k + 1 < w->nsegs && w->segs[k].max_index <= snap) {
     wal_seg_name(name, w->segs[k].seq, w->segs[k].base);
     if ((rc = hook(w, "unlink")) < 0) break;
-    if (unlinkat(w->dirfd, name, 0) < 0) { rc = -errno; break; }
+    if ((rc = retire(w, name)) < 0) break;
     k++;
     if ((rc = hook(w, "syncdir")) < 0 || (rc = wal_fsync_dir(w->dirfd)) < 0)
       break;
@@ -295,6 +334,7 @@ static void work_cb(uv_work_t *req) {
   /* a failed removal fails the compaction, not the log */
   if (rc == 0 && last_compact != NULL)
     last_compact->status = remove_old(w, last_compact->snap_index);
+  if (rc == 0 && wrote) trim_some(w);
 }
 
 /* ------------------------------------------------------------ queue */
@@ -511,6 +551,8 @@ static void finish_close(wal *w) {
   while (w->pending != NULL) free(pop(w));
   drop_recovery(w);
   if (w->fd >= 0) close(w->fd);
+  if (w->trim_fd >= 0) close(w->trim_fd);
+  for (int i = 0; i < w->ntrim; i++) unlinkat(w->dirfd, w->trim[i], 0);
   if (w->dirfd >= 0) close(w->dirfd);
   if (w->lockfd >= 0) close(w->lockfd); /* releases the flock */
   free(w->segs);
@@ -652,7 +694,7 @@ rf_storage *rf_storage_wal(uv_loop_t *loop, const char *dir,
   if (w == NULL) { fail(err, errlen, "out of memory"); return NULL; }
   w->base.ops = &wal_ops;
   w->loop = loop;
-  w->lockfd = w->dirfd = w->fd = -1;
+  w->lockfd = w->dirfd = w->fd = w->trim_fd = -1;
   w->ptail = &w->pending;
   if (o) w->o = *o; else rf_wal_opts_default(&w->o);
   if (w->o.log == NULL) w->o.log = stderr_log;
