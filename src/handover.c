@@ -47,15 +47,12 @@ static void drain(rf_handover *ho, uint64_t now) {
   ho->deadline = now + ho->election_ms;
 }
 
-/* The voter to hand over to: one the core heard from lately and whose
-** peer connection is up (a node that just stopped is still "active" for an
-** election timeout), with the longest log; 0 if none. */
-static uint64_t successor(rf_node *node, const raft_status *st) {
+uint64_t rf_successor(const raft_status *st,
+                      int (*up)(const void *ud, uint64_t id), const void *ud) {
   uint64_t best = 0, match = 0;
   for (size_t i = 0; i < st->n_peers; i++) {
     const raft_peer_status *p = &st->peers[i];
-    if (p->id == st->id || !p->voter || !p->active ||
-        !rf_node_peer_connected(node, p->id))
+    if (p->id == st->id || !p->voter || !p->active || !up(ud, p->id))
       continue;
     if (best == 0 || p->match > match) {
       best = p->id;
@@ -63,6 +60,10 @@ static uint64_t successor(rf_node *node, const raft_status *st) {
     }
   }
   return best;
+}
+
+static int node_up(const void *ud, uint64_t id) {
+  return rf_node_peer_connected(ud, id);
 }
 
 /* HANDING: 1 while the transfer may still happen. */
@@ -111,7 +112,7 @@ int rf_handover_start(uv_loop_t *loop, rf_node *node, const rf_config *cfg,
   int rc;
   rf_driver_status(drv, &st);
   if (st.role == RAFT_LEADER && !rf_driver_failed(drv))
-    to = successor(node, &st);
+    to = rf_successor(&st, node_up, node);
   if ((ho = calloc(1, sizeof(*ho))) == NULL) return UV_ENOMEM;
   if ((rc = uv_timer_init(loop, &ho->timer)) < 0) {
     free(ho);

@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "rafting/config.h"
+#include "rafting/driver.h"
 #include "rafting/node.h"
 
 typedef struct rf_handover rf_handover;
@@ -31,5 +32,12 @@ int rf_handover_start(uv_loop_t *loop, rf_node *node, const rf_config *cfg,
 /* Stop waiting (a second signal): done runs soon.  Call it only before
 ** done ran. */
 void rf_handover_cancel(rf_handover *ho);
+
+/* The voter to hand leadership to (the graceful stop, and POST
+** /cluster/leader with no id): one the core heard from lately and whose
+** peer connection is up (up(ud, id) != 0; a node that just stopped is still
+** "active" for an election timeout), with the longest log; 0 if none. */
+uint64_t rf_successor(const raft_status *st,
+                      int (*up)(const void *ud, uint64_t id), const void *ud);
 
 #endif

@@ -499,6 +499,10 @@ int rf_membership_context(const rf_membership *m, const raft_conf *next,
   return rf_members_encode(&tmp, next, out);
 }
 
+int rf_membership_connected(const rf_membership *m, uint64_t id) {
+  return m != NULL && m->tr != NULL && rf_transport_connected(m->tr, id);
+}
+
 uint64_t rf_membership_clash(const rf_membership *m, const raft_conf *conf,
                              const rf_member *cand) {
   static rf_members tmp;

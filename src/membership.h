@@ -77,6 +77,9 @@ int rf_membership_peer_msg(rf_membership *m, const raft_msg *msg);
 void rf_membership_learn(rf_membership *m, uint64_t id, const char *host,
                          int port);
 
+/* 1 when the peer connection to id is up (0 before attach or for NULL m). */
+int rf_membership_connected(const rf_membership *m, uint64_t id);
+
 /* REST: the context of a change to `next` (every member's addresses, with
 ** extra's, when not NULL, taking precedence): 0 or RF_ENOMEM. */
 int rf_membership_context(const rf_membership *m, const raft_conf *next,

@@ -126,6 +126,8 @@ static void report_changes(rf_node *n) {
     rf_log_u64(&r, "leader", leader != RAFT_NONE ? leader : n->last_leader);
     rf_log_end(&r);
   }
+  if ((role != n->last_role || leader != n->last_leader) && n->api)
+    rf_api_leader_changed(n->api); /* a transfer waiting for it */
   n->last_role = role;
   n->last_leader = leader;
   report_ready(n);

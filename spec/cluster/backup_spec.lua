@@ -163,11 +163,45 @@ describe("backup and restore (real nodes, WAL)", function()
     assert.equals(404, (c:http(1, "GET", "/kv/after.0001")))
     -- it takes writes, and they survive its restart (the log continues
     -- after the snapshot's index)
-    write_keys(c, 1, "restored", 10)
+    write_keys(c, 1, "restored", 10, acked)
     c:restart(1, { kill = true })
     c:leader(10000, { among = { 1 } })
     assert.equals("value 10 of restored", select(2, c:http(1, "GET", "/kv/restored.0010")))
     assert.equals(acked["deployed.0001"], select(2, c:http(1, "GET", "/kv/deployed.0001")))
+
+    -- grown back to 3 by two fresh nodes joining under a writer: every
+    -- write acknowledged before the backup and after the restore is on all
+    local w = D.writers(c, { n = 1, prefix = "dr.", seed = D.seed(),
+                             deadline_ms = 60000, targets = { 1 } })
+    local ok, err2 = pcall(function()
+      w:wait_acks(10)
+      local four = c:add_node({ timeout_ms = 20000 })
+      w:wait_acks(w:poll() + 10)
+      local five = c:add_node({ timeout_ms = 20000 })
+      w:wait_acks(w:poll() + 10)
+      local acks = w:stop()
+      for _, a in ipairs(acks) do acked[a.key] = a.value end
+      local top = w:max_index()
+      for _, id in ipairs{ 1, four, five } do
+        D.wait_applied(c, id, top)
+        local state = {}
+        for _, p in ipairs{ "deployed.", "batch1.", "batch2.", "restored.", "dr." } do
+          for k, v in pairs(D.stale_range(c, id, p)) do state[k] = v end
+        end
+        holds_all(state, acked, "node " .. id .. " after the regrowth")
+      end
+      local voters = {}
+      for _, e in ipairs(assert(c:members(five)).members) do
+        assert.is_true(e.voter)
+        voters[#voters + 1] = e.id
+      end
+      table.sort(voters)
+      assert.same({ 1, four, five }, voters)
+      D.report("disaster recovery: %d writes on the 3 regrown nodes, %d during the regrowth",
+               #acks + 340, #acks)
+    end)
+    w:kill()
+    assert(ok, err2)
   end)
 
   it("streams a large snapshot whole; ?fresh answers 503 when the snapshot being written outlasts timeout_ms", function()

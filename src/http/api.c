@@ -809,6 +809,8 @@ static void stopped_part(void *ud) {
 
 void rf_api_drain(rf_api *a) { a->draining = 1; }
 
+void rf_api_leader_changed(rf_api *a) { rf_cluster_leader_changed(a->cluster); }
+
 int rf_api_forwarding(const rf_api *a) { return rf_fwd_pending(a->fwd); }
 
 /* Requests waiting on the driver were answered when it closed; the

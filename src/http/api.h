@@ -39,6 +39,8 @@ void rf_api_stop(rf_api *a, void (*done)(void *ud), void *ud);
 ** 503 shutting_down and Connection: close, so clients move to another
 ** node while the requests already here finish. */
 void rf_api_drain(rf_api *a);
+/* The leader or this node's role changed (after a driver run). */
+void rf_api_leader_changed(rf_api *a);
 /* Requests forwarded to the leader and not answered yet. */
 int rf_api_forwarding(const rf_api *a);
 

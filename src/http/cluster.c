@@ -8,9 +8,11 @@
 ** the driver's callback once committed and applied.
 **
 ** A transfer is asked of the driver (rf_driver_transfer); whether it
-** happened shows only in who leads, so a timer polls the driver's leader
-** every tick until the target leads or the deadline (one election timeout
-** plus margin) passes.  One transfer at a time: a second one gets 409.
+** happened shows only in who leads: the node calls rf_cluster_leader_changed
+** after each driver run that changed the leader or role, which answers as
+** soon as the target leads; a timer answers 504 at the deadline (one
+** election timeout plus margin).  One transfer at a time: a second one
+** gets 409.
 */
 #include <ctype.h>
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <jansson.h>
 #include <stdio.h>
 
+#include "handover.h"
 #include "http/cluster.h"
 #include "membership.h"
 #include "rafting/buf.h"
@@ -35,7 +38,6 @@ struct rf_cluster {
   rf_membership *ms;
   rf_http_req *waiting; /* the transfer being waited for, or NULL */
   uint64_t target;
-  uint64_t deadline;    /* uv_now, ms */
   void (*done)(void *);
   void *done_ud;
 };
@@ -121,19 +123,8 @@ void rf_cluster_get(rf_cluster *c, rf_http_req *req) {
 
 /* ------------------------------------------------------------ transfer */
 
-uint64_t rf_cluster_successor(const rf_driver *drv) {
-  raft_status st;
-  uint64_t best = 0, match = 0;
-  rf_driver_status(drv, &st);
-  for (size_t i = 0; i < st.n_peers; i++) {
-    const raft_peer_status *p = &st.peers[i];
-    if (p->id == st.id || !p->voter || !p->active) continue;
-    if (best == 0 || p->match > match) {
-      best = p->id;
-      match = p->match;
-    }
-  }
-  return best;
+static int peer_up(const void *ud, uint64_t id) {
+  return rf_membership_connected(ud, id);
 }
 
 /* {"id": N} with N > 0, or an empty body (or {}): *id = 0.  -1 if bad. */
@@ -178,24 +169,34 @@ static void answer_led(rf_cluster *c, rf_http_req *req) {
   respond(req, 200, &b);
 }
 
-static void on_tick(uv_timer_t *t) {
+/* The target leads (for this node as target: it knows itself leader). */
+static int taken_over(const rf_cluster *c) {
+  return rf_driver_leader(c->drv) == c->target &&
+         (c->target != c->id || rf_driver_role(c->drv) == RAFT_LEADER);
+}
+
+void rf_cluster_leader_changed(rf_cluster *c) {
+  rf_http_req *req = c->waiting;
+  if (req == NULL || !taken_over(c)) return;
+  c->waiting = NULL;
+  uv_timer_stop(&c->timer);
+  answer_led(c, req);
+}
+
+static void on_deadline(uv_timer_t *t) {
   rf_cluster *c = t->data;
   rf_http_req *req = c->waiting;
+  char msg[128];
   if (req == NULL) return;
-  if (rf_driver_leader(c->drv) == c->target &&
-      (c->target != c->id || rf_driver_role(c->drv) == RAFT_LEADER)) {
-    c->waiting = NULL;
-    uv_timer_stop(t);
-    answer_led(c, req);
-  } else if (uv_now(t->loop) >= c->deadline) {
-    char msg[128];
-    c->waiting = NULL;
-    uv_timer_stop(t);
-    snprintf(msg, sizeof(msg), "node %llu did not take over in time; "
-             "node %llu leads", (unsigned long long)c->target,
-             (unsigned long long)rf_driver_leader(c->drv));
-    rf_http_json_error(req, 504, "transfer_timeout", msg);
+  if (taken_over(c)) {
+    rf_cluster_leader_changed(c);
+    return;
   }
+  c->waiting = NULL;
+  snprintf(msg, sizeof(msg), "node %llu did not take over in time; "
+           "node %llu leads", (unsigned long long)c->target,
+           (unsigned long long)rf_driver_leader(c->drv));
+  rf_http_json_error(req, 504, "transfer_timeout", msg);
 }
 
 void rf_cluster_transfer(rf_cluster *c, rf_http_req *req) {
@@ -213,7 +214,7 @@ void rf_cluster_transfer(rf_cluster *c, rf_http_req *req) {
                        "a leadership transfer is already under way");
     return;
   }
-  if (target == 0 && (target = rf_cluster_successor(c->drv)) == 0) {
+  if (target == 0 && (target = rf_successor(&st, peer_up, c->ms)) == 0) {
     rf_http_add_header(req, "Retry-After", "1");
     rf_http_json_error(req, 503, "no_successor",
                        "no other voter is reachable");
@@ -238,9 +239,9 @@ void rf_cluster_transfer(rf_cluster *c, rf_http_req *req) {
   }
   c->waiting = req;
   c->target = target;
-  c->deadline = uv_now(c->timer.loop) +
-                (uint64_t)tick * (uint64_t)(2 * c->cfg->election_ticks) + 200;
-  uv_timer_start(&c->timer, on_tick, (uint64_t)tick, (uint64_t)tick);
+  uv_timer_start(&c->timer, on_deadline,
+                 (uint64_t)tick * (uint64_t)(2 * c->cfg->election_ticks) + 200,
+                 0);
 }
 
 /* ------------------------------------------------------------ members */

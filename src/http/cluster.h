@@ -41,8 +41,8 @@ void rf_cluster_add(rf_cluster *c, rf_http_req *req);
 ** /cluster/members/{id} (del 1) on the leader. */
 void rf_cluster_member(rf_cluster *c, rf_http_req *req, int del);
 
-/* The voter best placed to take over from this leader (the active one
-** with the highest match), or 0 when there is none. */
-uint64_t rf_cluster_successor(const rf_driver *drv);
+/* After a driver run that changed the leader or this node's role: answers
+** a waiting POST /cluster/leader once its target leads. */
+void rf_cluster_leader_changed(rf_cluster *c);
 
 #endif
