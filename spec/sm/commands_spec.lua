@@ -82,6 +82,11 @@ describe("loading a command script", function()
     assert.matches("must return a table", load_err("not_table.lua"))
   end)
 
+  it("refuses a key other than commands and queries, naming it", function()
+    assert.matches("typo_key%.lua: unexpected key 'command' in the returned table",
+                   load_err("typo_key.lua"))
+  end)
+
   it("refuses to redefine a built-in", function()
     assert.matches("command 'put' is already defined by kv%.lua",
                    load_err("redefine.lua"))

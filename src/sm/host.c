@@ -197,6 +197,21 @@ static void register_names(lua_State *L, int i, const char *field) {
   lua_pop(L, 1);
 }
 
+/* The module table (at the top) may hold only `commands` and `queries`:
+** a typo such as `command =` would otherwise drop the whole table. */
+static void checkshape(lua_State *L, int i) {
+  const char *key;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    if (key == NULL || (strcmp(key, "commands") != 0 && strcmp(key, "queries") != 0))
+      luaL_error(L, "%s: unexpected key '%s' in the returned table "
+                 "(only 'commands' and 'queries' are allowed)",
+                 rf_sm_host(L)->script[i], key ? key : luaL_typename(L, -1));
+  }
+}
+
 static void loadscript(lua_State *L, int i) {
   rf_sm *sm = rf_sm_host(L);
   char chunkname[300];
@@ -209,6 +224,7 @@ static void loadscript(lua_State *L, int i) {
   lua_pop(L, 1);
   sm->cur = i;
   runchunk(L, i);
+  checkshape(L, i);
   register_names(L, i, "commands");
   register_names(L, i, "queries");
   lua_pop(L, 1);
