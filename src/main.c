@@ -23,6 +23,7 @@
 #include "ctl/ctl.h"
 #include "handover.h"
 #include "restore.h"
+#include "rafting/util.h"
 #include "rafting/config.h"
 #include "rafting/error.h"
 #include "rafting/launch.h"
@@ -124,15 +125,6 @@ static int parse(int argc, char **argv, options *o) {
   if (o->format && rf_log_format_parse(o->format) < 0)
     return fail_usage("unknown log format '%s' (text, json)", o->format);
   return 0;
-}
-
-static uint64_t parse_id(const char *s) {
-  char *end;
-  unsigned long long v;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno || *s == '\0' || *end != '\0' || *s == '-' || v == 0) return 0;
-  return (uint64_t)v;
 }
 
 /* -- one node ----------------------------------------------------------- */
@@ -246,7 +238,7 @@ int main(int argc, char **argv) {
   if ((rc = parse(argc, argv, &o)) != 0) return rc;
   if (o.cluster)
     return rf_launch_cluster(argv[0], o.config, o.level, o.format);
-  if ((id = parse_id(o.node)) == 0)
+  if ((id = rf_parse_id(o.node)) == 0)
     return fail_usage("--node wants a positive integer id, not '%s'", o.node);
   if (rf_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
     fprintf(stderr, "rafting: %s\n", err);

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rafting/util.h"
 #include "rafting/config.h"
 #include "rafting/snapshot.h"
 #include "restore.h"
@@ -81,15 +82,6 @@ static int parse(int argc, char **argv, ropts *o) {
   if (!o->config) return fail(RF_RESTORE_USAGE, "--config FILE is required");
   if (!o->node) return fail(RF_RESTORE_USAGE, "--node ID is required");
   return 0;
-}
-
-static uint64_t parse_id(const char *s) {
-  char *end;
-  unsigned long long v;
-  errno = 0;
-  v = strtoull(s, &end, 10);
-  if (errno || *s == '\0' || *end != '\0' || *s == '-' || v == 0) return 0;
-  return (uint64_t)v;
 }
 
 /* The config's storage for id ("%d" -> id) into dir; 0, or -1 for memory. */
@@ -284,7 +276,7 @@ int rf_restore_main(int argc, char **argv) {
   ropts o;
   int rc, has_dir;
   if ((rc = parse(argc, argv, &o)) != 0) return rc;
-  if ((id = parse_id(o.node)) == 0)
+  if ((id = rf_parse_id(o.node)) == 0)
     return fail(RF_RESTORE_USAGE, "--node wants a positive integer id, not "
                 "'%s'", o.node);
   if (rf_config_load(o.config, &cfg, err, sizeof(err)) < 0)

@@ -1,7 +1,7 @@
 /*
 ** util.h -- small helpers shared by the runtime, the launcher and the Lua
 ** modules: UTF-8 and JSON string quoting (src/util/json.c), "host:port"
-** addresses (src/util/addr.c), clocks (src/util/clock.c) and removing
+** addresses (src/util/addr.c), node ids (src/util/id.c), clocks (src/util/clock.c) and removing
 ** large files a step at a time (src/util/trim.c).
 ** Byte order, varints and splitmix64 are header-only in rafting/bytes.h.
 **
@@ -48,6 +48,12 @@ int rf_addr_resolve(const char *host, int port, struct sockaddr_storage *ss);
 /* host:port with an IPv6 literal in brackets, so that it splits back; the
 ** full length, like snprintf. */
 int rf_addr_format(char *out, size_t len, const char *host, int port);
+
+/* -- node ids (id.c) -- */
+
+/* A node id in decimal (1..2^64-1, nothing else around it), or 0 if s is
+** not one. */
+uint64_t rf_parse_id(const char *s);
 
 /* -- time (clock.c) -- */
 

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rafting/util.h"
+
 #define DEFAULT_ENDPOINTS \
   "http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003"
 #define MAX_ENDPOINTS 64
@@ -139,10 +141,7 @@ static int body_arg(ctl *c, int argc, char **argv, int i) {
 }
 
 static int node_id(const char *s, unsigned long long *id) {
-  char *end;
-  errno = 0;
-  *id = strtoull(s, &end, 10);
-  if (errno || *end || s[0] == '\0' || s[0] == '-' || *id == 0)
+  if ((*id = rf_parse_id(s)) == 0)
     return fail_usage("'%s' is not a node id", s);
   return 0;
 }
@@ -228,14 +227,10 @@ static int build(ctl *c, int argc, char **argv) {
     rf_buf_str(&c->target, "/watch?stream=1&prefix="); /* a line a batch */
     enc(&c->target, argv[1], strlen(argv[1]));
   } else if (strcmp(cmd, "leader") == 0) {
-    char *end;
     unsigned long long id;
     if (argc != 3 || strcmp(argv[1], "transfer") != 0)
       return fail_usage("%s", "leader transfer ID");
-    errno = 0;
-    id = strtoull(argv[2], &end, 10);
-    if (errno || *end || argv[2][0] == '\0' || argv[2][0] == '-' || id == 0)
-      return fail_usage("'%s' is not a node id", argv[2]);
+    if (node_id(argv[2], &id) != 0) return RF_CTL_USAGE;
     c->method = "POST";
     c->idempotent = 0;
     rf_buf_str(&c->target, "/cluster/leader");
