@@ -953,6 +953,15 @@ describe("format version 2: configuration and membership blob", function()
       assert.matches("malformed configuration", msg)
     end)
 
+    it("the configuration's, when bytes follow it (a CONF entry's context)", function()
+      local x = b:sub(1, 32) .. string.pack("<I4", clen + 8) ..
+                b:sub(37, 36 + clen) .. ("\9"):rep(8) .. b:sub(37 + clen, -9)
+      x = x .. snap.checksum(x)
+      local msg, off = corrupt(x)
+      assert.matches("malformed configuration", msg)
+      assert.equals(36, off)
+    end)
+
     it("the blob's", function()
       local msg, off = corrupt(with_u32(b, bat, 0xffffffff))
       assert.matches("over the %d+%-byte limit", msg)

@@ -295,8 +295,10 @@ int snap_head(const uint8_t *p, size_t avail, uint64_t total,
     return bad(off, pos, reason, rlen, "configuration of %llu bytes runs "
                "past the end (truncated?)", (unsigned long long)clen);
   pos += 4;
+  /* exactly one configuration: a CONF entry's context has no place here */
   if (clen > 0 &&
-      raft_conf_decode(p + pos, (size_t)clen, &meta->conf) != RAFT_OK)
+      (raft_conf_decode(p + pos, (size_t)clen, &meta->conf) != RAFT_OK ||
+       raft_conf_size(&meta->conf) != clen))
     return bad(off, pos, reason, rlen, "malformed configuration");
   meta->has_conf = clen > 0;
   pos += (size_t)clen;
