@@ -483,6 +483,7 @@ void rf_membership_learn(rf_membership *m, uint64_t id, const char *host,
   if (rf_members_get(&m->book, id) != NULL || has(m->linked, m->n_linked, id))
     return; /* a known address is never replaced by a hello */
   if (members_of(&m->conf) != 0 && !is_member(&m->conf, id)) return;
+  if (m->n_linked == RF_MEMBERS_MAX) return; /* hellos are peer input */
   if ((rc = rf_transport_add_peer(m->tr, id, host, port)) < 0) return;
   m->linked[m->n_linked++] = id;
   rf_log(RF_INFO, "dialing node %" PRIu64 " at %s:%d, learnt from its hello",

@@ -54,6 +54,7 @@ struct rf_backup {
   uv_loop_t *loop;
   rf_snaps *snaps;
   uint64_t id;
+  int taking; /* in rf_snaps_take_now: its failure is answered by its caller */
   dl *head;
   uv_timer_t timer;
   int ticking, closing, busy;
@@ -218,7 +219,9 @@ static void try_fresh(dl *d) {
     start_send(d);
     return;
   }
+  d->b->taking = 1;
   rc = rf_snaps_take_now(d->b->snaps);
+  d->b->taking = 0;
   if (rc == 1) {
     start_send(d);
   } else if (rc < 0 && rc != RF_EBUSY) {
@@ -233,6 +236,7 @@ static void try_fresh(dl *d) {
 static void on_saved(void *ud, int status) {
   rf_backup *b = ud;
   dl *d, *next;
+  if (b->taking) return; /* others waiting retry on the tick */
   for (d = b->head; d; d = next) {
     next = d->next;
     if (d->state != D_WAIT) continue;
