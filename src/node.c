@@ -27,6 +27,7 @@
 #include "rafting/transport.h"
 #include "rafting/util.h"
 #include "rafting/wal.h"
+#include "bootscript.h"
 #include "membership.h"
 #include "snaps.h"
 
@@ -41,6 +42,7 @@ struct rf_node {
   rf_transport *transport;
   rf_api *api;
   rf_sm *sm;            /* the replicated state machine */
+  rf_bootscript *boot;  /* the config's commands file; NULL: none */
   rf_snaps *snaps;      /* snapshots: taking, streaming, installing */
   rf_tls_set tls;       /* all NULL without tls in the config */
   char data_dir[4096];  /* "" for memory storage */
@@ -74,6 +76,7 @@ static void on_runner(uv_check_t *h) {
   uv_idle_stop(&n->nowait);
   rf_driver_process(n->drv); /* wakes us again when it leaves work */
   report_changes(n);
+  rf_bootscript_sync(n->boot, n->drv, n->ready_logged);
   rf_membership_sync(n->ms); /* may stop the node: it was removed */
 }
 
@@ -308,6 +311,8 @@ static void status_json(void *ud, rf_buf *b) {
                 (unsigned long long)rf_store_count(rf_sm_store(n->sm)),
                 (unsigned long long)rf_store_bytes(rf_sm_store(n->sm)));
   rf_snaps_status_json(n->snaps, b);
+  rf_buf_str(b, ",\"scripts\":");
+  rf_sm_scripts_digest_json(n->sm, b);
   if (failed) {
     rf_buf_str(b, ",\"storage_error\":");
     rf_buf_json_str(b, rf_strerror(failed), strlen(rf_strerror(failed)));
@@ -463,12 +468,14 @@ static int start_sm(rf_node *n) {
   rf_sm_opts o;
   char err[512];
   memset(&o, 0, sizeof(o));
-  o.commands = n->cfg->commands;
   o.budget = n->cfg->sm_instructions;
   o.memory = n->cfg->sm_memory_bytes;
   o.log = on_script_print;
   n->sm = rf_sm_new(&o, err, sizeof(err));
-  if (n->sm != NULL) return 0;
+  if (n->sm != NULL &&
+      rf_bootscript_open(n->cfg->commands, n->sm, &n->boot, err,
+                         sizeof(err)) == 0)
+    return 0;
   rf_log(RF_ERROR, "%s", err);
   return RF_NODE_ESCRIPT;
 }
@@ -543,6 +550,7 @@ static void start_failed(rf_node *n) {
   if (n->drv) rf_driver_close(n->drv, NULL, NULL);
   if (n->snaps) rf_snaps_close(n->snaps, NULL, NULL);
   if (n->transport) rf_transport_close(n->transport, NULL, NULL);
+  rf_bootscript_free(n->boot);
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   rf_tls_set_free(&n->tls);
@@ -678,6 +686,7 @@ fail:
 
 static void release(rf_node *n) {
   if (--n->pending > 0) return;
+  rf_bootscript_free(n->boot);
   rf_sm_free(n->sm);
   n->storage->ops->close(n->storage);
   rf_tls_set_free(&n->tls);

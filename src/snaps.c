@@ -495,6 +495,25 @@ static rx_op *rx_op_new(rf_snaps *s) {
   return op;
 }
 
+/* The state machine reloads the scripts the snapshot holds.  If they do
+** not load here (this node's sm_instructions or sm_memory_bytes are lower
+** than where they were deployed), its commands would differ from the
+** cluster's: said loudly, with what to change. */
+static void scripts_restored(rf_snaps *s, uint64_t index) {
+  rf_buf msg;
+  rf_buf_init(&msg);
+  if (rf_sm_restored(s->deps.sm, index, &msg) < 0) {
+    rf_logrec r;
+    rf_log_begin(&r, RF_ERROR, "scripts in the snapshot do not load");
+    rf_log_u64(&r, "index", index);
+    rf_log_str(&r, "error", msg.p ? msg.p : "out of memory");
+    rf_log_str(&r, "effect", "this node runs the previous scripts; give it "
+               "the cluster's sm_instructions and sm_memory_bytes");
+    rf_log_end(&r);
+  }
+  rf_buf_free(&msg);
+}
+
 /* The installed snapshot's membership blob goes to the node. */
 static void members_restored(rf_snaps *s, uint64_t index) {
   char err[256];
@@ -760,7 +779,7 @@ static int install_preloaded(rf_snaps *s, uint64_t index, uint64_t term) {
   new_interval(s);
   s->applied_index = index;
   s->applied_term = term;
-  rf_sm_restored(s->deps.sm, index); /* applied index, watches (410) */
+  scripts_restored(s, index); /* applied index, watches (410), scripts */
   members_restored(s, index);
   notify_saved(s, 0);
   rf_log_begin(&r, RF_INFO, "snapshot installed");
@@ -800,7 +819,7 @@ int rf_snaps_install(rf_snaps *s, uint64_t index, uint64_t term) {
   new_interval(s);
   s->applied_index = index;
   s->applied_term = term;
-  rf_sm_restored(s->deps.sm, index);
+  scripts_restored(s, index);
   members_restored(s, index);
   notify_saved(s, 0);
   rf_log_begin(&r, RF_INFO, "snapshot installed");

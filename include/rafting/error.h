@@ -48,7 +48,8 @@ enum {
   RF_ETYPE = RF_E_BASE - 20,      /* no body or an unknown message type */
   RF_ERANGE = RF_E_BASE - 21,     /* a field out of range */
   RF_EFORGED = RF_E_BASE - 22,    /* a message no correct peer sends */
-  RF_E_LAST = RF_E_BASE - 23
+  RF_ECONFLICT = RF_E_BASE - 23,  /* a name already taken */
+  RF_E_LAST = RF_E_BASE - 24
 };
 
 /* A message for any RF_E* (or -errno) code; never NULL. */

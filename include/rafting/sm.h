@@ -44,7 +44,8 @@ enum {
   RF_SM_ENOTFOUND = RF_ENOTFOUND, /* no such command or query (REST: 404) */
   RF_SM_EFAILED = RF_EFAILED,     /* handler error, budget or memory cap (422) */
   RF_SM_EBADENTRY = RF_EBADENTRY, /* malformed entry or arguments (400) */
-  RF_SM_ENOMEM = RF_ENOMEM        /* the host itself ran out of memory (500) */
+  RF_SM_ENOMEM = RF_ENOMEM,       /* the host itself ran out of memory (500) */
+  RF_SM_ECONFLICT = RF_ECONFLICT  /* a script name clash (409) */
 };
 
 enum { RF_SM_ARGS = 1, RF_SM_JSON = 2 }; /* entry kinds */
@@ -52,7 +53,10 @@ enum { RF_SM_ARGS = 1, RF_SM_JSON = 2 }; /* entry kinds */
 typedef struct rf_sm rf_sm;
 
 typedef struct rf_sm_opts {
-  const char *commands; /* user script (commands + queries); NULL: none */
+  /* A script loaded on this replica only, outside the replicated set:
+  ** for tools and unit specs.  Nodes leave it NULL and deploy scripts
+  ** through the log (rf_sm_script_*).  NULL: none. */
+  const char *commands;
   const char *builtin;  /* NULL: kv.lua as compiled in; else a file */
   uint64_t budget;      /* VM instructions per call; 0: the default */
   size_t memory;        /* Lua heap + write batch cap; 0: the default */
@@ -123,8 +127,50 @@ int rf_sm_has_query(const rf_sm *sm, const char *name);
 typedef void (*rf_sm_observer)(void *ud, uint64_t index, const rf_store *batch,
                                const rf_store *store);
 void rf_sm_observe(rf_sm *sm, rf_sm_observer fn, void *ud);
-/* The store was just loaded from a snapshot taken at index. */
-void rf_sm_restored(rf_sm *sm, uint64_t index);
+/* The store was just loaded from a snapshot taken at index: the scripts
+** are reloaded from it.  0, or -1 with the error in msg (the scripts in
+** the snapshot do not load here: a different budget or memory cap). */
+int rf_sm_restored(rf_sm *sm, uint64_t index, rf_buf *msg);
+
+/* -- deployed scripts (scripts.c) --------------------------------------
+**
+** Scripts are part of the replicated state: one store key each, under the
+** reserved prefix RF_SM_RESERVED, so snapshots carry them and the set in
+** force at index i is the store's at i.  Users can neither read nor write
+** reserved keys (REST refuses them, kv.* in scripts hides them).  Entries
+** (ARGS kind, built with rf_sm_encode_args):
+**
+**   script.put    name, source   install or replace a script
+**   script.delete name           remove it
+**   script.seed   name, source   script.put unless any script entry ever
+**                                applied (the config's bootstrap script)
+**
+** Applying one rebuilds the Lua state from the built-in kv.lua and every
+** stored script in name order; a script that fails to load changes
+** nothing (RF_SM_EFAILED, the same on every replica). */
+#define RF_SM_RESERVED "\0rafting/"
+#define RF_SM_RESERVED_LEN 9
+#define RF_SM_SCRIPT_NAME_MAX 64
+
+/* 1 if key begins with RF_SM_RESERVED. */
+int rf_sm_reserved(const void *key, size_t len);
+/* 1 if name is a valid script name: 1..64 of [A-Za-z0-9_.-], no leading '.'. */
+int rf_sm_script_name_ok(const char *name, size_t len);
+/* Would the script load in place of (or beside) the installed ones?  0;
+** RF_EBADENTRY (syntax, shape, top-level error: 400) or RF_ECONFLICT (a
+** name another script has: 409), with the message in msg. */
+int rf_sm_script_check(rf_sm *sm, const char *name, const void *src,
+                       size_t len, rf_buf *msg);
+/* The installed script's source, or NULL. */
+const char *rf_sm_script_source(rf_sm *sm, const char *name, size_t *len);
+/* Its sha256 (hex) into out, 1; or 0 when absent. */
+int rf_sm_script_sha(rf_sm *sm, const char *name, char out[65]);
+/* [{"name","sha256","index","commands":[...],"queries":[...]}] by name. */
+void rf_sm_scripts_json(rf_sm *sm, rf_buf *out);
+/* {"count":N,"digest":hex}: equal on replicas with equal scripts. */
+void rf_sm_scripts_digest_json(rf_sm *sm, rf_buf *out);
+/* 1 once any script entry applied (seeds are then no-ops). */
+int rf_sm_scripts_seeded(rf_sm *sm);
 
 rf_store *rf_sm_store(rf_sm *sm); /* direct reads (REST GET, snapshots) */
 uint64_t rf_sm_applied(const rf_sm *sm); /* index of the last apply */

@@ -55,6 +55,12 @@ int rf_addr_format(char *out, size_t len, const char *host, int port);
 ** not one. */
 uint64_t rf_parse_id(const char *s);
 
+/* -- digests (sha256.c) -- */
+
+/* SHA-256 of data: 32 bytes, or 64 lowercase hex digits and a NUL. */
+void rf_sha256(const void *data, size_t len, unsigned char out[32]);
+void rf_sha256_hex(const void *data, size_t len, char out[65]);
+
 /* -- time (clock.c) -- */
 
 /* Milliseconds of CLOCK_MONOTONIC: for intervals and deadlines. */

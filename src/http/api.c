@@ -15,6 +15,7 @@
 #include "http/cluster.h"
 #include "http/kvjson.h"
 #include "http/backup.h"
+#include "http/scripts.h"
 #include "http/watch.h"
 #include "rafting/buf.h"
 #include "rafting/util.h"
@@ -283,6 +284,11 @@ static int kv_key(rf_http_req *req, const char **key, size_t *klen) {
     rf_http_json_error(req, 400, "bad_request", "empty key");
     return 0;
   }
+  if (rf_sm_reserved(*key, *klen)) {
+    rf_http_json_error(req, 400, "reserved_key", "keys beginning with "
+                       "\\0rafting/ hold the cluster's scripts (use /scripts)");
+    return 0;
+  }
   return 1;
 }
 
@@ -323,13 +329,21 @@ static int name_after(rf_http_req *req, size_t skip, char *name, size_t cap) {
   return 1;
 }
 
+/* Refusing an unknown command before it costs a log entry needs the
+** scripts in force: until the config's bootstrap script applied, the
+** apply decides (it runs after that script, in log order). */
+static int command_known(rf_api *a, const char *name) {
+  return rf_sm_has_command(a->deps.sm, name) ||
+         (a->deps.cfg->commands != NULL && !rf_sm_scripts_seeded(a->deps.sm));
+}
+
 static void post_cmd(rf_api *a, rf_http_req *req) {
   char name[256];
   rf_buf e;
   int rc;
   if (route_to_leader(a, req) || !name_after(req, 5, name, sizeof(name)))
     return;
-  if (!rf_sm_has_command(a->deps.sm, name)) {
+  if (strncmp(name, "script.", 7) == 0 || !command_known(a, name)) {
     rf_http_json_error(req, 404, "unknown_command", name);
     return;
   }
@@ -354,7 +368,8 @@ static void serve_get(rf_api *a, rf_http_req *req) {
   const void *val;
   size_t vlen;
   const char *key = req->path + 4;
-  if (!rf_store_get(rf_sm_store(a->deps.sm), key,
+  if (rf_sm_reserved(key, req->path_len - 4) ||
+      !rf_store_get(rf_sm_store(a->deps.sm), key,
                     req->path_len - 4, &val, &vlen)) {
     rf_http_json_error(req, 404, "not_found", "no such key");
     return;
@@ -423,6 +438,7 @@ static void serve_range(rf_api *a, rf_http_req *req) {
   rf_buf_str(&b, "{\"items\":[");
   while (rf_store_next(&it, &kv)) {
     if (kv.klen < plen || memcmp(kv.key, prefix, plen) != 0) break;
+    if (rf_sm_reserved(kv.key, kv.klen)) continue; /* the scripts */
     if (n == limit) { n++; break; }
     rf_buf_str(&b, n++ ? ",{\"key\":" : "{\"key\":");
     rf_kvjson_bytes(&b, kv.key, kv.klen, b64);
@@ -481,6 +497,14 @@ static void serve_query(rf_api *a, rf_http_req *req) {
   rf_buf_free(&b);
 }
 
+static void serve_scripts(rf_api *a, rf_http_req *req) {
+  rf_scripts_list(a->deps.sm, req);
+}
+
+static void serve_script(rf_api *a, rf_http_req *req) {
+  rf_scripts_source(a->deps.sm, req);
+}
+
 typedef void (*serve_fn)(rf_api *a, rf_http_req *req);
 
 /* Which read a request is, from its path (the routes below). */
@@ -489,6 +513,10 @@ static serve_fn serve_of(const rf_http_req *req) {
     return serve_query;
   if (req->path_len >= 4 && memcmp(req->path, "/kv/", 4) == 0)
     return serve_get;
+  if (req->path_len > 9 && memcmp(req->path, "/scripts/", 9) == 0)
+    return serve_script;
+  if (req->path_len == 8 && memcmp(req->path, "/scripts", 8) == 0)
+    return serve_scripts;
   return serve_range;
 }
 
@@ -542,17 +570,43 @@ static void get_kv(rf_api *a, rf_http_req *req) {
 static void get_range(rf_api *a, rf_http_req *req) { read(a, req); }
 static void get_query(rf_api *a, rf_http_req *req) { read(a, req); }
 
+static void get_scripts(rf_api *a, rf_http_req *req) { read(a, req); }
+
+static void put_script(rf_api *a, rf_http_req *req) {
+  rf_buf e;
+  rf_buf_init(&e);
+  if (route_to_leader(a, req)) return;
+  if (rf_scripts_put_entry(a->deps.sm, req, now_ms(), &e)) propose(a, req, &e);
+  else rf_buf_free(&e);
+}
+
+static void delete_script(rf_api *a, rf_http_req *req) {
+  rf_buf e;
+  rf_buf_init(&e);
+  if (route_to_leader(a, req)) return;
+  if (rf_scripts_delete_entry(a->deps.sm, req, now_ms(), &e))
+    propose(a, req, &e);
+  else rf_buf_free(&e);
+}
+
 static void get_watch(rf_api *a, rf_http_req *req) {
   rf_watch_get(a->watch, req);
 }
 
+/* The config's commands script (installed through the log by the first
+** leader) is in force, or was at some point (then deleted on purpose). */
+static int bootstrapped(rf_api *a) {
+  return a->deps.cfg->commands == NULL || rf_sm_scripts_seeded(a->deps.sm);
+}
+
 /* "starting" (503) until the entries committed locally before the start
-** are applied, so orchestration does not route to a node still replaying. */
+** are applied and the bootstrap script is installed, so orchestration does
+** not route to a node still replaying or without its commands. */
 static void get_health(rf_api *a, rf_http_req *req) {
   uint64_t applied = rf_driver_applied(a->deps.drv);
   char body[128];
   int n;
-  if (!a->ready && applied < a->replay_to) {
+  if (!a->ready && (applied < a->replay_to || !bootstrapped(a))) {
     n = snprintf(body, sizeof body, "{\"ok\":false,\"status\":\"starting\","
                  "\"applied\":%llu,\"target\":%llu}\n",
                  (unsigned long long)applied, (unsigned long long)a->replay_to);
@@ -613,6 +667,9 @@ static const route routes[] = {
   {"/cmd/", "POST", NULL, NULL, post_cmd, NULL},
   {"/query/", "GET", get_query, NULL, NULL, NULL},
   {"/watch", "GET", get_watch, NULL, NULL, NULL},
+  {"/scripts", "GET", get_scripts, NULL, NULL, NULL},
+  {"/scripts/", "GET, PUT, DELETE", get_scripts, put_script, NULL,
+   delete_script},
   {"/cluster", "GET", get_cluster, NULL, NULL, NULL},
   {"/cluster/leader", "POST", NULL, NULL, post_leader, NULL},
   {"/snapshot", "GET", get_snapshot, NULL, NULL, NULL},
@@ -642,6 +699,8 @@ static const char *route_params(const route *r) {
     {"/cluster/members", " redirect "},
     {"/cluster/members/", " redirect "},
     {"/query/", NULL},
+    {"/scripts", " stale redirect "},
+    {"/scripts/", " stale redirect "},
     {"/watch", " prefix since timeout_ms stream encoding "},
     {"/snapshot", " fresh timeout_ms "},
   };

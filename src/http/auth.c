@@ -23,6 +23,7 @@ static const rule rules[] = {
   {"/cmd", RF_ROLE_WRITE, RF_ROLE_WRITE},
   {"/query", RF_ROLE_READ, RF_ROLE_READ},
   {"/watch", RF_ROLE_READ, RF_ROLE_ADMIN},
+  {"/scripts", RF_ROLE_READ, RF_ROLE_ADMIN}, /* deploying is an admin's */
   {"/cluster", RF_ROLE_READ, RF_ROLE_ADMIN}, /* membership, leadership */
 };
 

@@ -13,6 +13,7 @@
 ** pcall (or the one in rf_sm_new), so a memory error can never escape to a
 ** panic; C resources used across it hang off rf_sm (smint.h).
 */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,12 @@ static int msgh(lua_State *L) {
       return 1;
     }
   }
-  lua_pushfstring(L, "%s: %s", rf_sm_host(L)->script[rf_sm_host(L)->cur], msg);
+  {
+    const char *name = rf_sm_host(L)->script[rf_sm_host(L)->cur];
+    size_t n = strlen(name);
+    if (strncmp(msg, name, n) == 0 && msg[n] == ':') return 1; /* named */
+    lua_pushfstring(L, "%s: %s", name, msg);
+  }
   return 1;
 }
 
@@ -170,6 +176,16 @@ static void runchunk(lua_State *L, int i) {
                rf_sm_host(L)->script[i]);
 }
 
+/* A name another script has: an error of its own kind (REST: 409). */
+static void clash(lua_State *L, const char *msg, ...) {
+  va_list ap;
+  rf_sm_host(L)->clash = 1;
+  va_start(ap, msg);
+  lua_pushvfstring(L, msg, ap);
+  va_end(ap);
+  lua_error(L);
+}
+
 /* Record the names of module field `field` (at the top) for script i. */
 static void register_names(lua_State *L, int i, const char *field) {
   rf_sm *sm = rf_sm_host(L);
@@ -188,9 +204,12 @@ static void register_names(lua_State *L, int i, const char *field) {
     name = lua_tostring(L, -2);
     if (strlen(name) == 0 || strlen(name) > 255)
       luaL_error(L, "%s: bad %s name", sm->script[i], field);
+    if (!query && strncmp(name, "script.", 7) == 0)
+      clash(L, "%s: command '%s': the prefix 'script.' is reserved",
+            sm->script[i], name);
     if ((old = findname(sm, name, strlen(name), query)) != NULL)
-      luaL_error(L, "%s: %s '%s' is already defined by %s", sm->script[i],
-                 query ? "query" : "command", name, sm->script[old->script]);
+      clash(L, "%s: %s '%s' is already defined by %s", sm->script[i],
+            query ? "query" : "command", name, sm->script[old->script]);
     if (addname(sm, name, i, query)) luaL_error(L, "out of memory");
     lua_pop(L, 1);
   }
@@ -214,9 +233,10 @@ static void checkshape(lua_State *L, int i) {
 
 static void loadscript(lua_State *L, int i) {
   rf_sm *sm = rf_sm_host(L);
+  const smsrc *src = &sm->loading[i];
   char chunkname[300];
   snprintf(chunkname, sizeof(chunkname), "@%s", sm->script[i]);
-  if (luaL_loadbufferx(L, sm->src[i], sm->srclen[i], chunkname, "t"))
+  if (luaL_loadbufferx(L, src->src, src->len, chunkname, "t"))
     lua_error(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CHUNKS);
   lua_insert(L, -2);
@@ -273,52 +293,123 @@ static int init(lua_State *L) {
   return 0;
 }
 
-/* Read a whole file into sm->src[i]; display name sm->script[i]. */
+/* -- building a Lua state ------------------------------------------------ */
+
+/* What a build replaces: kept until the new state loaded. */
+typedef struct luaset {
+  lua_State *L;
+  smname *names;
+  size_t nnames;
+  char **script;
+  int nscripts;
+} luaset;
+
+static void getset(rf_sm *sm, luaset *s) {
+  *s = (luaset){sm->L, sm->names, sm->nnames, sm->script, sm->nscripts};
+}
+
+static void putset(rf_sm *sm, const luaset *s) {
+  sm->L = s->L;
+  sm->names = s->names;
+  sm->nnames = s->nnames;
+  sm->script = s->script;
+  sm->nscripts = s->nscripts;
+}
+
+static void freeset(luaset *s) {
+  size_t i;
+  if (s->L) lua_close(s->L);
+  for (i = 0; i < s->nnames; i++) free(s->names[i].name);
+  free(s->names);
+  for (i = 0; s->script && i < (size_t)s->nscripts; i++) free(s->script[i]);
+  free(s->script);
+}
+
+/* Load sm->loading into a new state, made current in sm.  0 or -1. */
+static int loadall(rf_sm *sm, int n, rf_buf *msg) {
+  int i, status;
+  if ((sm->script = calloc((size_t)n + 1, sizeof(char *))) == NULL)
+    return rf_buf_str(msg, "out of memory"), -1;
+  for (i = 0; i < n; i++)
+    if ((sm->script[i] = strdup(sm->loading[i].name)) == NULL)
+      return rf_buf_str(msg, "out of memory"), -1;
+  sm->nscripts = n;
+  if ((sm->L = lua_newstate(alloc, sm)) == NULL)
+    return rf_buf_str(msg, "cannot create a Lua state"), -1;
+  *(rf_sm **)lua_getextraspace(sm->L) = sm;
+  lua_pushcfunction(sm->L, msgh);
+  lua_pushcfunction(sm->L, init);
+  status = lua_pcall(sm->L, 0, 0, 1);
+  lua_sethook(sm->L, NULL, 0, 0);
+  if (status != LUA_OK) {
+    const char *m = lua_tostring(sm->L, -1);
+    rf_buf_str(msg, m ? m : "cannot load scripts (out of memory)");
+  }
+  lua_settop(sm->L, 0);
+  if (status != LUA_OK) return -1;
+  dropenv(sm);
+  return 0;
+}
+
+int rf_sm_build(rf_sm *sm, const smsrc *list, int n, int keep, rf_buf *msg) {
+  luaset old, made;
+  int rc;
+  getset(sm, &old);
+  putset(sm, &(luaset){NULL, NULL, 0, NULL, 0});
+  sm->loading = list;
+  sm->clash = 0;
+  rc = loadall(sm, n, msg);
+  sm->loading = NULL;
+  getset(sm, &made);
+  if (rc == 0 && keep) {
+    freeset(&old);
+    return 0;
+  }
+  freeset(&made);
+  putset(sm, &old);
+  return rc;
+}
+
+/* Read a whole file into base script i, displayed as name. */
 static int readscript(rf_sm *sm, int i, const char *path, const char *name,
                       char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
   long n;
+  char *p = NULL;
   if (f == NULL) {
     snprintf(err, errlen, "cannot open %s", path);
     return -1;
   }
   if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
-      (sm->src[i] = malloc((size_t)n + 1)) == NULL ||
-      fread(sm->src[i], 1, (size_t)n, f) != (size_t)n) {
+      (p = malloc((size_t)n + 1)) == NULL ||
+      fread(p, 1, (size_t)n, f) != (size_t)n) {
     snprintf(err, errlen, "cannot read %s", path);
+    free(p);
     fclose(f);
     return -1;
   }
   fclose(f);
-  sm->srclen[i] = (size_t)n;
-  sm->script[i] = strdup(name);
-  sm->nscripts = i + 1;
-  return sm->script[i] ? 0 : -1;
+  sm->base[i] = (smsrc){strdup(name), p, (size_t)n};
+  sm->nbase = i + 1;
+  return sm->base[i].name ? 0 : -1;
 }
 
-/* The compiled-in kv.lua as script 0, named "kv.lua" in errors. */
+/* The compiled-in kv.lua as base script 0, named "kv.lua" in errors. */
 static int embedscript(rf_sm *sm, char *err, size_t errlen) {
-  if ((sm->src[0] = malloc(rf_sm_kv_lua_len + 1)) == NULL ||
-      (sm->script[0] = strdup("kv.lua")) == NULL) {
+  char *p = malloc(rf_sm_kv_lua_len + 1);
+  sm->base[0] = (smsrc){strdup("kv.lua"), p, rf_sm_kv_lua_len};
+  sm->nbase = 1;
+  if (p == NULL || sm->base[0].name == NULL) {
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  memcpy(sm->src[0], rf_sm_kv_lua, rf_sm_kv_lua_len + 1);
-  sm->srclen[0] = rf_sm_kv_lua_len;
-  sm->nscripts = 1;
+  memcpy(p, rf_sm_kv_lua, rf_sm_kv_lua_len + 1);
   return 0;
 }
 
-static void freesources(rf_sm *sm) {
-  int i;
-  for (i = 0; i < 2; i++) {
-    free(sm->src[i]);
-    sm->src[i] = NULL;
-  }
-}
-
 static int setup(rf_sm *sm, const rf_sm_opts *o, char *err, size_t errlen) {
-  int status;
+  rf_buf msg;
+  int rc;
   sm->budget = o->budget ? o->budget : RF_SM_DEFAULT_BUDGET;
   sm->memcap = o->memory ? o->memory : RF_SM_DEFAULT_MEMORY;
   sm->log = o->log;
@@ -329,21 +420,11 @@ static int setup(rf_sm *sm, const rf_sm_opts *o, char *err, size_t errlen) {
                   : embedscript(sm, err, errlen)) ||
       (o->commands && readscript(sm, 1, o->commands, o->commands, err, errlen)))
     return -1;
-  if ((sm->L = lua_newstate(alloc, sm)) == NULL)
-    return snprintf(err, errlen, "cannot create a Lua state"), -1;
-  *(rf_sm **)lua_getextraspace(sm->L) = sm;
-  lua_pushcfunction(sm->L, msgh);
-  lua_pushcfunction(sm->L, init);
-  status = lua_pcall(sm->L, 0, 0, 1);
-  lua_sethook(sm->L, NULL, 0, 0);
-  if (status != LUA_OK) {
-    const char *m = lua_tostring(sm->L, -1);
-    snprintf(err, errlen, "%s", m ? m : "cannot load scripts (out of memory)");
-  }
-  lua_settop(sm->L, 0);
-  if (status == LUA_OK) dropenv(sm);
-  freesources(sm);
-  return status == LUA_OK ? 0 : -1;
+  rf_buf_init(&msg);
+  rc = rf_sm_build(sm, sm->base, sm->nbase, 1, &msg);
+  if (rc) snprintf(err, errlen, "%s", msg.p ? msg.p : "out of memory");
+  rf_buf_free(&msg);
+  return rc;
 }
 
 rf_sm *rf_sm_new(const rf_sm_opts *o, char *err, size_t errlen) {
@@ -361,18 +442,19 @@ rf_sm *rf_sm_new(const rf_sm_opts *o, char *err, size_t errlen) {
 }
 
 void rf_sm_free(rf_sm *sm) {
-  size_t i;
-  int s;
+  luaset cur;
+  int i;
   if (sm == NULL) return;
-  if (sm->L) lua_close(sm->L);
+  getset(sm, &cur);
+  freeset(&cur);
   rf_store_free(sm->store);
   rf_store_free(sm->batch);
   json_decref(sm->pending);
   rf_buf_free(&sm->scratch);
-  for (i = 0; i < sm->nnames; i++) free(sm->names[i].name);
-  free(sm->names);
-  for (s = 0; s < 2; s++) free(sm->script[s]);
-  freesources(sm);
+  for (i = 0; i < sm->nbase; i++) {
+    free((char *)sm->base[i].name);
+    free((char *)sm->base[i].src);
+  }
   free(sm);
 }
 
@@ -526,6 +608,8 @@ int rf_sm_apply(rf_sm *sm, uint64_t index, const void *entry, size_t len,
   }
   sm->index = index;
   sm->time_ms = sm->applied_time = e.time_ms;
+  if (e.name_len > 7 && memcmp(e.name, "script.", 7) == 0)
+    return rf_sm_scripts_apply(sm, &e, result);
   if ((c.fn = findname(sm, e.name, e.name_len, 0)) == NULL)
     return notfound(result, "command", e.name, e.name_len);
   c.e = &e;
@@ -567,11 +651,6 @@ int rf_sm_has_query(const rf_sm *sm, const char *name) {
 void rf_sm_observe(rf_sm *sm, rf_sm_observer fn, void *ud) {
   sm->observe = fn;
   sm->observe_ud = ud;
-}
-
-void rf_sm_restored(rf_sm *sm, uint64_t index) {
-  sm->applied = index;
-  if (sm->observe) sm->observe(sm->observe_ud, index, NULL, sm->store);
 }
 
 rf_store *rf_sm_store(rf_sm *sm) { return sm->store; }

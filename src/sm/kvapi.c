@@ -32,10 +32,15 @@ static int lookup(rf_sm *sm, const char *k, size_t kl, rf_store_kv *kv) {
   return rf_store_get(sm->store, k, kl, &kv->val, &kv->vlen);
 }
 
+/* Keys under RF_SM_RESERVED hold the deployed scripts: invisible here. */
 static rf_sm *writable(lua_State *L, const char *fn, size_t need) {
   rf_sm *sm = rf_sm_host(L);
+  size_t kl;
+  const char *k = lua_tolstring(L, 1, &kl);
   if (sm->readonly)
     luaL_error(L, "kv.%s: queries are read-only", fn);
+  if (rf_sm_reserved(k, kl))
+    luaL_error(L, "kv.%s: keys beginning with \\0rafting/ are reserved", fn);
   if (sm->mem + sm->batchmem + need + NODECOST > sm->memcap)
     rf_sm_memerror(L);
   sm->batchmem += need + NODECOST;
@@ -46,7 +51,7 @@ static int kv_get(lua_State *L) {
   size_t kl;
   const char *k = luaL_checklstring(L, 1, &kl);
   rf_store_kv kv;
-  if (lookup(rf_sm_host(L), k, kl, &kv)) {
+  if (!rf_sm_reserved(k, kl) && lookup(rf_sm_host(L), k, kl, &kv)) {
     lua_pushlstring(L, kv.val, kv.vlen);
     rf_sm_charge(L, kv.vlen / 32); /* the copy, after it (see meter.h) */
   } else {
@@ -80,9 +85,13 @@ static int hasprefix(const rf_store_kv *kv, const char *p, size_t pl) {
   return kv->klen >= pl && memcmp(kv->key, p, pl) == 0;
 }
 
-/* Step a source of the merge: 1 while it has an entry under the prefix. */
+/* Step a source of the merge: 1 while it has an entry under the prefix
+** (reserved keys skipped: they sort first and are few). */
 static int step(rf_store_iter *it, rf_store_kv *kv, const char *p, size_t pl) {
-  return rf_store_next(it, kv) && hasprefix(kv, p, pl);
+  while (rf_store_next(it, kv))
+    if (!hasprefix(kv, p, pl)) return 0;
+    else if (!rf_sm_reserved(kv->key, kv->klen)) return 1;
+  return 0;
 }
 
 static void emit(lua_State *L, const rf_store_kv *kv, lua_Integer n) {

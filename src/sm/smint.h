@@ -6,6 +6,8 @@
 ** sandbox.c the deterministic environment handlers run in
 ** kvapi.c   the kv table: reads through the write batch, buffered writes
 ** json.c    JSON <-> Lua (jansson parses; encoding sorts keys)
+** scripts.c the deployed scripts: reserved store keys, script.* entries,
+**           rebuilding the Lua state from them
 **
 ** Memory: C resources that live across a Lua call (write batch, JSON tree
 ** being converted, output scratch) hang off rf_sm, never off the C stack,
@@ -21,6 +23,13 @@
 #include "rafting/sm.h"
 
 enum { ABORT_BUDGET = 1, ABORT_MEM = 2 }; /* rf_sm.abort bits */
+
+/* One script of a build: borrowed text, display name (in errors). */
+typedef struct smsrc {
+  const char *name;
+  const char *src;
+  size_t len;
+} smsrc;
 
 typedef struct smname {
   char *name;
@@ -41,10 +50,12 @@ struct rf_sm {
   uint64_t applied, applied_time; /* of the last applied entry */
   json_t *pending;                /* JSON tree being converted */
   rf_buf scratch;                 /* JSON output */
-  char *script[2];                /* display names: builtin, user */
-  char *src[2];                   /* script text while loading */
-  size_t srclen[2];
+  char **script;                  /* display names, by script number */
   int nscripts;
+  smsrc base[2];                  /* kv.lua, a local script: owned text */
+  int nbase;
+  const smsrc *loading;           /* the build in progress (rf_sm_build) */
+  int clash;                      /* the last build failed on a name */
   smname *names;
   size_t nnames;
   void (*log)(void *ud, const char *msg, size_t len);
@@ -58,6 +69,15 @@ rf_sm *rf_sm_host(lua_State *L);
 void rf_sm_charge(lua_State *L, uint64_t n);
 /* Raise the memory-cap error (uncatchable by the handler). */
 int rf_sm_memerror(lua_State *L);
+
+/* Replace the Lua state with one running scripts list[0..n) in that
+** order (keep 1), or only try (keep 0).  0, or -1 with the error in msg
+** (sm->clash set when a name was taken).  Outside any Lua call. */
+int rf_sm_build(rf_sm *sm, const smsrc *list, int n, int keep, rf_buf *msg);
+
+/* scripts.c */
+/* Apply a script.* entry (rf_sm_apply dispatches on the prefix). */
+int rf_sm_scripts_apply(rf_sm *sm, const rf_sm_entry *e, rf_buf *result);
 
 /* sandbox.c */
 void rf_sandbox_open(lua_State *L); /* once: build the base environment */

@@ -28,6 +28,7 @@ static const char *const own[] = {
   "an unknown message type",
   "a field out of range",
   "a message no correct peer sends (forged, or a bug)",
+  "a name already taken",
 };
 
 const char *rf_strerror(int err) {

@@ -1,0 +1,134 @@
+/*
+** bootscript.c -- the config's commands file, deployed through the log
+** (see bootscript.h).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bootscript.h"
+#include "rafting/error.h"
+#include "rafting/log.h"
+#include "rafting/util.h"
+
+struct rf_bootscript {
+  rf_sm *sm;
+  char name[RF_SM_SCRIPT_NAME_MAX + 1]; /* the file's base name */
+  char *src;
+  size_t len;
+  char sha[65];
+  uint64_t proposed_term; /* a seed proposed in this term */
+  char warned[65];        /* the replicated version last warned about */
+};
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  char *p = NULL;
+  long n;
+  if (f == NULL) return NULL;
+  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
+      fseek(f, 0, SEEK_SET) == 0 && (p = malloc((size_t)n + 1)) != NULL &&
+      fread(p, 1, (size_t)n, f) == (size_t)n) {
+    *len = (size_t)n;
+  } else {
+    free(p);
+    p = NULL;
+  }
+  fclose(f);
+  return p;
+}
+
+static int fail(rf_bootscript *b, char *err, size_t errlen, const char *fmt,
+                const char *a, const char *c) {
+  snprintf(err, errlen, fmt, a, c);
+  rf_bootscript_free(b);
+  return RF_ESCRIPT;
+}
+
+int rf_bootscript_open(const char *path, rf_sm *sm, rf_bootscript **out,
+                       char *err, size_t errlen) {
+  rf_bootscript *b;
+  const char *base = path ? strrchr(path, '/') : NULL;
+  rf_buf msg;
+  int rc;
+  *out = NULL;
+  if (path == NULL) return 0;
+  base = base ? base + 1 : path;
+  if ((b = calloc(1, sizeof(*b))) == NULL)
+    return snprintf(err, errlen, "out of memory"), RF_ENOMEM;
+  b->sm = sm;
+  if (!rf_sm_script_name_ok(base, strlen(base)))
+    return fail(b, err, errlen, "commands %s: the file name must be a script "
+                "name: 1..64 of A-Z a-z 0-9 _ . -%s", path, "");
+  strcpy(b->name, base);
+  if ((b->src = slurp(path, &b->len)) == NULL)
+    return fail(b, err, errlen, "cannot read %s%s", path, "");
+  rf_sha256_hex(b->src, b->len, b->sha);
+  rf_buf_init(&msg);
+  rc = rf_sm_script_check(sm, b->name, b->src, b->len, &msg);
+  if (rc != 0) {
+    rc = fail(b, err, errlen, "%s (commands = %s)",
+              msg.p ? msg.p : "out of memory", path);
+    rf_buf_free(&msg);
+    return rc;
+  }
+  rf_buf_free(&msg);
+  *out = b;
+  return 0;
+}
+
+void rf_bootscript_free(rf_bootscript *b) {
+  if (b == NULL) return;
+  free(b->src);
+  free(b);
+}
+
+static void on_seeded(void *ud, int status, uint64_t index, uint64_t term,
+                      const char *res, size_t len) {
+  rf_logrec r;
+  (void)ud, (void)term;
+  if (status == 0 || status == RF_ESTOPPING || status == RF_ENOTCOMMITTED)
+    return; /* installed, or the next leader proposes it again */
+  rf_log_begin(&r, RF_ERROR, "bootstrap script not installed");
+  rf_log_u64(&r, "index", index);
+  rf_log_str(&r, "error", len ? res : rf_strerror(status));
+  rf_log_end(&r);
+}
+
+static void propose_seed(rf_bootscript *b, rf_driver *drv) {
+  rf_sm_arg args[2];
+  rf_buf e;
+  uint64_t term = rf_driver_term(drv);
+  if (b->proposed_term == term) return;
+  args[0] = (rf_sm_arg){"name", b->name, strlen(b->name)};
+  args[1] = (rf_sm_arg){"source", b->src, b->len};
+  rf_buf_init(&e);
+  rf_sm_encode_args(&e, "script.seed", (uint64_t)rf_wall_ms(), args, 2);
+  if (!e.oom && rf_driver_propose(drv, e.p, e.n, on_seeded, NULL, NULL,
+                                  NULL) == 0)
+    b->proposed_term = term; /* else: again after the next run */
+  rf_buf_free(&e);
+}
+
+static void check_version(rf_bootscript *b) {
+  char sha[65];
+  rf_logrec r;
+  if (!rf_sm_script_sha(b->sm, b->name, sha) || strcmp(sha, b->sha) == 0 ||
+      strcmp(sha, b->warned) == 0)
+    return;
+  strcpy(b->warned, sha);
+  rf_log_begin(&r, RF_WARN, "commands file differs from the replicated script");
+  rf_log_str(&r, "script", b->name);
+  rf_log_str(&r, "file_sha256", b->sha);
+  rf_log_str(&r, "replicated_sha256", sha);
+  rf_log_str(&r, "effect", "this node runs the replicated script; deploy "
+             "the file with PUT /scripts/{name} to change it");
+  rf_log_end(&r);
+}
+
+void rf_bootscript_sync(rf_bootscript *b, rf_driver *drv, int ready) {
+  if (b == NULL || rf_driver_failed(drv)) return;
+  if (rf_driver_role(drv) == RAFT_LEADER && !rf_sm_scripts_seeded(b->sm))
+    propose_seed(b, drv);
+  if (ready) check_version(b);
+}
