@@ -10,6 +10,9 @@
 **   host:get(key) host:scan([prefix [, limit]]) -> {{key, value}, ...}
 **   host:count() host:bytes() host:digest() host:applied() host:memory()
 **   host:has_command(name) host:has_query(name) host:logs() host:close()
+**   host:check(name, source) -> ok, msg, code   (would it deploy?)
+**   host:scripts() host:scripts_digest()        (GET /scripts, /status)
+**   host:restore_from(other) -> ok, msg  (other's store, as a snapshot)
 **   sm.encode(name, time_ms, {argname = "value", ...}) -> entry
 **   sm.encode_json(name, time_ms, json) -> entry | nil, err
 **   sm.decode(entry) -> {time=, name=, kind="args"|"json", args=|json=}
@@ -47,6 +50,7 @@ static const char *codename(int rc) {
     case RF_SM_ENOTFOUND: return "notfound";
     case RF_SM_EFAILED: return "failed";
     case RF_SM_EBADENTRY: return "badentry";
+    case RF_SM_ECONFLICT: return "conflict";
     default: return "nomem";
   }
 }
@@ -154,6 +158,55 @@ static int l_scan(lua_State *L) {
     lua_rawseti(L, -2, ++n);
   }
   return 1;
+}
+
+/* host:check(name, source): would the script deploy?  ok, msg, code */
+static int l_check(lua_State *L) {
+  Host *h = tohost(L);
+  const char *name = luaL_checkstring(L, 2);
+  size_t len;
+  const char *src = luaL_checklstring(L, 3, &len);
+  rf_buf_free(&h->out);
+  return result(L, h, rf_sm_script_check(h->sm, name, src, len, &h->out));
+}
+
+/* host:scripts() -> the GET /scripts JSON; host:scripts_digest() */
+static int l_scripts(lua_State *L) {
+  Host *h = tohost(L);
+  rf_buf_free(&h->out);
+  rf_sm_scripts_json(h->sm, &h->out);
+  lua_pushlstring(L, h->out.p ? h->out.p : "", h->out.n);
+  return 1;
+}
+
+static int l_scripts_digest(lua_State *L) {
+  Host *h = tohost(L);
+  rf_buf_free(&h->out);
+  rf_sm_scripts_digest_json(h->sm, &h->out);
+  lua_pushlstring(L, h->out.p ? h->out.p : "", h->out.n);
+  return 1;
+}
+
+/* host:restore_from(other): other's store replaces ours, as a snapshot
+** taken at other:applied() would; ok, msg (scripts that do not load). */
+static int l_restore_from(lua_State *L) {
+  Host *h = tohost(L);
+  Host *o = luaL_checkudata(L, 2, HOST_MT);
+  rf_store *dst = rf_sm_store(h->sm);
+  rf_store_iter it;
+  rf_store_kv kv;
+  int rc;
+  luaL_argcheck(L, o->sm != NULL && o != h, 2, "another open host");
+  rf_store_clear(dst);
+  rf_store_seek(rf_sm_store(o->sm), &it, NULL, 0);
+  while (rf_store_next(&it, &kv))
+    if (rf_store_put(dst, kv.key, kv.klen, kv.val, kv.vlen))
+      return luaL_error(L, "out of memory");
+  rf_buf_free(&h->out);
+  rc = rf_sm_restored(h->sm, rf_sm_applied(o->sm), &h->out);
+  lua_pushboolean(L, rc == 0);
+  lua_pushlstring(L, h->out.p ? h->out.p : "", h->out.n);
+  return 2;
 }
 
 static int l_count(lua_State *L) {
@@ -326,7 +379,9 @@ static const luaL_Reg host_methods[] = {
   {"count", l_count}, {"bytes", l_bytes}, {"digest", l_digest},
   {"applied", l_applied}, {"memory", l_memory},
   {"has_command", l_has_command}, {"has_query", l_has_query},
-  {"logs", l_logs}, {"close", l_close}, {NULL, NULL}
+  {"logs", l_logs}, {"close", l_close}, {"check", l_check},
+  {"scripts", l_scripts}, {"scripts_digest", l_scripts_digest},
+  {"restore_from", l_restore_from}, {NULL, NULL}
 };
 
 static const luaL_Reg funcs[] = {
