@@ -218,10 +218,12 @@ uint64_t rf_snapstore_recv_offset(const rf_snapstore *s);
 ** RF_SNAP_ENONE, RF_SNAP_ECORRUPT, -errno or UV_ENOMEM (message in err). */
 int rf_snapstore_head(rf_snapstore *s, uint64_t index, rf_snap_meta *m,
                       rf_buf *blob, char *err, size_t errlen);
-/* The file of the kept snapshot at index, opened read-only (O_CLOEXEC):
-** an fd for the caller to read and close (the snapshot may be rotated away
-** meanwhile; the open file stays whole).  RF_SNAP_ENONE, UV_EINVAL for a
-** memory store, -errno. */
+/* The file of the kept snapshot at index, opened read-only (O_CLOEXEC)
+** with a shared flock: an fd for the caller to read and close (the
+** snapshot may be rotated away meanwhile; rotation then unlinks it without
+** shrinking it, so the open file stays whole).  RF_SNAP_ENONE (also when a
+** rotation is removing it right now), UV_EINVAL for a memory store,
+** -errno. */
 int rf_snapstore_open_file(rf_snapstore *s, uint64_t index);
 
 /* 1 while a save is queued or running (rf_snapstore_save would refuse). */

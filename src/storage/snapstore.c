@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include "rafting/util.h"
@@ -1057,6 +1058,18 @@ void rf_snapstore_recv_abort(rf_snapstore *s) {
 
 /* ------------------------------------------------------------ head */
 
+/* A reader's shared lock keeps rotation from shrinking the file (see
+** rf_remove_gradually); a rotation that took it first, or already shrank
+** it, makes the file as good as gone. */
+static int whole(int fd, const rf_snap_meta *m) {
+  struct stat st;
+  if (flock(fd, LOCK_SH | LOCK_NB) == 0 && fstat(fd, &st) == 0 &&
+      st.st_nlink > 0 && (uint64_t)st.st_size == m->size)
+    return fd;
+  close(fd);
+  return RF_SNAP_ENONE;
+}
+
 int rf_snapstore_open_file(rf_snapstore *s, uint64_t index) {
   const rf_snap_meta *m = find(s, index);
   char name[NAME_LEN + 1];
@@ -1065,7 +1078,8 @@ int rf_snapstore_open_file(rf_snapstore *s, uint64_t index) {
   if (s->path == NULL) return UV_EINVAL;
   snap_name(name, m->index, m->term);
   fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC);
-  return fd < 0 ? (errno == ENOENT ? RF_SNAP_ENONE : -errno) : fd;
+  if (fd < 0) return errno == ENOENT ? RF_SNAP_ENONE : -errno;
+  return whole(fd, m);
 }
 
 /* The first bytes of the kept snapshot m (all of them if it is small). */

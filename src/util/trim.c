@@ -7,11 +7,16 @@
 ** 200 ms measured on the development VM for 150 MB.  Shrinking the file a
 ** step at a time, each step made durable before the next, spreads the
 ** freeing over many small commits.  Plain libc; nothing allocated.
+**
+** A reader may hold the file open (a backup download): it takes a shared
+** flock, and then the file is only unlinked, never shrunk under it; its
+** blocks go when the reader closes it.
 */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,8 +42,9 @@ int rf_remove_gradually(int dirfd, const char *name, size_t step) {
   if (renameat(dirfd, name, dirfd, tmp) < 0) return -errno;
   if (fsync(dirfd) < 0) rc = -errno;
   if ((fd = openat(dirfd, tmp, O_WRONLY | O_CLOEXEC)) >= 0) {
-    while (rf_trim_step(fd, step) > 0)
-      if (fdatasync(fd) < 0) break;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) /* else someone reads it */
+      while (rf_trim_step(fd, step) > 0)
+        if (fdatasync(fd) < 0) break;
     close(fd);
   }
   if (unlinkat(dirfd, tmp, 0) < 0 && rc == 0) rc = -errno;
