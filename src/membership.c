@@ -18,6 +18,16 @@
 #define FAREWELL_ENTRIES 64        /* entries a farewell append carries */
 #define FAREWELL_BYTES (256u << 10)
 
+/* A node a change removed: the leader keeps telling it until it holds
+** that change committed or the grace runs out.  Each has its own change,
+** so a second change during the grace does not cut the first's short. */
+typedef struct leaver {
+  uint64_t id;
+  uint64_t told;  /* the farewell's prev index (what it answered) */
+  uint64_t index; /* the change that removed it */
+  int ticks;      /* -1: not committed; then grace left */
+} leaver;
+
 struct rf_membership {
   rf_members book;
   rf_config view;                  /* the file's, nodes = the book */
@@ -33,12 +43,8 @@ struct rf_membership {
   size_t n_linked;
   raft_conf conf;                  /* the configuration followed */
   uint64_t conf_index;
-  uint64_t leaving[RAFT_MAX_NODES]; /* removed by the latest change */
-  uint64_t told[RAFT_MAX_NODES];  /* per leaving id: the farewell's prev
-                                  ** index (what it answered), or done */
+  leaver leaving[RAFT_MAX_NODES]; /* removed, not yet told */
   size_t n_leaving;
-  uint64_t leave_index;            /* that change's index */
-  int leave_ticks;                 /* -1: not committed; then grace left */
   int was_member;                  /* seen in a configuration (or bootstrap) */
   int removed;
   void (*on_removed)(void *, uint64_t);
@@ -199,7 +205,6 @@ int rf_membership_open(const rf_membership_opts *o, rf_membership **out,
   m->id = o->id;
   m->on_removed = o->removed;
   m->ud = o->ud;
-  m->leave_ticks = -1;
   rf_members_init(&m->book);
   snprintf(m->dir, sizeof(m->dir), "%s", o->data_dir ? o->data_dir : "");
   if ((rc = load_or_bootstrap(m, o->join, err, errlen)) < 0 ||
@@ -328,33 +333,47 @@ static void unlink_peer(rf_membership *m, size_t i) {
   rf_log(RF_INFO, "peer %" PRIu64 " is no member any more: disconnected", id);
 }
 
+static leaver *leaving(rf_membership *m, uint64_t id) {
+  for (size_t i = 0; i < m->n_leaving; i++)
+    if (m->leaving[i].id == id) return &m->leaving[i];
+  return NULL;
+}
+
+static void drop_leaver(rf_membership *m, size_t k) {
+  m->leaving[k] = m->leaving[--m->n_leaving];
+}
+
 /* The transport's peers = the members (and those leaving) minus self.  A
 ** node with no configuration yet (joining) keeps the peers it learnt. */
 static void follow_peers(rf_membership *m) {
   for (size_t i = 0; i < members_of(&m->conf); i++)
     link_peer(m, member_at(&m->conf, i));
-  for (size_t i = 0; i < m->n_leaving; i++) link_peer(m, m->leaving[i]);
+  for (size_t i = 0; i < m->n_leaving; i++) link_peer(m, m->leaving[i].id);
   if (members_of(&m->conf) == 0) return;
   for (size_t i = m->n_linked; i-- > 0;)
-    if (!is_member(&m->conf, m->linked[i]) &&
-        !has(m->leaving, m->n_leaving, m->linked[i]))
+    if (!is_member(&m->conf, m->linked[i]) && !leaving(m, m->linked[i]))
       unlink_peer(m, i);
 }
 
-/* A new configuration: who it removed stays reachable until it is told. */
+/* A new configuration: who it removed stays reachable until it is told.
+** Earlier leavers keep their own farewell, unless added back. */
 static void conf_changed(rf_membership *m, const raft_status *st) {
   raft_conf old = m->conf;
-  m->n_leaving = 0;
-  m->leave_ticks = -1;
+  for (size_t k = m->n_leaving; k-- > 0;)
+    if (is_member(&st->conf, m->leaving[k].id)) drop_leaver(m, k);
   for (size_t i = 0; i < members_of(&old); i++) {
     uint64_t id = member_at(&old, i);
-    if (!is_member(&st->conf, id) && id != m->id) {
-      m->told[m->n_leaving] = st->commit < st->conf_index ? st->commit
-                                                         : st->conf_index - 1;
-      m->leaving[m->n_leaving++] = id;
+    leaver *l;
+    if (is_member(&st->conf, id) || id == m->id) continue;
+    if ((l = leaving(m, id)) == NULL) {
+      if (m->n_leaving == RAFT_MAX_NODES) drop_leaver(m, 0); /* the oldest */
+      l = &m->leaving[m->n_leaving++];
     }
+    l->id = id;
+    l->told = st->commit < st->conf_index ? st->commit : st->conf_index - 1;
+    l->index = st->conf_index;
+    l->ticks = -1;
   }
-  m->leave_index = st->conf_index;
   m->conf = st->conf;
   m->conf_index = st->conf_index;
 }
@@ -366,27 +385,27 @@ static void conf_changed(rf_membership *m, const raft_status *st) {
 ** batch per heartbeat during the grace period, until it holds the change
 ** committed, applies its removal and stops.  A follower the log was
 ** compacted away from must be stopped by hand (docs/operations.md). */
-static void farewell(rf_membership *m, size_t k) {
+static void farewell(rf_membership *m, const leaver *l) {
   raft_entry ents[FAREWELL_ENTRIES];
   raft_status st;
-  uint64_t prev = m->told[k];
+  uint64_t prev = l->told;
   size_t n = 0, bytes = 0;
   raft_msg msg;
-  if (prev >= m->leave_index) return; /* it holds the change */
+  if (prev >= l->index) return; /* it holds the change */
   rf_driver_status(m->drv, &st);
   if (st.role != RAFT_LEADER) return; /* only the term's leader appends */
   while (n < FAREWELL_ENTRIES && bytes < FAREWELL_BYTES &&
-         prev + 1 + n <= m->leave_index &&
+         prev + 1 + n <= l->index &&
          rf_driver_entry(m->drv, prev + 1 + n, &ents[n]) == 0)
     bytes += ents[n++].len;
   memset(&msg, 0, sizeof(msg));
   msg.type = RAFT_MSG_APPEND;
   msg.from = m->id;
-  msg.to = m->leaving[k];
+  msg.to = l->id;
   msg.term = st.term;
   msg.index = prev;
   msg.log_term = prev > 0 ? rf_driver_term_at(m->drv, prev) : 0;
-  msg.commit = m->leave_index;
+  msg.commit = l->index;
   msg.entries = ents;
   msg.n_entries = n;
   if (n == 0 || (prev > 0 && msg.log_term == 0)) return; /* compacted */
@@ -394,29 +413,31 @@ static void farewell(rf_membership *m, size_t k) {
 }
 
 int rf_membership_peer_msg(rf_membership *m, const raft_msg *msg) {
-  size_t k;
-  for (k = 0; k < m->n_leaving && m->leaving[k] != msg->from; k++) continue;
-  if (k == m->n_leaving || msg->type != RAFT_MSG_APPEND_RESP) return 0;
-  if (!msg->reject) m->told[k] = msg->index; /* holds (or committed) that */
-  else m->told[k] = msg->hint_index;         /* its log ends there */
-  if (m->leave_ticks >= 0 && m->told[k] < m->leave_index)
-    farewell(m, k); /* at once: one round trip per batch */
+  leaver *l = leaving(m, msg->from);
+  if (l == NULL || msg->type != RAFT_MSG_APPEND_RESP) return 0;
+  if (!msg->reject) l->told = msg->index; /* holds (or committed) that */
+  else l->told = msg->hint_index;         /* its log ends there */
+  if (l->ticks >= 0 && l->told < l->index)
+    farewell(m, l); /* at once: one round trip per batch */
   return 1;
 }
 
 static void leaving_tick(rf_membership *m, const raft_status *st) {
   int every = m->file->heartbeat_ticks > 0 ? m->file->heartbeat_ticks : 1;
-  if (m->n_leaving == 0) return;
-  if (m->leave_ticks < 0) {
-    if (st->commit < m->leave_index) return;
-    m->leave_ticks = 2 * m->file->election_ticks; /* committed: the grace */
+  int dropped = 0;
+  for (size_t k = m->n_leaving; k-- > 0;) {
+    leaver *l = &m->leaving[k];
+    if (l->ticks < 0) {
+      if (st->commit < l->index) continue;
+      l->ticks = 2 * m->file->election_ticks; /* committed: the grace */
+    }
+    if (st->role == RAFT_LEADER && l->ticks % every == 0) farewell(m, l);
+    if (l->ticks-- == 0) {
+      drop_leaver(m, k);
+      dropped = 1;
+    }
   }
-  if (st->role == RAFT_LEADER && m->leave_ticks % every == 0)
-    for (size_t i = 0; i < m->n_leaving; i++) farewell(m, i);
-  if (m->leave_ticks-- == 0) {
-    m->n_leaving = 0;
-    follow_peers(m);
-  }
+  if (dropped) follow_peers(m);
 }
 
 static void check_removed(rf_membership *m, const raft_status *st) {

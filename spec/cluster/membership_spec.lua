@@ -157,6 +157,28 @@ describe("membership changes (real nodes, concurrent writers)", function()
     D.report("remove: %d acknowledged writes on the two left", n)
   end)
 
+  it("a second change during a removal's grace period still tells the removed node, which exits 0", function()
+    c = D.start{ nodes = 3 }
+    c:leader()
+    local four = c:add_node()
+    local l = c:leader()
+    local f = D.others(c, l)[1] == four and D.others(c, l)[2] or D.others(c, l)[1]
+    c:pause(f) -- so it cannot hold its removal committed before the next change
+    local code = c:to_leader("DELETE", "/cluster/members/" .. f, nil, true, nil,
+                             "node " .. f .. " removed")
+    assert.equal(200, code)
+    code = c:to_leader("DELETE", "/cluster/members/" .. four, nil, true, nil,
+                       "node " .. four .. " removed")
+    assert.equal(200, code)
+    c:resume(f) -- within the first removal's grace (two election timeouts)
+    c:wait_for(function()
+      c:reap()
+      return c.nodes[f].state == "exited" and c.nodes[four].state == "exited"
+    end, 10000, "both removed nodes to exit")
+    assert.same({ 0, 0 }, { c.nodes[f].exit.code, c.nodes[four].exit.code })
+    assert.is_true(removed_line(c, f), c:log(f))
+  end)
+
   it("restarts with only --config --node from the stored membership, "
      .. "whatever the config's nodes say later", function()
     c = D.start{ nodes = 3 }
