@@ -49,22 +49,42 @@ static int same(const rf_member *a, const rf_member *b) {
          strcmp(a->http_host, b->http_host) == 0;
 }
 
+static int is_boot(const rf_members *b, uint64_t id) {
+  for (size_t i = 0; i < b->n_boot; i++)
+    if (b->boot[i] == id) return 1;
+  return 0;
+}
+
+static void cut(rf_members *b, size_t i) {
+  memmove(&b->m[i], &b->m[i + 1], (b->n - i - 1) * sizeof(b->m[0]));
+  b->n--;
+}
+
+/* The book is kept oldest set first.  Every CONF entry sets the address
+** of each member of its configuration again, so with room for twice the
+** members a cluster may have, the oldest entry is a node that left long
+** ago: it makes room, bootstrap voters last. */
+static void evict(rf_members *b) {
+  size_t i = 0;
+  while (i < b->n && is_boot(b, b->m[i].id)) i++;
+  cut(b, i < b->n ? i : 0);
+}
+
 int rf_members_set(rf_members *b, const rf_member *m) {
-  rf_member *e;
-  if (!member_ok(m)) return RF_EINVAL;
-  if ((e = find(b, m->id)) != NULL) {
-    if (same(e, m)) return 0;
-  } else {
-    if (b->n == RF_MEMBERS_MAX) return RF_ETOOBIG;
-    e = &b->m[b->n++];
-  }
-  *e = *m;
-  return 1;
+  rf_member e = *m; /* m may point into the book */
+  rf_member *old = find(b, e.id);
+  int changed;
+  if (!member_ok(&e)) return RF_EINVAL;
+  changed = old == NULL || !same(old, &e);
+  if (old != NULL) cut(b, (size_t)(old - b->m));
+  else if (b->n == RF_MEMBERS_MAX) evict(b);
+  b->m[b->n++] = e;
+  return changed;
 }
 
 void rf_members_remove(rf_members *b, uint64_t id) {
   rf_member *e = find(b, id);
-  if (e != NULL) *e = b->m[--b->n];
+  if (e != NULL) cut(b, (size_t)(e - b->m));
 }
 
 int rf_member_parse(rf_member *m, uint64_t id, const char *peer,

@@ -64,8 +64,23 @@ static void test_book(void) {
     m = mk(id, p, p);
     CHECK(rf_members_set(&b, &m) == 1);
   }
+  /* full: the entry set longest ago makes room, bootstrap voters last,
+  ** and setting an entry again (a CONF entry naming it) refreshes it */
   m = mk(9999, "10.0.0.2:1", "10.0.0.2:2");
-  CHECK(rf_members_set(&b, &m) == RF_ETOOBIG);
+  CHECK(rf_members_set(&b, &m) == 1);
+  CHECK(b.n == RF_MEMBERS_MAX && rf_members_get(&b, 2) == NULL);
+  CHECK(rf_members_get(&b, 9999) != NULL && rf_members_get(&b, 10) != NULL);
+  b.boot[0] = 10;
+  b.n_boot = 1;
+  m = *rf_members_get(&b, 12);
+  CHECK(rf_members_set(&b, &m) == 0); /* unchanged, but fresh now */
+  m = mk(9998, "10.0.0.3:1", "10.0.0.3:2");
+  CHECK(rf_members_set(&b, &m) == 1);
+  CHECK(rf_members_get(&b, 10) != NULL && rf_members_get(&b, 11) == NULL);
+  m = mk(9997, "10.0.0.4:1", "10.0.0.4:2");
+  CHECK(rf_members_set(&b, &m) == 1);
+  CHECK(rf_members_get(&b, 12) != NULL && rf_members_get(&b, 13) == NULL);
+  CHECK(b.n == RF_MEMBERS_MAX);
 }
 
 static void test_encoding(uint64_t seed) {
