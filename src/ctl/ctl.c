@@ -58,6 +58,10 @@ static void usage(FILE *f) {
     "  members remove ID      remove node ID from the cluster\n"
     "  watch PREFIX           changes under PREFIX (GET /watch), as they come\n"
     "  leader transfer ID     move leadership to node ID\n"
+    "  script list            the deployed command scripts (GET /scripts)\n"
+    "  script get NAME        print script NAME's source\n"
+    "  script put NAME FILE   deploy FILE ('-': stdin) as script NAME\n"
+    "  script delete NAME     remove script NAME\n"
     "\n"
     "Options:\n"
     "  --endpoints URL,...    nodes to try in turn (env RAFTING_ENDPOINTS;\n"
@@ -66,7 +70,8 @@ static void usage(FILE *f) {
     "  --cacert FILE          use TLS, verifying the server against FILE;\n"
     "                         https:// endpoints use the system CAs without it\n"
     "  --timeout SECONDS      give up after this long (default 10)\n"
-    "  --stale                get/ls/query: read the node's own state\n"
+    "  --stale                get/ls/query/script list|get: read the node's\n"
+    "                         own state\n"
     "  --redirect             ask followers for a 307 instead of a forward\n"
     "  --limit N              ls: at most N items (default: every key)\n"
     "\n"
@@ -99,14 +104,14 @@ static void enc(rf_buf *b, const char *s, size_t n) {
   }
 }
 
-static int read_stdin(rf_buf *b) {
+static int read_all(FILE *f, rf_buf *b) {
   char buf[65536];
   size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
     if (b->n + n > MAX_STDIN_BYTES) return -1;
     rf_buf_add(b, buf, n);
   }
-  return ferror(stdin) ? -1 : 0;
+  return ferror(f) ? -1 : 0;
 }
 
 /* "?"/"&" before the next query parameter of the target */
@@ -132,7 +137,7 @@ static int body_arg(ctl *c, int argc, char **argv, int i) {
     rf_buf_str(&c->body, argv[i]);
     return 0;
   }
-  if (read_stdin(&c->body) < 0) {
+  if (read_all(stdin, &c->body) < 0) {
     fprintf(stderr, "rafting ctl: cannot read stdin (or over %u bytes)\n",
             MAX_STDIN_BYTES);
     return RF_CTL_USAGE;
@@ -173,6 +178,47 @@ static int build_members(ctl *c, int argc, char **argv) {
   }
   add_flags(c);
   return 0;
+}
+
+/* The body from FILE, '-' being stdin (any bytes, at most 64 MiB). */
+static int file_body(ctl *c, const char *path) {
+  FILE *f;
+  int rc;
+  if (strcmp(path, "-") == 0) return body_arg(c, 0, NULL, 0);
+  if ((f = fopen(path, "rb")) == NULL) {
+    fprintf(stderr, "rafting ctl: cannot open '%s': %s\n", path,
+            strerror(errno));
+    return RF_CTL_USAGE;
+  }
+  rc = read_all(f, &c->body);
+  fclose(f);
+  if (rc < 0) {
+    fprintf(stderr, "rafting ctl: cannot read '%s' (or over %u bytes)\n",
+            path, MAX_STDIN_BYTES);
+    return RF_CTL_USAGE;
+  }
+  return 0;
+}
+
+/* script list | get NAME | put NAME FILE | delete NAME: /scripts.  A put
+** or delete sent again after a lost answer leaves the same scripts. */
+static int build_script(ctl *c, int argc, char **argv) {
+  const char *sub = argc > 1 ? argv[1] : "";
+  int list = strcmp(sub, "list") == 0, put = strcmp(sub, "put") == 0;
+  if (!list && !put && strcmp(sub, "get") && strcmp(sub, "delete"))
+    return fail_usage("%s", "script list | get NAME | put NAME FILE | "
+                      "delete NAME");
+  if (argc != (list ? 2 : put ? 4 : 3))
+    return fail_usage("'script %s': wrong number of arguments", sub);
+  rf_buf_str(&c->target, "/scripts");
+  if (list) return 0;
+  if (argv[2][0] == '\0') return fail_usage("%s", "empty script name");
+  rf_buf_str(&c->target, "/");
+  enc(&c->target, argv[2], strlen(argv[2]));
+  if (sub[0] == 'g') c->raw = 1;
+  else if (sub[0] == 'd') c->method = "DELETE";
+  else c->method = "PUT";
+  return put ? file_body(c, argv[3]) : 0;
 }
 
 /* The request for argv (argv[0] is the command).  0 or an exit status. */
@@ -226,6 +272,9 @@ static int build(ctl *c, int argc, char **argv) {
     if (!want_args(argc, 1, 1, cmd)) return RF_CTL_USAGE;
     rf_buf_str(&c->target, "/watch?stream=1&prefix="); /* a line a batch */
     enc(&c->target, argv[1], strlen(argv[1]));
+  } else if (strcmp(cmd, "script") == 0) {
+    int rc = build_script(c, argc, argv);
+    if (rc != 0) return rc;
   } else if (strcmp(cmd, "leader") == 0) {
     unsigned long long id;
     if (argc != 3 || strcmp(argv[1], "transfer") != 0)
