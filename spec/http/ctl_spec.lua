@@ -1,5 +1,5 @@
 -- ctl_spec.lua -- `rafting ctl` against a real 3-node cluster: every
--- command, stdin values, binary-safe get, exit codes, endpoint failover,
+-- command (scripts too), stdin values, binary-safe get, exit codes, endpoint failover,
 -- 307 following, pretty JSON.
 
 local cluster = require "rafting.testing.cluster"
@@ -157,6 +157,58 @@ describe("rafting ctl (3 real nodes)", function()
     code, _, err = ctl{ "cmd", "incr", "{not json" }
     assert.equal(4, code)
     assert.matches("HTTP 400", err)
+  end)
+
+  it("script put (file or stdin), list, get, delete; a bad script exits 4", function()
+    local v1 = "local c = {}\nfunction c.ctlver() return 1 end\nreturn { commands = c }\n"
+    local v2 = v1:gsub("return 1", "return 2")
+    local file = os.tmpname()
+    local f = assert(io.open(file, "wb"))
+    f:write(v1)
+    f:close()
+    local code, out, err = ctl{ "script", "put", "ctlver.lua", file }
+    os.remove(file)
+    assert.equal(0, code, err)
+    local ans = cjson.decode(out)
+    assert.equal("ctlver.lua", ans.result.name)
+    assert.same({ "ctlver" }, ans.result.commands)
+    assert.equal(1, cjson.decode((select(2, ctl{ "cmd", "ctlver" }))).result)
+    code, out, err = ctl({ "script", "put", "ctlver.lua", "-" }, { stdin = v2 })
+    assert.equal(0, code, err)
+    assert.equal(2, cjson.decode((select(2, ctl{ "cmd", "ctlver" }))).result)
+    code, out = ctl{ "script", "get", "ctlver.lua" }
+    assert.equal(0, code)
+    assert.equal(v2, out)                -- raw source, as deployed
+    code, out, err = ctl{ "script", "list" }
+    assert.equal(0, code, err)
+    local names = {}
+    for _, s in ipairs(cjson.decode(out)) do names[#names + 1] = s.name end
+    assert.is_truthy(table.concat(names, " "):find("ctlver.lua", 1, true))
+    -- rejected by the leader: 400 bad_script, exit 4, the message on stderr
+    code, out, err = ctl({ "script", "put", "broken.lua", "-" },
+                         { stdin = "local x =\nreturn {" })
+    assert.equal(4, code)
+    assert.equal("", out)
+    assert.matches("HTTP 400", err)
+    assert.matches("broken.lua:%d", err)
+    code, _, err = ctl{ "script", "delete", "ctlver.lua" }
+    assert.equal(0, code, err)
+    code, _, err = ctl{ "script", "get", "ctlver.lua" }
+    assert.equal(1, code)
+    assert.matches("HTTP 404", err)
+    code, _, err = ctl{ "script", "delete", "ctlver.lua" }
+    assert.equal(1, code)
+    code, _, err = ctl{ "cmd", "ctlver" }
+    assert.equal(1, code)
+    assert.matches("unknown_command", err)
+    -- usage: missing arguments, an unknown subcommand, an unreadable file
+    for _, args in ipairs{ { "script" }, { "script", "frob" }, { "script", "get" },
+                           { "script", "put", "x.lua" }, { "script", "list", "x" },
+                           { "script", "put", "x.lua", "/nonexistent/file" } } do
+      code, out, err = ctl(args)
+      assert.equal(2, code, table.concat(args, " ") .. ": " .. err)
+      assert.equal("", out)
+    end
   end)
 
   it("status prints the node's /status", function()
