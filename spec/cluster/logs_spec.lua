@@ -159,8 +159,10 @@ describe("structured logs (real nodes)", function()
     c = H.start{ nodes = 1, storage = "memory", log = { format = "text" },
                  log_format = "json" }
     c:leader()
-    local recs = json_lines(c, 1)
-    assert(find(recs, "node started") and find(recs, "became leader"))
+    c:wait_for(function() -- /status may answer before the line is written
+      local recs = json_lines(c, 1)
+      return find(recs, "node started") and find(recs, "became leader")
+    end, 5000, "the JSON lines of the start and the election")
   end)
 
   it("a bad log option in the config is refused with a clear error", function()
