@@ -79,7 +79,7 @@ describe("a script deployed through the log", function()
     for _, bad in ipairs({
       { "syn.lua", "return {", "syn%.lua:1:" },
       { "shape.lua", "return { command = {} }", "unexpected key 'command'" },
-      { "fn.lua", "return { commands = { x = 1 } }", "must map names to functions" },
+      { "fn.lua", "return { commands = { x = 1 } }", "fn%.lua: commands%.x must be a function, not a number" },
       { "top.lua", "error('boom')", "top%.lua:1: boom" },
       { "clash.lua", "return { commands = { put = function() end } }",
         "'put' is already defined by kv%.lua" },

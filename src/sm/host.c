@@ -199,9 +199,13 @@ static void register_names(lua_State *L, int i, const char *field) {
   if (!lua_istable(L, -1)) luaL_error(L, "%s: %s must be a table", sm->script[i], field);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
-    if (lua_type(L, -2) != LUA_TSTRING || !lua_isfunction(L, -1))
-      luaL_error(L, "%s: %s must map names to functions", sm->script[i], field);
+    if (lua_type(L, -2) != LUA_TSTRING)
+      luaL_error(L, "%s: %s must map names to functions (a %s key)",
+                 sm->script[i], field, luaL_typename(L, -2));
     name = lua_tostring(L, -2);
+    if (!lua_isfunction(L, -1))
+      luaL_error(L, "%s: %s.%s must be a function, not a %s", sm->script[i],
+                 field, name, luaL_typename(L, -1));
     if (strlen(name) == 0 || strlen(name) > 255)
       luaL_error(L, "%s: bad %s name", sm->script[i], field);
     if (!query && strncmp(name, "script.", 7) == 0)
@@ -236,6 +240,7 @@ static void loadscript(lua_State *L, int i) {
   const smsrc *src = &sm->loading[i];
   char chunkname[300];
   snprintf(chunkname, sizeof(chunkname), "@%s", sm->script[i]);
+  sm->cur = i; /* errors name it from here on */
   if (luaL_loadbufferx(L, src->src, src->len, chunkname, "t"))
     lua_error(L);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CHUNKS);
@@ -337,14 +342,20 @@ static int loadall(rf_sm *sm, int n, rf_buf *msg) {
   if ((sm->L = lua_newstate(alloc, sm)) == NULL)
     return rf_buf_str(msg, "cannot create a Lua state"), -1;
   *(rf_sm **)lua_getextraspace(sm->L) = sm;
+  sm->abort = 0;
+  sm->cur = 0;
   lua_pushcfunction(sm->L, msgh);
   lua_pushcfunction(sm->L, init);
   status = lua_pcall(sm->L, 0, 0, 1);
   lua_sethook(sm->L, NULL, 0, 0);
-  if (status != LUA_OK) {
+  if (status == LUA_ERRMEM || (status != LUA_OK && (sm->abort & ABORT_MEM)))
+    rf_buf_printf(msg, "%s: memory cap exceeded (%zu bytes)",
+                  sm->script[sm->cur], sm->memcap);
+  else if (status != LUA_OK) {
     const char *m = lua_tostring(sm->L, -1);
     rf_buf_str(msg, m ? m : "cannot load scripts (out of memory)");
   }
+  sm->abort = 0;
   lua_settop(sm->L, 0);
   if (status != LUA_OK) return -1;
   dropenv(sm);
