@@ -415,6 +415,7 @@ static int embedscript(rf_sm *sm, char *err, size_t errlen) {
     return -1;
   }
   memcpy(p, rf_sm_kv_lua, rf_sm_kv_lua_len + 1);
+  sm->fastkv = 1;
   return 0;
 }
 
@@ -624,6 +625,7 @@ int rf_sm_apply(rf_sm *sm, uint64_t index, const void *entry, size_t len,
   if ((c.fn = findname(sm, e.name, e.name_len, 0)) == NULL)
     return notfound(result, "command", e.name, e.name_len);
   c.e = &e;
+  if ((rc = rf_sm_fastkv(sm, c.fn, &e, result)) != RF_SM_FASTKV_NO) return rc;
   if (e.kind == RF_SM_JSON &&
       (rc = parseargs(sm, (const char *)e.body, e.body_len, result)) != 0) {
     json_decref(sm->pending);

@@ -6,6 +6,7 @@
 ** sandbox.c the deterministic environment handlers run in
 ** kvapi.c   the kv table: reads through the write batch, buffered writes
 ** json.c    JSON <-> Lua (jansson parses; encoding sorts keys)
+** fastkv.c kv.lua's put and delete without Lua (the common entries)
 ** scripts.c the deployed scripts: reserved store keys, script.* entries,
 **           rebuilding the Lua state from them
 **
@@ -56,6 +57,7 @@ struct rf_sm {
   int nbase;
   const smsrc *loading;           /* the build in progress (rf_sm_build) */
   int clash;                      /* the last build failed on a name */
+  int fastkv;                     /* kv.lua is the compiled-in one */
   smname *names;
   size_t nnames;
   void (*log)(void *ud, const char *msg, size_t len);
@@ -78,6 +80,13 @@ int rf_sm_build(rf_sm *sm, const smsrc *list, int n, int keep, rf_buf *msg);
 /* scripts.c */
 /* Apply a script.* entry (rf_sm_apply dispatches on the prefix). */
 int rf_sm_scripts_apply(rf_sm *sm, const rf_sm_entry *e, rf_buf *result);
+
+/* fastkv.c */
+#define RF_SM_FASTKV_NO 1 /* not an entry fastkv runs: run it in Lua */
+/* Apply kv.lua's put or delete in C when the result is sure to be the
+** same: RF_SM_OK (or ENOMEM), or RF_SM_FASTKV_NO with nothing done. */
+int rf_sm_fastkv(rf_sm *sm, const smname *fn, const rf_sm_entry *e,
+                 rf_buf *result);
 
 /* sandbox.c */
 void rf_sandbox_open(lua_State *L); /* once: build the base environment */
