@@ -99,15 +99,24 @@ static void propose_seed(rf_bootscript *b, rf_driver *drv) {
   rf_sm_arg args[2];
   rf_buf e;
   uint64_t term = rf_driver_term(drv);
+  int rc;
   if (b->proposed_term == term) return;
   args[0] = (rf_sm_arg){"name", b->name, strlen(b->name)};
   args[1] = (rf_sm_arg){"source", b->src, b->len};
   rf_buf_init(&e);
   rf_sm_encode_args(&e, "script.seed", (uint64_t)rf_wall_ms(), args, 2);
-  if (!e.oom && rf_driver_propose(drv, e.p, e.n, on_seeded, NULL, NULL,
-                                  NULL) == 0)
-    b->proposed_term = term; /* else: again after the next run */
+  rc = e.oom ? RF_ENOMEM : rf_driver_propose(drv, e.p, e.n, on_seeded, NULL,
+                                             NULL, NULL);
   rf_buf_free(&e);
+  if (rc == RF_EBUSY) return; /* a transfer: again after the next run */
+  b->proposed_term = term;
+  if (rc < 0) { /* too large for max_msg_bytes, out of memory: say it once */
+    rf_logrec r;
+    rf_log_begin(&r, RF_ERROR, "bootstrap script not proposed");
+    rf_log_str(&r, "script", b->name);
+    rf_log_str(&r, "error", rf_strerror(rc));
+    rf_log_end(&r);
+  }
 }
 
 static void check_version(rf_bootscript *b) {
