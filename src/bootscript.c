@@ -108,7 +108,8 @@ static void propose_seed(rf_bootscript *b, rf_driver *drv) {
   rc = e.oom ? RF_ENOMEM : rf_driver_propose(drv, e.p, e.n, on_seeded, NULL,
                                              NULL, NULL);
   rf_buf_free(&e);
-  if (rc == RF_EBUSY) return; /* a transfer: again after the next run */
+  if (rc == RF_EBUSY || rc == RF_ENOTLEADER || rc == RF_ESTOPPING)
+    return; /* a transfer, or no longer leading: see the next run */
   b->proposed_term = term;
   if (rc < 0) { /* too large for max_msg_bytes, out of memory: say it once */
     rf_logrec r;
