@@ -65,6 +65,21 @@ describe("put and delete without Lua", function()
     end
     assert.equal(lua:digest(), fast:digest())
     fast:close() lua:close()
+    -- the memory cap alone (a budget that never binds), across the edge
+    -- where kv.lua starts refusing: Lua holds the value and the batch
+    for _, cap in ipairs({ 1024 * 1024, 4 * 1024 * 1024 }) do
+      fast, lua = pair({ memory = cap, budget = 1e9 })
+      local failed, passed = 0, 0
+      for size = cap // 8, cap, cap // 64 do
+        local ok = same(fast, lua, sm.encode("put", H.T0, { key = "k" .. size,
+                        value = ("v"):rep(size) }), "cap " .. cap .. ", value of " .. size)
+        if ok then passed = passed + 1 else failed = failed + 1 end
+        same(fast, lua, sm.encode("delete", H.T0, { key = "k" .. size }), "delete " .. size)
+      end
+      assert.is_true(failed > 0 and passed > 0, "the sweep crosses the edge")
+      assert.equal(lua:digest(), fast:digest())
+      fast:close() lua:close()
+    end
   end)
 
   it("match kv.lua when an argument name repeats (the last one counts)", function()

@@ -39,13 +39,15 @@ static void collect(const rf_sm_entry *e, kvargs *a) {
   }
 }
 
-/* Could Lua's run of this entry fail, or charge near the budget?  Each
-** byte copied into a Lua string costs at most 1/32 instruction (meter.h);
-** the handler itself well under a thousand. */
+/* Could Lua's run of this entry fail, or come near a limit?  Each byte
+** copied into a Lua string costs at most 1/32 instruction (meter.h), the
+** handler itself well under a thousand; in memory, Lua holds the arguments
+** as strings (and a fresh environment) besides the batch's charge. */
+#define LUA_SLACK (256 * 1024) /* an environment, kv.lua's closures, slack */
 static int lua_could_differ(const rf_sm *sm, const kvargs *a, size_t need) {
   return a->key == NULL || rf_sm_reserved(a->key->val, a->key->len) ||
          2 * (a->bytes / 32 + 1000) > sm->budget ||
-         sm->mem + need + NODECOST > sm->memcap;
+         sm->mem + 2 * a->bytes + need + NODECOST + LUA_SLACK > sm->memcap;
 }
 
 static int commit(rf_sm *sm, rf_buf *result, const char *res) {
