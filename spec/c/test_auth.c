@@ -115,7 +115,11 @@ static void test_routes(void) {
   CHECK(rf_auth_required("POST", "/cluster/leader", 15) == RF_ROLE_ADMIN);
   CHECK(rf_auth_required("POST", "/cluster/members", 16) == RF_ROLE_ADMIN);
   CHECK(rf_auth_required("POST", "/snapshot", 9) == RF_ROLE_ADMIN);
-  CHECK(rf_auth_required("GET", "/scripts", 8) == RF_ROLE_ADMIN);
+  CHECK(rf_auth_required("GET", "/scripts", 8) == RF_ROLE_READ);
+  CHECK(rf_auth_required("GET", "/scripts/a.lua", 14) == RF_ROLE_READ);
+  CHECK(rf_auth_required("PUT", "/scripts/a.lua", 14) == RF_ROLE_ADMIN);
+  CHECK(rf_auth_required("DELETE", "/scripts/a.lua", 14) == RF_ROLE_ADMIN);
+  CHECK(rf_auth_required("GET", "/scriptsx", 9) == RF_ROLE_ADMIN);
   /* a prefix only matches whole segments */
   CHECK(rf_auth_required("GET", "/kvx", 4) == RF_ROLE_ADMIN);
   CHECK(rf_auth_required("GET", "/healthz", 8) == RF_ROLE_ADMIN);
