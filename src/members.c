@@ -75,7 +75,8 @@ int rf_members_set(rf_members *b, const rf_member *m) {
   rf_member *old = find(b, e.id);
   int changed;
   if (!member_ok(&e)) return RF_EINVAL;
-  changed = old == NULL || !same(old, &e);
+  /* a move is a change too: the stored file keeps the order eviction uses */
+  changed = old == NULL || !same(old, &e) || old != &b->m[b->n - 1];
   if (old != NULL) cut(b, (size_t)(old - b->m));
   else if (b->n == RF_MEMBERS_MAX) evict(b);
   b->m[b->n++] = e;
@@ -196,6 +197,13 @@ int rf_members_decode(const uint8_t *p, size_t len, rf_member *out,
   return 0;
 }
 
+static int same_book(const rf_members *a, const rf_members *b) {
+  if (a->n != b->n) return 0;
+  for (size_t i = 0; i < a->n; i++)
+    if (a->m[i].id != b->m[i].id || !same(&a->m[i], &b->m[i])) return 0;
+  return 1;
+}
+
 int rf_members_merge(rf_members *b, const uint8_t *p, size_t len) {
   rf_member got[RF_MEMBERS_MAX];
   rf_members next = *b;
@@ -206,6 +214,7 @@ int rf_members_merge(rf_members *b, const uint8_t *p, size_t len) {
     if ((rc = rf_members_set(&next, &got[i])) < 0) return rc;
     changed += rc;
   }
+  if (changed && same_book(b, &next)) changed = 0; /* the same order again */
   *b = next;
   return changed;
 }

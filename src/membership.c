@@ -339,8 +339,10 @@ static leaver *leaving(rf_membership *m, uint64_t id) {
   return NULL;
 }
 
-static void drop_leaver(rf_membership *m, size_t k) {
-  m->leaving[k] = m->leaving[--m->n_leaving];
+static void drop_leaver(rf_membership *m, size_t k) { /* keeps the order */
+  memmove(&m->leaving[k], &m->leaving[k + 1],
+          (m->n_leaving - k - 1) * sizeof(m->leaving[0]));
+  m->n_leaving--;
 }
 
 /* The transport's peers = the members (and those leaving) minus self.  A

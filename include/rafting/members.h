@@ -51,8 +51,8 @@ typedef struct rf_members {
 
 void rf_members_init(rf_members *b);
 const rf_member *rf_members_get(const rf_members *b, uint64_t id);
-/* Add or replace m, now the most recently set: 1 when the book changed,
-** 0 when it held m already, RF_EINVAL for a zero id or a bad host or port.
+/* Add or replace m, now the most recently set: 1 when the book changed
+** (contents or order), 0 when m was already the newest entry, RF_EINVAL for a zero id or a bad host or port.
 ** A full book drops the entry set longest ago (a bootstrap voter last). */
 int rf_members_set(rf_members *b, const rf_member *m);
 /* Fill m from "host:port" strings: 0 or RF_EINVAL with why[] filled. */

@@ -73,7 +73,8 @@ static void test_book(void) {
   b.boot[0] = 10;
   b.n_boot = 1;
   m = *rf_members_get(&b, 12);
-  CHECK(rf_members_set(&b, &m) == 0); /* unchanged, but fresh now */
+  CHECK(rf_members_set(&b, &m) == 1); /* unchanged, but moved: fresh now */
+  CHECK(rf_members_set(&b, &m) == 0); /* the newest already */
   m = mk(9998, "10.0.0.3:1", "10.0.0.3:2");
   CHECK(rf_members_set(&b, &m) == 1);
   CHECK(rf_members_get(&b, 10) != NULL && rf_members_get(&b, 11) == NULL);

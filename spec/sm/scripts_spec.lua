@@ -150,6 +150,67 @@ return { commands = c }
   end)
 end)
 
+describe("loading a script is the same on every replica", function()
+  it("its top level cannot use kv (the store differs between a check, an apply and a restore)", function()
+    local a, b = H.host(), H.host()
+    local bad = 'kv.put("leak", "x") return { commands = { c = function() end } }'
+    local ok, msg, code = a:check("leak.lua", bad)
+    assert.is_false(ok)
+    assert.equal("badentry", code)
+    assert.matches("leak%.lua:1: kv%.put: not available while the script loads", msg)
+    ok, msg = put(a, "leak.lua", bad)
+    assert.is_false(ok)
+    assert.matches("not available while the script loads", msg)
+    for _, h in ipairs({ b }) do assert((put(h, "leak.lua", bad)) == false) end
+    -- nothing of the refused loads reaches the store with the next entry
+    for _, h in ipairs({ a, b }) do
+      assert(h:apply(h:applied() + 1, sm.encode("put", H.T0, { key = "k", value = "v" })))
+    end
+    assert.is_nil(a:get("leak"))
+    assert.equal(b:digest(), a:digest())
+    a:close() b:close()
+  end)
+
+  it("what one replica's queries left in its Lua heap does not decide whether a script loads", function()
+    local cap = 8 * 1024 * 1024
+    local a, b = H.host({ memory = cap, budget = 1e7 }), H.host({ memory = cap, budget = 1e7 })
+    local junk = [[
+local queries = {}
+function queries.junk()
+  local t = {}
+  for i = 1, 50000 do t[i] = ("y"):rep(90) .. i end
+  return #t
+end
+return { queries = queries }
+]]
+    local big = [[
+local t = {}
+for i = 1, 25000 do t[i] = ("x"):rep(90) .. i end
+return { commands = { big = function() return #t end } }
+]]
+    for _, h in ipairs({ a, b }) do assert.is_true((put(h, "junk.lua", junk))) end
+    for _ = 1, 3 do assert(a:query("junk")) end -- garbage on a only
+    assert.is_true(a:memory() > b:memory() + 4 * 1024 * 1024, "garbage: " .. a:memory())
+    local ra, rb = { put(a, "big.lua", big) }, { put(b, "big.lua", big) }
+    assert.same(rb, ra)
+    assert.is_true(ra[1], ra[2])
+    assert.equal(b:scripts_digest(), a:scripts_digest())
+    a:close() b:close()
+  end)
+
+  it("the first mistake reported does not depend on Lua's table order", function()
+    local src = "return { commands = { zeta = 6, alpha = 1, mu = 3, beta = 2, " ..
+                "epsilon = 5, delta = 4 } }"
+    for _ = 1, 10 do
+      local h = H.host()
+      local ok, msg = put(h, "order.lua", src)
+      assert.is_false(ok)
+      assert.equal("order.lua: commands.alpha must be a function, not a number", msg)
+      h:close()
+    end
+  end)
+end)
+
 describe("scripts and snapshots", function()
   it("a replica restored from a snapshot taken between two versions computes what the others did", function()
     local a, b = H.host(), H.host()

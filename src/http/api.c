@@ -513,8 +513,8 @@ static serve_fn serve_of(const rf_http_req *req) {
     return serve_query;
   if (req->path_len >= 4 && memcmp(req->path, "/kv/", 4) == 0)
     return serve_get;
-  if (req->path_len > 9 && memcmp(req->path, "/scripts/", 9) == 0)
-    return serve_script;
+  if (req->path_len >= 9 && memcmp(req->path, "/scripts/", 9) == 0)
+    return serve_script; /* an empty name: 400 there */
   if (req->path_len == 8 && memcmp(req->path, "/scripts", 8) == 0)
     return serve_scripts;
   return serve_range;

@@ -41,13 +41,17 @@ static void collect(const rf_sm_entry *e, kvargs *a) {
 
 /* Could Lua's run of this entry fail, or come near a limit?  Each byte
 ** copied into a Lua string costs at most 1/32 instruction (meter.h), the
-** handler itself well under a thousand; in memory, Lua holds the arguments
+** handler itself well under a thousand, one more per argument (pushargs);
+** in memory, Lua holds the arguments
 ** as strings (and a fresh environment) besides the batch's charge. */
 #define LUA_SLACK (256 * 1024) /* an environment, kv.lua's closures, slack */
-static int lua_could_differ(const rf_sm *sm, const kvargs *a, size_t need) {
+#define ARGCOST 80 /* a table slot and two short strings, per argument */
+static int lua_could_differ(const rf_sm *sm, const rf_sm_entry *e,
+                            const kvargs *a, size_t need) {
   return a->key == NULL || rf_sm_reserved(a->key->val, a->key->len) ||
-         2 * (a->bytes / 32 + 1000) > sm->budget ||
-         sm->mem + 2 * a->bytes + need + NODECOST + LUA_SLACK > sm->memcap;
+         2 * (a->bytes / 32 + e->nargs + 1000) > sm->budget ||
+         sm->mem + 2 * a->bytes + ARGCOST * e->nargs + need + NODECOST +
+         LUA_SLACK > sm->memcap;
 }
 
 static int commit(rf_sm *sm, rf_buf *result, const char *res) {
@@ -69,7 +73,8 @@ int rf_sm_fastkv(rf_sm *sm, const smname *fn, const rf_sm_entry *e,
   if (!put && strcmp(fn->name, "delete") != 0) return RF_SM_FASTKV_NO;
   collect(e, &a);
   if ((put && a.value == NULL) ||
-      lua_could_differ(sm, &a, a.key ? a.key->len + (put ? a.value->len : 0) : 0))
+      lua_could_differ(sm, e, &a,
+                       a.key ? a.key->len + (put ? a.value->len : 0) : 0))
     return RF_SM_FASTKV_NO;
   if (put) {
     if (rf_store_put(sm->batch, a.key->val, a.key->len, a.value->val,

@@ -186,19 +186,25 @@ static void clash(lua_State *L, const char *msg, ...) {
   lua_error(L);
 }
 
-/* Record the names of module field `field` (at the top) for script i. */
+/* Record the names of module field `field` (at the top) for script i, in
+** key order: the first mistake reported is the same on every replica. */
 static void register_names(lua_State *L, int i, const char *field) {
   rf_sm *sm = rf_sm_host(L);
   int query = field[0] == 'q';
   const smname *old;
   const char *name;
+  lua_Integer k, n;
   if (lua_getfield(L, -1, field) == LUA_TNIL) {
     lua_pop(L, 1);
     return;
   }
   if (!lua_istable(L, -1)) luaL_error(L, "%s: %s must be a table", sm->script[i], field);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
+  rf_sandbox_sortedkeys(L, -1);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (k = 1; k <= n; k++) {
+    lua_rawgeti(L, -1, k);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -4); /* the keys' table, then the field's */
     if (lua_type(L, -2) != LUA_TSTRING)
       luaL_error(L, "%s: %s must map names to functions (a %s key)",
                  sm->script[i], field, luaL_typename(L, -2));
@@ -215,24 +221,28 @@ static void register_names(lua_State *L, int i, const char *field) {
       clash(L, "%s: %s '%s' is already defined by %s", sm->script[i],
             query ? "query" : "command", name, sm->script[old->script]);
     if (addname(sm, name, i, query)) luaL_error(L, "out of memory");
-    lua_pop(L, 1);
+    lua_pop(L, 2);
   }
-  lua_pop(L, 1);
+  lua_pop(L, 2);
 }
 
 /* The module table (at the top) may hold only `commands` and `queries`:
 ** a typo such as `command =` would otherwise drop the whole table. */
 static void checkshape(lua_State *L, int i) {
   const char *key;
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    lua_pop(L, 1);
+  lua_Integer k, n;
+  rf_sandbox_sortedkeys(L, -1);
+  n = (lua_Integer)lua_rawlen(L, -1);
+  for (k = 1; k <= n; k++) {
+    lua_rawgeti(L, -1, k);
     key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
     if (key == NULL || (strcmp(key, "commands") != 0 && strcmp(key, "queries") != 0))
       luaL_error(L, "%s: unexpected key '%s' in the returned table "
                  "(only 'commands' and 'queries' are allowed)",
                  rf_sm_host(L)->script[i], key ? key : luaL_typename(L, -1));
+    lua_pop(L, 1);
   }
+  lua_pop(L, 1);
 }
 
 static void loadscript(lua_State *L, int i) {
@@ -335,10 +345,10 @@ static int loadall(rf_sm *sm, int n, rf_buf *msg) {
   int i, status;
   if ((sm->script = calloc((size_t)n + 1, sizeof(char *))) == NULL)
     return rf_buf_str(msg, "out of memory"), -1;
+  sm->nscripts = n; /* freeset frees the names copied so far */
   for (i = 0; i < n; i++)
     if ((sm->script[i] = strdup(sm->loading[i].name)) == NULL)
       return rf_buf_str(msg, "out of memory"), -1;
-  sm->nscripts = n;
   if ((sm->L = lua_newstate(alloc, sm)) == NULL)
     return rf_buf_str(msg, "cannot create a Lua state"), -1;
   *(rf_sm **)lua_getextraspace(sm->L) = sm;
@@ -362,21 +372,33 @@ static int loadall(rf_sm *sm, int n, rf_buf *msg) {
   return 0;
 }
 
+/* The new state is held to the cap alone: the old one, with whatever
+** garbage this replica's queries left in it, is not part of the
+** replicated state and must not decide whether a script loads.  A script's
+** top level cannot use kv (kvapi.c refuses while sm->loading), and the
+** batch is emptied anyway: a load writes nothing. */
 int rf_sm_build(rf_sm *sm, const smsrc *list, int n, int keep, rf_buf *msg) {
   luaset old, made;
+  size_t oldmem = sm->mem, newmem;
   int rc;
   getset(sm, &old);
   putset(sm, &(luaset){NULL, NULL, 0, NULL, 0});
   sm->loading = list;
   sm->clash = 0;
+  sm->mem = 0;
   rc = loadall(sm, n, msg);
   sm->loading = NULL;
+  rf_store_clear(sm->batch);
+  sm->batchmem = 0;
+  newmem = sm->mem;
   getset(sm, &made);
   if (rc == 0 && keep) {
-    freeset(&old);
+    sm->mem = oldmem + newmem;
+    freeset(&old); /* frees oldmem's worth */
     return 0;
   }
-  freeset(&made);
+  freeset(&made); /* frees newmem's worth */
+  sm->mem = oldmem;
   putset(sm, &old);
   return rc;
 }

@@ -32,9 +32,20 @@ static int lookup(rf_sm *sm, const char *k, size_t kl, rf_store_kv *kv) {
   return rf_store_get(sm->store, k, kl, &kv->val, &kv->vlen);
 }
 
+/* A script's top level runs at load, against whatever store the loading
+** replica has then (a leader's check, a snapshot's restore): what it read
+** or wrote there would differ between replicas. */
+static rf_sm *usable(lua_State *L, const char *fn) {
+  rf_sm *sm = rf_sm_host(L);
+  if (sm->loading)
+    luaL_error(L, "kv.%s: not available while the script loads (use kv in "
+               "handlers)", fn);
+  return sm;
+}
+
 /* Keys under RF_SM_RESERVED hold the deployed scripts: invisible here. */
 static rf_sm *writable(lua_State *L, const char *fn, size_t need) {
-  rf_sm *sm = rf_sm_host(L);
+  rf_sm *sm = usable(L, fn);
   size_t kl;
   const char *k = lua_tolstring(L, 1, &kl);
   if (sm->readonly)
@@ -51,6 +62,7 @@ static int kv_get(lua_State *L) {
   size_t kl;
   const char *k = luaL_checklstring(L, 1, &kl);
   rf_store_kv kv;
+  usable(L, "get");
   if (!rf_sm_reserved(k, kl) && lookup(rf_sm_host(L), k, kl, &kv)) {
     lua_pushlstring(L, kv.val, kv.vlen);
     rf_sm_charge(L, kv.vlen / 32); /* the copy, after it (see meter.h) */
@@ -119,7 +131,7 @@ static int start(const rf_store *st, rf_store_iter *it, rf_store_kv *kv,
 ** keys above start_after only, merging the store with the batch (the batch
 ** wins; its tombstones hide keys). */
 static int kv_scan(lua_State *L) {
-  rf_sm *sm = rf_sm_host(L);
+  rf_sm *sm = usable(L, "scan");
   size_t pl, sal = 0;
   const char *p = luaL_optlstring(L, 1, "", &pl);
   lua_Integer limit = luaL_optinteger(L, 2, LUA_MAXINTEGER), n = 0;

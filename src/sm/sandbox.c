@@ -133,7 +133,7 @@ void rf_sandbox_sort(lua_State *L, int t, lua_Integer n, int comp) {
 }
 
 /* Push the keys of table t as a sorted array. */
-static void sortedkeys(lua_State *L, int t) {
+void rf_sandbox_sortedkeys(lua_State *L, int t) {
   lua_Integer n = 0;
   t = lua_absindex(L, t);
   lua_newtable(L);
@@ -171,7 +171,7 @@ static int s_pairs(lua_State *L) {
     return 3;
   }
   luaL_checktype(L, 1, LUA_TTABLE);
-  sortedkeys(L, 1);
+  rf_sandbox_sortedkeys(L, 1);
   lua_pushinteger(L, 0);
   lua_pushcclosure(L, pairsaux, 2);
   lua_pushvalue(L, 1);

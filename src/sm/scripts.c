@@ -295,6 +295,14 @@ static int store_script(rf_sm *sm, const char *name, const char *src,
   return rc;
 }
 
+/* The store could not take the change after the Lua state did: back to
+** the scripts the store holds (the host is out of memory; best effort). */
+static int undo(rf_sm *sm, rf_buf *result) {
+  rf_buf_str(result, "out of memory");
+  (void)rebuild(sm, NULL, NULL, 1, result);
+  return RF_SM_ENOMEM;
+}
+
 static int apply_put(rf_sm *sm, const char *name, const char *src,
                      size_t len, rf_buf *result) {
   smsrc add = {name, src, len};
@@ -306,7 +314,7 @@ static int apply_put(rf_sm *sm, const char *name, const char *src,
   rf_sha256(src, len, sha);
   if (store_script(sm, name, src, len, sha) ||
       rf_store_put(sm->store, SEEDED, SEEDED_LEN, "1", 1))
-    return RF_SM_ENOMEM;
+    return undo(sm, result);
   describe(sm, name, sha, sm->index, result);
   return RF_SM_OK;
 }
@@ -324,9 +332,9 @@ static int apply_delete(rf_sm *sm, const char *name, rf_buf *result) {
     return rc == RF_SM_ENOMEM ? rc : RF_SM_EFAILED;
   memcpy(key, PREFIX, PREFIX_LEN);
   memcpy(key + PREFIX_LEN, name, nl);
-  if (rf_store_delete(sm->store, key, PREFIX_LEN + nl) < 0 ||
-      rf_store_put(sm->store, SEEDED, SEEDED_LEN, "1", 1))
-    return RF_SM_ENOMEM;
+  if (rf_store_put(sm->store, SEEDED, SEEDED_LEN, "1", 1))
+    return undo(sm, result);
+  (void)rf_store_delete(sm->store, key, PREFIX_LEN + nl); /* frees only */
   rf_buf_str(result, "{\"name\":");
   rf_buf_json_str(result, name, nl);
   rf_buf_str(result, ",\"deleted\":true}");

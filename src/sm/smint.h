@@ -95,6 +95,9 @@ void rf_sandbox_dropenv(lua_State *L); /* forget it (no allocation) */
 void rf_sandbox_reseed(lua_State *L, lua_Integer seed);
 void rf_sandbox_sort(lua_State *L, int t, lua_Integer n, int comp);
 int rf_sandbox_keycmp(lua_State *L, int a, int b);
+/* Push the keys of table t as an array in the sandbox's key order (the
+** same on every replica, unlike lua_next's); raises on unorderable keys. */
+void rf_sandbox_sortedkeys(lua_State *L, int t);
 
 /* kvapi.c */
 void rf_kvapi_push(lua_State *L); /* the kv table */
