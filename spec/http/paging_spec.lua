@@ -129,6 +129,13 @@ describe("paged range reads (GET /kv)", function()
       assert.equal("bad_request", v.error)
       assert.matches('unknown query parameter "' .. t[3] .. '"', v.message, 1, true)
     end
+    -- ?stale is for reads: on a write it would promise what a write cannot
+    for _, t in ipairs({ { "PUT", "/kv/a?stale" }, { "DELETE", "/kv/a?stale" },
+                         { "PUT", "/scripts/s.lua?stale" } }) do
+      local code, body = c:http(leader, t[1], t[2], t[1] == "PUT" and "return {}" or nil)
+      assert.equal(400, code, t[2] .. ": " .. tostring(body))
+      assert.matches("stale is for reads", H.decode(body).message, 1, true)
+    end
     -- the known ones still work; /query/ takes any parameter as an argument
     local code, body = c:http(leader, "GET", "/kv?prefix=page%2F&limit=1&encoding=utf8&stale")
     assert.equal(200, code, body)

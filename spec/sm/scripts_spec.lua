@@ -206,6 +206,11 @@ return { commands = { big = function() return #t end } }
       local ok, msg = put(h, "order.lua", src)
       assert.is_false(ok)
       assert.equal("order.lua: commands.alpha must be a function, not a number", msg)
+      -- keys no order applies to: the lowest type is named, not the first met
+      ok, msg = put(h, "keys.lua", "local t = { [print] = 1, [{}] = 2, [coroutine.create(print)] = 3 } " ..
+                                   "return { commands = t }")
+      assert.is_false(ok)
+      assert.matches("table keys of type table have no deterministic order", msg, 1, true)
       h:close()
     end
   end)

@@ -709,8 +709,12 @@ static const char *route_params(const route *r) {
   return " ";
 }
 
-/* 1 if every query parameter is known to the route, else 0 after a 400
-** naming the first that is not. */
+static int is_read(const rf_http_req *req) {
+  return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+}
+
+/* 1 if every query parameter is known to the route (and ?stale comes
+** with a read), else 0 after a 400 naming the first that is not. */
 static int params_ok(const route *r, rf_http_req *req) {
   const char *list = route_params(r), *k, *v;
   size_t klen, vlen;
@@ -721,6 +725,11 @@ static int params_ok(const route *r, rf_http_req *req) {
     while (!found && (p = strchr(p + 1, ' ')) != NULL)
       found = klen > 0 && (size_t)(p - list) > klen && p[-(long)klen - 1] == ' '
               && memcmp(p - klen, k, klen) == 0;
+    if (found && klen == 5 && memcmp(k, "stale", 5) == 0 && !is_read(req)) {
+      rf_http_json_error(req, 400, "bad_request", "stale is for reads: a "
+                         "write always goes through the leader");
+      return 0;
+    }
     if (!found) {
       rf_buf m;
       rf_buf_init(&m);
