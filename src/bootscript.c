@@ -17,26 +17,10 @@ struct rf_bootscript {
   char *src;
   size_t len;
   char sha[65];
-  uint64_t proposed_term; /* a seed proposed in this term */
+  uint64_t proposed_term; /* the seed was proposed, or not needed, in it */
+  uint64_t seen;          /* rf_sm_scripts_generation last compared */
   char warned[65];        /* the replicated version last warned about */
 };
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  char *p = NULL;
-  long n;
-  if (f == NULL) return NULL;
-  if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 &&
-      fseek(f, 0, SEEK_SET) == 0 && (p = malloc((size_t)n + 1)) != NULL &&
-      fread(p, 1, (size_t)n, f) == (size_t)n) {
-    *len = (size_t)n;
-  } else {
-    free(p);
-    p = NULL;
-  }
-  fclose(f);
-  return p;
-}
 
 static int fail(rf_bootscript *b, char *err, size_t errlen, const char *fmt,
                 const char *a, const char *c) {
@@ -61,7 +45,7 @@ int rf_bootscript_open(const char *path, rf_sm *sm, rf_bootscript **out,
     return fail(b, err, errlen, "commands %s: the file name must be a script "
                 "name: 1..64 of A-Z a-z 0-9 _ . -%s", path, "");
   strcpy(b->name, base);
-  if ((b->src = slurp(path, &b->len)) == NULL)
+  if (rf_read_file(path, &b->src, &b->len) < 0)
     return fail(b, err, errlen, "cannot read %s%s", path, "");
   rf_sha256_hex(b->src, b->len, b->sha);
   rf_buf_init(&msg);
@@ -136,9 +120,17 @@ static void check_version(rf_bootscript *b) {
   rf_log_end(&r);
 }
 
+/* Runs after every driver run: a store lookup only once per term on a
+** leader, and a comparison only when the scripts changed. */
 void rf_bootscript_sync(rf_bootscript *b, rf_driver *drv, int ready) {
   if (b == NULL || rf_driver_failed(drv)) return;
-  if (rf_driver_role(drv) == RAFT_LEADER && !rf_sm_scripts_seeded(b->sm))
-    propose_seed(b, drv);
-  if (ready) check_version(b);
+  if (rf_driver_role(drv) == RAFT_LEADER &&
+      b->proposed_term != rf_driver_term(drv)) {
+    if (rf_sm_scripts_seeded(b->sm)) b->proposed_term = rf_driver_term(drv);
+    else propose_seed(b, drv);
+  }
+  if (ready && b->seen != rf_sm_scripts_generation(b->sm)) {
+    b->seen = rf_sm_scripts_generation(b->sm);
+    check_version(b);
+  }
 }

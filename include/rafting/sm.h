@@ -171,6 +171,9 @@ void rf_sm_scripts_json(rf_sm *sm, rf_buf *out);
 void rf_sm_scripts_digest_json(rf_sm *sm, rf_buf *out);
 /* 1 once any script entry applied (seeds are then no-ops). */
 int rf_sm_scripts_seeded(rf_sm *sm);
+/* Counts the Lua states built: changes whenever the scripts in force may
+** have (an install, a delete, a snapshot restored); starts at 1. */
+uint64_t rf_sm_scripts_generation(const rf_sm *sm);
 
 rf_store *rf_sm_store(rf_sm *sm); /* direct reads (REST GET, snapshots) */
 uint64_t rf_sm_applied(const rf_sm *sm); /* index of the last apply */

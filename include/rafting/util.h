@@ -55,6 +55,13 @@ int rf_addr_format(char *out, size_t len, const char *host, int port);
 ** not one. */
 uint64_t rf_parse_id(const char *s);
 
+/* -- files (file.c) -- */
+
+/* The whole file at path, NUL-terminated, in *out (the caller frees it)
+** and its length in *len: 0; -errno when it cannot be opened, RF_EIO when
+** it cannot be read. */
+int rf_read_file(const char *path, char **out, size_t *len);
+
 /* -- digests (sha256.c) -- */
 
 /* SHA-256 of data: 32 bytes, or 64 lowercase hex digits and a NUL. */

@@ -23,6 +23,7 @@
 
 #include "meter.h"
 #include "rafting/metrics.h"
+#include "rafting/util.h"
 #include "smint.h"
 
 /* lua/rafting/sm/kv.lua, compiled in by cmake/embed.cmake */
@@ -395,6 +396,7 @@ int rf_sm_build(rf_sm *sm, const smsrc *list, int n, int keep, rf_buf *msg) {
   if (rc == 0 && keep) {
     sm->mem = oldmem + newmem;
     freeset(&old); /* frees oldmem's worth */
+    sm->generation++;
     return 0;
   }
   freeset(&made); /* frees newmem's worth */
@@ -406,23 +408,14 @@ int rf_sm_build(rf_sm *sm, const smsrc *list, int n, int keep, rf_buf *msg) {
 /* Read a whole file into base script i, displayed as name. */
 static int readscript(rf_sm *sm, int i, const char *path, const char *name,
                       char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  long n;
-  char *p = NULL;
-  if (f == NULL) {
-    snprintf(err, errlen, "cannot open %s", path);
+  char *p;
+  size_t n;
+  int rc = rf_read_file(path, &p, &n);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot %s %s", rc == RF_EIO ? "read" : "open", path);
     return -1;
   }
-  if (fseek(f, 0, SEEK_END) || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
-      (p = malloc((size_t)n + 1)) == NULL ||
-      fread(p, 1, (size_t)n, f) != (size_t)n) {
-    snprintf(err, errlen, "cannot read %s", path);
-    free(p);
-    fclose(f);
-    return -1;
-  }
-  fclose(f);
-  sm->base[i] = (smsrc){strdup(name), p, (size_t)n};
+  sm->base[i] = (smsrc){strdup(name), p, n};
   sm->nbase = i + 1;
   return sm->base[i].name ? 0 : -1;
 }
@@ -690,6 +683,7 @@ void rf_sm_observe(rf_sm *sm, rf_sm_observer fn, void *ud) {
 
 rf_store *rf_sm_store(rf_sm *sm) { return sm->store; }
 uint64_t rf_sm_applied(const rf_sm *sm) { return sm->applied; }
+uint64_t rf_sm_scripts_generation(const rf_sm *sm) { return sm->generation; }
 size_t rf_sm_memory(const rf_sm *sm) { return sm->mem; }
 
 const char *rf_sm_strerror(int code) {

@@ -58,6 +58,7 @@ struct rf_sm {
   const smsrc *loading;           /* the build in progress (rf_sm_build) */
   int clash;                      /* the last build failed on a name */
   int fastkv;                     /* kv.lua is the compiled-in one */
+  uint64_t generation;            /* Lua states built and kept */
   smname *names;
   size_t nnames;
   void (*log)(void *ud, const char *msg, size_t len);
