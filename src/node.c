@@ -28,6 +28,7 @@
 #include "rafting/util.h"
 #include "rafting/wal.h"
 #include "bootscript.h"
+#include "loopwatch.h"
 #include "membership.h"
 #include "snaps.h"
 
@@ -49,6 +50,7 @@ struct rf_node {
   uv_timer_t tick;
   uv_check_t runner;    /* runs the driver after this turn's callbacks */
   uv_idle_t nowait;     /* keeps the poll from blocking while work waits */
+  rf_loopwatch watch;   /* busy time per loop turn */
   int closing;
   int pending;          /* parts still to close */
   void (*stop_done)(void *);
@@ -540,6 +542,8 @@ static void start_loop(rf_node *n) {
   n->tick.data = n;
   uv_timer_start(&n->tick, on_tick, (uint64_t)n->cfg->tick_ms,
                  (uint64_t)n->cfg->tick_ms);
+  /* failing, it leaves the node unwatched, not stopped */
+  (void)rf_loopwatch_start(&n->watch, n->loop, (unsigned)n->cfg->loop_warn_ms);
   io_wake(&n->io); /* a restored log may already have work (replay) */
 }
 
@@ -728,11 +732,12 @@ void rf_node_stop(rf_node *n, void (*done)(void *ud), void *ud) {
     return;
   n->closing = 1;
   rf_log_set_term(NULL, NULL); /* the driver goes away */
-  n->pending = 7;
+  n->pending = 8;
   rf_driver_close(n->drv, on_part_closed, n);
   uv_close((uv_handle_t *)&n->tick, on_handle_closed);
   uv_close((uv_handle_t *)&n->runner, on_handle_closed);
   uv_close((uv_handle_t *)&n->nowait, on_handle_closed);
+  if (rf_loopwatch_close(&n->watch, on_part_closed, n) < 0) release(n);
   rf_snaps_close(n->snaps, on_part_closed, n);
   if (rf_transport_close(n->transport, on_part_closed, n) < 0) release(n);
   rf_api_stop(n->api, on_part_closed, n);

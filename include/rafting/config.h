@@ -89,6 +89,7 @@ typedef struct rf_config {
   size_t peer_buffer_bytes;  /* partial frames, all inbound together, 32 MiB */
   size_t watch_history_entries; /* GET /watch history: entries, 10000 */
   size_t watch_history_bytes;   /* ... and bytes, 16 MiB */
+  int loop_warn_ms;          /* log a loop turn this long, 100; 0: never */
 } rf_config;
 
 /*

@@ -58,6 +58,8 @@ typedef struct rf_metrics {
   uint64_t http[RF_ROUTES][RF_CODES];
   rf_histo http_duration[RF_ROUTES];
   rf_histo sm_command;
+  rf_histo loop_busy;               /* each event loop turn (loopwatch.c) */
+  uint64_t loop_held;               /* turns at or over loop_warn_ms */
   uint64_t sm_budget_instructions, sm_budget_memory;
   /* rf_metrics_raft_state()'s memory of the last state it saw */
   int last_role;

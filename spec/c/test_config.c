@@ -90,6 +90,7 @@ static void test_defaults(void) {
   CHECK(c.max_snapshot_bytes == 1u << 30 && c.peer_buffer_bytes == 32u << 20);
   CHECK(c.peer_handshake_timeout_ms == 5000 && c.peer_frame_timeout_ms == 10000);
   CHECK(c.max_peer_connections == 4); /* 4 per node */
+  CHECK(c.loop_warn_ms == 100);
   CHECK(c.snapshot_entries == 0 && c.snapshot_log_bytes == 1u << 30);
   CHECK(c.snapshot_log_percent == 50 &&
         c.snapshot_min_log_bytes == 4u << 20);

@@ -146,6 +146,31 @@ describe("GET /metrics (3 real nodes)", function()
     end
   end)
 
+  it("logs and counts an event loop turn that runs for loop_warn_ms or longer", function()
+    -- the spinning command runs on the loop until its (large) budget ends:
+    -- well over 50 ms on every replica, which must each say so
+    c = D.start{ nodes = 3, commands = FIXTURE,
+                 limits = { sm_instructions = 50000000, loop_warn_ms = 50,
+                            commit_timeout_ms = 20000 } }
+    local l = c:leader()
+    local before = {}
+    for _, id in ipairs(c.ids) do before[id] = scrape(c, id) end
+    local code = c:http(l, "POST", "/cmd/spin", "{}", { timeout_ms = 30000 })
+    assert.equal(422, code)
+    for _, id in ipairs(c.ids) do
+      local m = wait_metric(c, id, function(m)
+        local n = value(m, "rafting_loop_held_total") - value(before[id], "rafting_loop_held_total")
+        return n >= 1, "turns held " .. n
+      end, "a held turn counted")
+      -- the busy histogram has that turn above 50 ms
+      local turns = value(m, "rafting_loop_busy_seconds_count")
+      local short = value(m, 'rafting_loop_busy_seconds_bucket{le="0.05"}')
+      assert.is_true(turns > short, ("%d turns, %d of them under 50 ms"):format(turns, short))
+      local ms = c:log(id):match('msg="event loop held" ms=([%d.]+)')
+      assert(ms and tonumber(ms) >= 50, "node " .. id .. " logged no held turn")
+    end
+  end)
+
   it("counts a leader change on every surviving node", function()
     c = D.start{ nodes = 3 }
     local l, t = c:leader()

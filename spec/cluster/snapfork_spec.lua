@@ -357,7 +357,8 @@ describe("snapshots written by a child process", function()
              .. "%d /status polls meanwhile, the slowest %d ms", tonumber(keys),
              t_rx and (tonumber(t_pre) - tonumber(t_rx)) * 1000 or -1, polls, worst)
     assert(worst < 600, ("a /status took %d ms"):format(worst))
-    -- and it has the state
+    -- and it has the state: the tail may come after the snapshot, by appends
+    c:wait_index(f, assert(c:status(l)).commit, nil, "applied")
     local cl = D.client(c, f)
     for _, k in ipairs({ "big.00000000", ("big.%08d"):format(KEYS - 1), "tail.12" }) do
       local code, body = cl:get("/kv/" .. k .. "?stale", 20000)

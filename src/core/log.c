@@ -31,8 +31,19 @@ void rlog_init(rlog *l, const rmem *m) {
   l->mem = m;
 }
 
+/* The k-th live entry.  The log is a ring so that compaction, which drops
+** from the front while appends go on at the back, never moves the rest:
+** a memmove of the whole log on every step cost more than the frees. */
+static rent *slot(const rlog *l, size_t k) {
+  return &l->e[(l->head + k) & (l->cap - 1)];
+}
+
+static void unref_range(rlog *l, size_t from, size_t to) {
+  for (size_t k = from; k < to; k++) rlog_blob_unref(slot(l, k)->blob);
+}
+
 void rlog_free(rlog *l) {
-  for (size_t i = 0; i < l->n; i++) rlog_blob_unref(l->e[i].blob);
+  unref_range(l, 0, l->n);
   rmem_free(l->mem, l->e);
   rlog_init(l, l->mem);
 }
@@ -42,7 +53,7 @@ uint64_t rlog_first(const rlog *l) { return l->snap_index + 1; }
 
 static const rent *at(const rlog *l, uint64_t i) {
   if (i <= l->snap_index || i > rlog_last(l)) return NULL;
-  return &l->e[i - l->snap_index - 1];
+  return slot(l, (size_t)(i - l->snap_index - 1));
 }
 
 uint64_t rlog_term(const rlog *l, uint64_t i) {
@@ -65,25 +76,33 @@ uint64_t rlog_conflict_by_term(const rlog *l, uint64_t i, uint64_t term) {
   return i;
 }
 
+/* Double the ring; the part that wrapped to the front moves after the old
+** end, so the entries stay in order from head. */
+static int grow(rlog *l) {
+  size_t cap = l->cap ? l->cap * 2 : 64, wrapped;
+  rent *e = rmem_realloc(l->mem, l->e, cap * sizeof(*e));
+  if (e == NULL) return RAFT_ENOMEM;
+  wrapped = l->head + l->n > l->cap ? l->head + l->n - l->cap : 0;
+  memcpy(e + l->cap, e, wrapped * sizeof(*e));
+  l->e = e;
+  l->cap = cap;
+  return RAFT_OK;
+}
+
 int rlog_append(rlog *l, uint64_t term, int type, rblob *blob) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    rent *e = rmem_realloc(l->mem, l->e, cap * sizeof(*e));
-    if (e == NULL) return RAFT_ENOMEM;
-    l->e = e;
-    l->cap = cap;
-  }
-  RF_ASSERT(l->n == 0 || l->e[l->n - 1].term <= term); /* terms never go back */
-  l->e[l->n].term = term;
-  l->e[l->n].type = type;
-  l->e[l->n].blob = blob;
-  l->n++;
+  rent *e;
+  if (l->n == l->cap && grow(l) != RAFT_OK) return RAFT_ENOMEM;
+  RF_ASSERT(l->n == 0 || slot(l, l->n - 1)->term <= term); /* never back */
+  e = slot(l, l->n++);
+  e->term = term;
+  e->type = type;
+  e->blob = blob;
   return RAFT_OK;
 }
 
 void rlog_truncate(rlog *l, uint64_t i) {
   RF_ASSERT(i > l->snap_index);
-  while (rlog_last(l) >= i && l->n > 0) rlog_blob_unref(l->e[--l->n].blob);
+  while (rlog_last(l) >= i && l->n > 0) rlog_blob_unref(slot(l, --l->n)->blob);
 }
 
 void rlog_compact(rlog *l, uint64_t i) {
@@ -91,15 +110,15 @@ void rlog_compact(rlog *l, uint64_t i) {
   RF_ASSERT(i > l->snap_index && i <= rlog_last(l));
   drop = (size_t)(i - l->snap_index);
   l->snap_term = rlog_term(l, i);
-  for (size_t k = 0; k < drop; k++) rlog_blob_unref(l->e[k].blob);
-  memmove(l->e, l->e + drop, (l->n - drop) * sizeof(*l->e));
+  unref_range(l, 0, drop);
+  l->head = (l->head + drop) & (l->cap - 1);
   l->n -= drop;
   l->snap_index = i;
 }
 
 void rlog_reset(rlog *l, uint64_t i, uint64_t term) {
-  for (size_t k = 0; k < l->n; k++) rlog_blob_unref(l->e[k].blob);
-  l->n = 0;
+  unref_range(l, 0, l->n);
+  l->head = l->n = 0;
   l->snap_index = i;
   l->snap_term = term;
 }

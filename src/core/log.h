@@ -29,8 +29,8 @@ typedef struct rent {
 
 typedef struct rlog {
   const rmem *mem;  /* outlives the log and every blob */
-  rent *e;          /* e[0] has index snap_index + 1 */
-  size_t n, cap;
+  rent *e;          /* a ring: e[head] has index snap_index + 1 */
+  size_t head, n, cap; /* cap: 0 or a power of two */
   uint64_t snap_index; /* last index covered by a snapshot (0: none) */
   uint64_t snap_term;
 } rlog;

@@ -86,6 +86,7 @@ static const limit_def limit_defs[] = {
     LIM(peer_buffer_bytes, 0, 32 << 20),
     LIM(watch_history_entries, 0, 10000),
     LIM(watch_history_bytes, 0, 16 << 20),
+    LIM(loop_warn_ms, 1, 100),
     {NULL, 0, 0, 0}};
 
 /* Upper bounds beyond the field's type, with the reason a user reads. */

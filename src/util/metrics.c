@@ -283,10 +283,21 @@ static void write_sm(rf_buf *b) {
                     LOAD(m->sm_budget_memory));
 }
 
+static void write_loop(rf_buf *b) {
+  rf_metrics *m = &rf_metrics_g;
+  histo(b, "rafting_loop_busy_seconds",
+        "Time each event loop turn spent running callbacks (not waiting).",
+        &m->loop_busy);
+  counter(b, "rafting_loop_held_total",
+          "Event loop turns busy for limits.loop_warn_ms or longer.",
+          LOAD(m->loop_held));
+}
+
 void rf_metrics_write(rf_buf *b, const char *(*msg_name)(int type)) {
   write_raft(b);
   write_peers(b, msg_name);
   write_storage(b);
   write_http(b);
   write_sm(b);
+  write_loop(b);
 }
