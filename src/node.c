@@ -32,6 +32,12 @@
 #include "membership.h"
 #include "snaps.h"
 
+/* Committed entries applied per ready, and per loop turn: a follower
+** catching up after a snapshot applied 8 readies of 4,096 PUTs into a
+** 1M-key store in one turn, 104-142 ms (bench/bigstate); 1,024 keep a
+** turn's applying to a few ms and still apply ~200,000 entries a second. */
+#define APPLY_PER_TURN 1024
+
 struct rf_node {
   rf_io io;             /* first: the driver's I/O is the node */
   uv_loop_t *loop;
@@ -400,6 +406,7 @@ static int start_driver(rf_node *n) {
   o.core.max_msg_bytes = n->cfg->max_msg_bytes;
   o.core.max_inflight = n->cfg->max_inflight;
   o.core.max_inflight_bytes = n->cfg->max_inflight_bytes;
+  o.core.max_apply = APPLY_PER_TURN;
   o.core.seed = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
   o.request_ticks = (n->cfg->commit_timeout_ms + n->cfg->tick_ms - 1) /
                     n->cfg->tick_ms;

@@ -130,7 +130,8 @@ int rf_driver_conf_at(const rf_driver *d, uint64_t index, raft_conf *out);
 /* Start a linearizable read: 0 and cb runs later, or an RF_E* code. */
 int rf_driver_read(rf_driver *d, rf_driver_read_cb cb, void *ud);
 
-/* Run ready batches (at most readies_per_turn).  1 when more work is left
+/* Run ready batches: at most readies_per_turn, and none more once those
+** run applied core.max_apply entries.  1 when more work is left
 ** (the I/O was woken for it), 0 when done or waiting for a write. */
 int rf_driver_process(rf_driver *d);
 

@@ -56,6 +56,33 @@ describe("the node driver", function()
     assert.has_error(function() d:process() end, "attempt to use a closed driver")
   end)
 
+  it("applies at most max_apply entries a process(), so a replay lets the loop breathe",
+     function()
+    -- a restart with 1,000 committed entries and nothing to write: each
+    -- batch only applies, and without the bound one process() ran them all
+    local log = {}
+    for i = 1, 1000 do log[i] = { term = 1, data = "e" .. i } end
+    local applied = 0
+    local d = driver.new({ id = 1, voters = { 1 }, seed = 1, max_apply = 64,
+                           hard_state = { term = 1, vote = 1, commit = 1000 },
+                           log = log },
+      { save = function() return true end, send = function() end,
+        install = function() return true end,
+        apply = function(e) if e.type == "normal" then applied = applied + 1 end end,
+        compact = function() end })
+    local calls, before = 0, 0
+    repeat
+      local more = d:process()
+      calls = calls + 1
+      assert.is_true(applied - before <= 64,
+                     ("%d entries applied in one process()"):format(applied - before))
+      before = applied
+    until not more
+    assert.equal(1000, applied)
+    assert.is_true(calls >= 1000 // 64, calls .. " calls")
+    d:close()
+  end)
+
   it("takes new requests from inside an answer, and answers them too",
      function()
     local d = node()

@@ -45,6 +45,7 @@ struct rf_driver {
   uint64_t id;
   int request_ticks;
   int per_turn;
+  uint64_t apply_per_turn; /* entries applied before the loop breathes */
   raft_ready rd;          /* the batch being written */
   int saving;             /* rd is out */
   int in_process;         /* process() is on the stack */
@@ -357,11 +358,15 @@ static int start_batch(rf_driver *d) {
 
 int rf_driver_process(rf_driver *d) {
   int turns = 0, more = 0;
+  uint64_t applied0 = d->applied;
   if (d->in_process || d->closing) return 0;
   hold(d);
   d->in_process = 1;
   while (!d->saving && !d->closing && !d->failed && raft_has_ready(d->core)) {
-    if (turns++ == d->per_turn) { /* let the loop breathe */
+    /* let the loop breathe: batches with nothing to write (commits only,
+    ** as when a follower catches up) would otherwise apply one after the
+    ** other in one turn */
+    if (turns++ == d->per_turn || d->applied - applied0 >= d->apply_per_turn) {
       more = 1;
       break;
     }
@@ -548,6 +553,7 @@ int rf_driver_new(const rf_driver_opts *o, const raft_restore *rs, rf_io *io,
   d->id = o->core.id;
   d->request_ticks = o->request_ticks > 0 ? o->request_ticks : 1;
   d->per_turn = o->readies_per_turn > 0 ? o->readies_per_turn : READIES_PER_TURN;
+  d->apply_per_turn = o->core.max_apply > 0 ? o->core.max_apply : 4096;
   d->durable = rs->hs;
   d->stable_last = rs->snap_index + rs->n;
   d->applied = rs->applied;

@@ -273,7 +273,8 @@ void lraft_tomsg (lua_State *L, int idx, int anchor, raft_msg *m) {
 ** The options table at 1 as a core config and what it restores from.
 ** Pushes (and leaves) the voters and log buffers; strings are anchored in
 ** 'anchor'.  Fields: id, voters, election_ticks, heartbeat_ticks, seed,
-** max_msg_bytes, max_inflight, max_inflight_bytes, pre_vote, check_quorum, hard_state,
+** max_msg_bytes, max_inflight, max_inflight_bytes, max_apply, pre_vote,
+** check_quorum, hard_state,
 ** snapshot = {index=, term=}, applied, log.
 */
 void lraft_toconfig (lua_State *L, int anchor, raft_config *c,
@@ -291,6 +292,7 @@ void lraft_toconfig (lua_State *L, int anchor, raft_config *c,
   c->max_inflight = lraft_getint(L, 1, "max_inflight", c->max_inflight);
   c->max_inflight_bytes = (size_t)lraft_getu64(L, 1, "max_inflight_bytes",
                                                c->max_inflight_bytes);
+  c->max_apply = (size_t)lraft_getu64(L, 1, "max_apply", c->max_apply);
   c->pre_vote = lraft_getbool(L, 1, "pre_vote", c->pre_vote);
   c->check_quorum = lraft_getbool(L, 1, "check_quorum", c->check_quorum);
   if (lua_getfield(L, 1, "voters") != LUA_TTABLE)
