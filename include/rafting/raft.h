@@ -35,6 +35,7 @@
 
 #define RAFT_NONE 0       /* "no node": node ids are > 0 */
 #define RAFT_MAX_NODES 64 /* members (voters and learners) per cluster */
+#define RAFT_MAX_APPLY 4096 /* raft_config.max_apply's default */
 /* Terms and indexes at or above 2^63 are malformed: no arithmetic on them
 ** can wrap, and they fit a Lua integer. */
 #define RAFT_TERM_LIMIT (UINT64_C(1) << 63)
@@ -206,8 +207,10 @@ typedef struct raft_config {
                             ** APPEND goes while under it and takes what is
                             ** left, but at least one entry, so in flight
                             ** stays below this plus one entry */
-  size_t max_apply;         /* committed entries per ready (0: 4096), so a
-                            ** long replay does not stall the runtime */
+  size_t max_apply;         /* committed entries per ready (0:
+                            ** RAFT_MAX_APPLY), so a long replay does not
+                            ** stall the runtime; the driver also ends a
+                            ** process() call after applying this many */
   int pre_vote;             /* §9.6 pre-vote, on by default */
   int check_quorum;         /* leader steps down without a live majority */
   /* Every allocation of the core (and of the driver around it) goes through

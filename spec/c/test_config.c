@@ -457,14 +457,17 @@ static void test_lua_errors(void) {
   CHECK(strlen(small) == 7);
 }
 
-/* 0 means none for the snapshot ceilings and the amortized trigger. */
+/* 0 means none for the snapshot ceilings, the amortized trigger and the
+** held-loop warning. */
 static void test_zero_limits(void) {
   rf_config c;
   CHECK(good("return { cluster = 'x', nodes = {" NODE1 "}, limits = { "
              "snapshot_log_percent = 0, snapshot_entries = 0, "
-             "snapshot_log_bytes = 0, max_inflight_bytes = 1 } }", &c));
+             "snapshot_log_bytes = 0, max_inflight_bytes = 1, "
+             "loop_warn_ms = 0 } }", &c));
   CHECK(c.snapshot_log_percent == 0 && c.snapshot_entries == 0 &&
-        c.snapshot_log_bytes == 0 && c.max_inflight_bytes == 1);
+        c.snapshot_log_bytes == 0 && c.max_inflight_bytes == 1 &&
+        c.loop_warn_ms == 0);
   rf_config_free(&c);
   bad("return { cluster = 'x', nodes = {" NODE1 "}, limits = "
       "{ max_inflight_bytes = 0 } }",

@@ -1259,7 +1259,7 @@ void raft_config_default(raft_config *c) {
   c->heartbeat_ticks = 1;
   c->max_msg_bytes = 1 << 20;
   c->max_inflight = 256;
-  c->max_apply = 4096;
+  c->max_apply = RAFT_MAX_APPLY;
   c->pre_vote = 1;
   c->check_quorum = 1;
 }
@@ -1350,7 +1350,7 @@ raft *raft_new_restore(const raft_config *c, const raft_restore *rs, int *err) {
   r->id = c->id;
   r->cfg = *c;
   r->cfg.voters = NULL; /* not ours to keep */
-  if (r->cfg.max_apply == 0) r->cfg.max_apply = 4096;
+  if (r->cfg.max_apply == 0) r->cfg.max_apply = RAFT_MAX_APPLY;
   r->rng = c->seed ^ (c->id * 0x2545f4914f6cdd1dULL);
   rlog_init(&r->log, &r->mem);
   r->prs = rmem_calloc(&r->mem, RAFT_MAX_NODES + 1, sizeof(*r->prs));

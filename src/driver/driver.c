@@ -553,7 +553,7 @@ int rf_driver_new(const rf_driver_opts *o, const raft_restore *rs, rf_io *io,
   d->id = o->core.id;
   d->request_ticks = o->request_ticks > 0 ? o->request_ticks : 1;
   d->per_turn = o->readies_per_turn > 0 ? o->readies_per_turn : READIES_PER_TURN;
-  d->apply_per_turn = o->core.max_apply > 0 ? o->core.max_apply : 4096;
+  d->apply_per_turn = o->core.max_apply > 0 ? o->core.max_apply : RAFT_MAX_APPLY;
   d->durable = rs->hs;
   d->stable_last = rs->snap_index + rs->n;
   d->applied = rs->applied;

@@ -551,12 +551,13 @@ static void load_tls(lua_State *L, const ctx *x, int top) {
   lua_settop(L, top);
 }
 
-/* Limits where 0 means "none" (docs/config.md): the snapshot ceilings and
-** the amortized trigger. */
+/* Limits where 0 means "none" (docs/config.md): the snapshot ceilings,
+** the amortized trigger and the held-loop warning. */
 static lua_Integer limit_min(const char *name) {
   return strcmp(name, "snapshot_entries") == 0 ||
                  strcmp(name, "snapshot_log_bytes") == 0 ||
-                 strcmp(name, "snapshot_log_percent") == 0
+                 strcmp(name, "snapshot_log_percent") == 0 ||
+                 strcmp(name, "loop_warn_ms") == 0
              ? 0 : 1;
 }
 
