@@ -310,6 +310,8 @@ describe("snapshots written by a child process", function()
     local ready = tonumber(again:match('msg="node ready" applied=(%d+)'))
     assert(ready and ready - idx <= 1, ("replayed %s entries after the snapshot"):format(
            ready and ready - idx))
+    -- and its log starts after the snapshot: what it covers is not loaded
+    assert.are.equal(idx + 1, assert(c:status(1)).first_index)
     all_found(c, acks)
     -- a stop with little log since (under the floor) takes none
     c:stop(1)
