@@ -66,6 +66,7 @@ struct rf_node {
   uint64_t last_leader;
   int storage_logged;
   uint64_t replay_to;   /* commit restored at start; "node ready" once applied */
+  uint64_t skipped_index, skipped_term; /* the log a snapshot covered */
   int final_snap;       /* rf_node_stop: the snapshot before stopping asked */
   uint64_t start_ns;
   int ready_logged;
@@ -335,19 +336,20 @@ static void status_json(void *ud, rf_buf *b) {
 /* The log from the snapshot at m on: what it covers is in the state
 ** machine already, and handing it to the core cost a copy of every entry
 ** (0.28 s and ~200 bytes an entry for the 929,000 a WAL still held behind a
-** 1M-key snapshot).  The WAL drops its files that only hold those.  Kept
-** when the snapshot has no configuration (version 1 files): the log's is
-** the only one then.  The address book has read the whole log already. */
-static int skip_covered(rf_node *n, raft_restore *rs, const rf_snap_meta *m) {
+** 1M-key snapshot).  Kept when the snapshot has no configuration (version
+** 1 files): the log's is the only one then.  The address book has read the
+** whole log already.  The WAL drops its files that only hold those once
+** the core has its copy (start_driver): rs->log points into the WAL's. */
+static void skip_covered(rf_node *n, raft_restore *rs, const rf_snap_meta *m) {
   uint64_t k;
-  if (!m->has_conf || m->index <= rs->snap_index) return 0;
+  if (!m->has_conf || m->index <= rs->snap_index) return;
   k = m->index - rs->snap_index;
   rs->log += k;
   rs->n -= (size_t)k;
   rs->snap_index = m->index;
   rs->snap_term = m->term;
-  return n->storage->ops->compact(n->storage, m->index, m->term,
-                                  on_compacted, n);
+  n->skipped_index = m->index;
+  n->skipped_term = m->term;
 }
 
 /* What the node restores: the latest snapshot into the state machine, then
@@ -387,8 +389,8 @@ static int load_state(rf_node *n, raft_restore *rs, raft_conf *conf) {
     if ((rc = n->storage->ops->compact(n->storage, m.index, m.term,
                                        on_compacted, n)) < 0)
       return rc;
-  } else if ((rc = skip_covered(n, rs, &m)) < 0) {
-    return rc;
+  } else {
+    skip_covered(n, rs, &m);
   }
   /* the snapshot's configuration is the one at its index; entries after
   ** it (still in the log) override it.  Version 1 files have none. */
@@ -435,12 +437,27 @@ static int start_driver(rf_node *n) {
   if ((rc = load_state(n, &rs, &conf)) < 0) return rc;
   n->io.ops = &node_io;
   if ((rc = rf_driver_new(&o, &rs, &n->io, &n->drv)) < 0) return rc;
+  if (n->skipped_index &&
+      (rc = n->storage->ops->compact(n->storage, n->skipped_index,
+                                     n->skipped_term, on_compacted, n)) < 0)
+    return rc;
   rf_snaps_attach(n->snaps, n->drv);
   rf_membership_attach(n->ms, n->drv, n->transport);
   rf_log_set_term(log_term, n);
   rf_driver_status(n->drv, &st); /* the restored commit, clamped to the log */
   n->replay_to = st.commit;
   return 0;
+}
+
+/* A lone voter leads at once: nobody else can win, and a one-node cluster
+** would otherwise wait out an election timeout after every start before it
+** serves a write or a linearizable read.  Campaigning wakes the node: its
+** handles must be up. */
+static void lead_if_alone(rf_node *n) {
+  raft_status st;
+  rf_driver_status(n->drv, &st);
+  if (st.conf.n_voters == 1 && st.conf.voters[0] == n->id)
+    (void)rf_driver_campaign(n->drv);
 }
 
 static void on_script_print(void *ud, const char *msg, size_t len) {
@@ -572,6 +589,7 @@ static void start_loop(rf_node *n) {
                  (uint64_t)n->cfg->tick_ms);
   /* failing, it leaves the node unwatched, not stopped */
   (void)rf_loopwatch_start(&n->watch, n->loop, (unsigned)n->cfg->loop_warn_ms);
+  lead_if_alone(n);
   io_wake(&n->io); /* a restored log may already have work (replay) */
 }
 

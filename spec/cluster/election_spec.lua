@@ -36,6 +36,21 @@ describe("leader election (3 real nodes)", function()
             ("node %d leading in term %d"):format(id, term))
   end)
 
+  it("a one-node cluster leads as soon as it starts, not after an election timeout", function()
+    -- a 20 s election timeout: only the campaign at start can make it lead
+    -- within the 5 s below, at the first start and after a restart
+    c = H.start{ nodes = 1, storage = "data-%d", wal = { sync = "always" },
+                 timing = { tick_ms = 10, election_ticks = 2000, heartbeat_ticks = 5 } }
+    local _, term = c:leader(5000)
+    assert.equal(200, (c:http(1, "PUT", "/kv/alone", "v")))
+    c:stop(1)
+    c:start_node(1)
+    c:leader(5000, { above = term })
+    local code, body = c:http(1, "GET", "/kv/alone")
+    assert.equal(200, code)
+    assert.equal("v", body)
+  end)
+
   it("elects a new leader in a higher term when the leader is killed", function()
     c = H.start{ nodes = 3 }
     local l1, t1 = c:leader()
