@@ -333,23 +333,37 @@ static void status_json(void *ud, rf_buf *b) {
 
 /* ------------------------------------------------------------ start */
 
-/* The log from the snapshot at m on: what it covers is in the state
-** machine already, and handing it to the core cost a copy of every entry
-** (0.28 s and ~200 bytes an entry for the 929,000 a WAL still held behind a
-** 1M-key snapshot).  Kept when the snapshot has no configuration (version
-** 1 files): the log's is the only one then.  The address book has read the
-** whole log already.  The WAL drops its files that only hold those once
+/* Where the log handed to the core may start: snapshot_trailing entries
+** behind the snapshot at m, as compaction leaves it.  The core takes m's
+** configuration as the one there, so with a CONF entry in between the log
+** starts after the snapshot instead. */
+static uint64_t covered_to(const rf_node *n, const raft_restore *rs,
+                           const rf_snap_meta *m) {
+  uint64_t trailing = n->cfg->snapshot_trailing, to, i;
+  if (m->index <= rs->snap_index + trailing) return rs->snap_index;
+  to = m->index - trailing;
+  for (i = to + 1; i <= m->index; i++)
+    if (rs->log[i - rs->snap_index - 1].type == RAFT_ENTRY_CONF) return m->index;
+  return to;
+}
+
+/* The log the snapshot at m covers, but for the trailing entries: it is in
+** the state machine already, and handing it to the core cost a copy of
+** every entry (0.28 s and ~200 bytes an entry for the 929,000 a WAL still
+** held behind a 1M-key snapshot, as after a crash right after a snapshot).
+** Kept when the snapshot has no configuration (version 1 files): the log's
+** is the only one then.  The WAL drops its files that only hold those once
 ** the core has its copy (start_driver): rs->log points into the WAL's. */
 static void skip_covered(rf_node *n, raft_restore *rs, const rf_snap_meta *m) {
-  uint64_t k;
-  if (!m->has_conf || m->index <= rs->snap_index) return;
-  k = m->index - rs->snap_index;
+  uint64_t to, k;
+  if (!m->has_conf || (to = covered_to(n, rs, m)) <= rs->snap_index) return;
+  k = to - rs->snap_index;
+  n->skipped_index = to;
+  n->skipped_term = rs->log[k - 1].term;
   rs->log += k;
   rs->n -= (size_t)k;
-  rs->snap_index = m->index;
-  rs->snap_term = m->term;
-  n->skipped_index = m->index;
-  n->skipped_term = m->term;
+  rs->snap_index = n->skipped_index;
+  rs->snap_term = n->skipped_term;
 }
 
 /* What the node restores: the latest snapshot into the state machine, then
@@ -379,17 +393,18 @@ static int load_state(rf_node *n, raft_restore *rs, raft_conf *conf) {
     log_storage_error(RF_ERROR, err);
     return RF_NODE_ESTORAGE;
   }
-  rf_membership_restore(n->ms, rs); /* addresses, from the whole log */
   if (m.index > last || (m.index > rs->snap_index &&
                          rs->log[m.index - rs->snap_index - 1].term != m.term)) {
     rs->snap_index = m.index;
     rs->snap_term = m.term;
     rs->log = NULL;
     rs->n = 0;
+    rf_membership_restore(n->ms, rs);
     if ((rc = n->storage->ops->compact(n->storage, m.index, m.term,
                                        on_compacted, n)) < 0)
       return rc;
   } else {
+    rf_membership_restore(n->ms, rs); /* addresses, from the whole log */
     skip_covered(n, rs, &m);
   }
   /* the snapshot's configuration is the one at its index; entries after
