@@ -306,7 +306,7 @@ describe("scripts and snapshots (3 nodes on disk)", function()
   after_each(function()
     local cc = c
     c = nil
-    if cc then assert(cc:shutdown()) end
+    H.shutdown(cc) -- names the node that did not stop cleanly
   end)
   teardown(function() cluster.kill_all() end)
 
